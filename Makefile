@@ -1,0 +1,35 @@
+# galley's two commands: `make demo` runs the whole thing, `make test` runs
+# every test against a real Kafka and a real CQL database. Both start the
+# local stack (scripts/stack) themselves.
+
+CARGO ?= cargo
+
+.PHONY: demo test build lint fmt stack-up stack-down stack-status prereqs
+
+demo: prereqs
+	scripts/demo
+
+test: prereqs
+	scripts/test
+
+prereqs:
+	scripts/prereqs
+
+build:
+	$(CARGO) build --all-targets
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+stack-up:
+	scripts/stack up
+
+stack-down:
+	scripts/stack down
+
+stack-status:
+	scripts/stack status

@@ -1,0 +1,275 @@
+//! What each subcommand does. `main.rs` parses arguments and calls these.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::producer::FutureProducer;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::api;
+use crate::codec::Codec;
+use crate::config::Config;
+use crate::kafka;
+use crate::pipeline::{self, PipelineContext, PipelineHealth, Publisher, Stopped};
+use crate::shop::generator::{self, GeneratorSettings};
+use crate::shop::{ShopProcessor, ShopSettings};
+use crate::store::{self, migrate, projections::ProjectionStore};
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// `galley migrate`: creates the keyspace and applies pending migrations.
+pub fn migrate(config: Config) -> anyhow::Result<()> {
+    runtime()?.block_on(async {
+        let session = store::connect(&config.cql).await?;
+        let report =
+            migrate::apply(&session, &config.cql.keyspace, &config.cql.replication).await?;
+        println!(
+            "keyspace {}: applied {:?}, already applied {:?}",
+            config.cql.keyspace, report.applied, report.already_applied
+        );
+        Ok(())
+    })
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CreateTopicsArgs {
+    /// Partitions of each input topic (and of the results and dead-letter topics).
+    #[arg(long, default_value_t = 6)]
+    pub partitions: i32,
+    /// Replication factor; 1 for a single local broker.
+    #[arg(long, default_value_t = 1)]
+    pub replication: i32,
+}
+
+/// `galley create-topics`: creates the four topics if they are missing.
+pub fn create_topics(config: Config, args: CreateTopicsArgs) -> anyhow::Result<()> {
+    runtime()?.block_on(async {
+        let t = &config.topics;
+        let names = [
+            t.orders.as_str(),
+            t.inventory.as_str(),
+            t.results.as_str(),
+            t.dead_letter.as_str(),
+        ];
+        kafka::ensure_topics(&config.kafka, &names, args.partitions, args.replication).await?;
+        println!("topics ready: {}", names.join(", "));
+        Ok(())
+    })
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ProduceArgs {
+    /// Messages to send, poison included.
+    #[arg(long, default_value_t = 1000)]
+    pub count: usize,
+    /// Messages per second; 0 sends as fast as the broker takes them.
+    #[arg(long, default_value_t = 2000)]
+    pub rate: u32,
+    #[arg(long, default_value_t = 50)]
+    pub customers: usize,
+    #[arg(long, default_value_t = 20)]
+    pub skus: usize,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Share of poison messages, 0.0 to 1.0.
+    #[arg(long, default_value_t = 0.01)]
+    pub poison_fraction: f64,
+    /// Share of order events that break the state machine on purpose.
+    #[arg(long, default_value_t = 0.02)]
+    pub invalid_fraction: f64,
+    /// Event time of the first event in ms since the epoch; default: now minus the stream's span.
+    #[arg(long)]
+    pub start_ms: Option<i64>,
+}
+
+/// `galley produce`: generates a shop stream and sends it.
+pub fn produce(config: Config, args: ProduceArgs) -> anyhow::Result<()> {
+    if !(0.0..=1.0).contains(&args.poison_fraction) || !(0.0..=1.0).contains(&args.invalid_fraction)
+    {
+        bail!("--poison-fraction and --invalid-fraction must be between 0 and 1");
+    }
+    let codec = Codec::new().context("loading schemas")?;
+    let defaults = GeneratorSettings::default();
+    let span = defaults.step_ms * args.count as i64;
+    let settings = GeneratorSettings {
+        count: args.count,
+        customers: args.customers,
+        skus: args.skus,
+        seed: args.seed,
+        poison_fraction: args.poison_fraction,
+        invalid_fraction: args.invalid_fraction,
+        start_ms: args.start_ms.unwrap_or_else(|| pipeline::unix_ms() - span),
+        ..defaults
+    };
+    let (messages, summary) = generator::generate(&codec, &settings);
+    runtime()?.block_on(async {
+        let producer: FutureProducer = kafka::producer_config(&config.kafka)
+            .create()
+            .context("creating the Kafka producer")?;
+        let started = Instant::now();
+        let acknowledged = generator::send_all(
+            &producer,
+            &config.topics.orders,
+            &config.topics.inventory,
+            &messages,
+            args.rate,
+        )
+        .await
+        .context("sending the stream")?;
+        let failed = messages.len() - acknowledged;
+        let elapsed = started.elapsed();
+        println!(
+            "sent {} messages in {:.1}s ({} failed) to {} and {}",
+            messages.len(),
+            elapsed.as_secs_f64(),
+            failed,
+            config.topics.orders,
+            config.topics.inventory
+        );
+        println!(
+            "orders started: {}, invalid transitions: {}",
+            summary.orders, summary.invalid_transitions
+        );
+        for (label, n) in &summary.by_label {
+            println!("  {label:<28} {n}");
+        }
+        for (class, n) in &summary.by_poison_class {
+            println!("  poison/{class:<21} {n}");
+        }
+        if failed > 0 {
+            bail!("{failed} messages were not acknowledged");
+        }
+        Ok(())
+    })
+}
+
+/// `galley run`: the service, until SIGTERM or SIGINT.
+pub fn run(config: Config) -> anyhow::Result<()> {
+    runtime()?.block_on(run_async(config))
+}
+
+async fn run_async(config: Config) -> anyhow::Result<()> {
+    let metrics_handle = crate::telemetry::init_metrics()?;
+    let codec = Arc::new(Codec::new().context("loading schemas")?);
+    let session = store::connect(&config.cql).await?;
+    migrate::check(&session, &config.cql.keyspace).await?;
+    let projections =
+        Arc::new(ProjectionStore::prepare(session.clone(), &config.cql.keyspace).await?);
+
+    let producer: FutureProducer = kafka::producer_config(&config.kafka)
+        .create()
+        .context("creating the Kafka producer")?;
+    let consumer: StreamConsumer<PipelineContext> = kafka::consumer_config(&config.kafka)
+        .create_with_context(PipelineContext::new())
+        .context("creating the Kafka consumer")?;
+    let consumer = Arc::new(consumer);
+    consumer
+        .subscribe(&[&config.topics.orders, &config.topics.inventory])
+        .context("subscribing to the input topics")?;
+
+    let health = PipelineHealth::new();
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+
+    let admin = api::serve(
+        "admin.listen",
+        config.admin_addr(),
+        api::admin::router(api::admin::AdminState {
+            metrics: metrics_handle,
+            health: health.clone(),
+            session: session.clone(),
+            producer: producer.clone(),
+        }),
+        shutdown_rx.clone(),
+    )
+    .await?;
+    info!(admin = %admin, "admin listener up");
+    let query = api::serve(
+        "api.listen",
+        config.api_addr(),
+        api::query::router(api::query::QueryState {
+            store: projections.clone(),
+        }),
+        shutdown_rx.clone(),
+    )
+    .await?;
+    info!(api = %query, "query listener up");
+
+    let lag = tokio::spawn(api::admin::track_lag(
+        consumer.clone(),
+        config.pipeline.lag_refresh_interval,
+        shutdown_rx.clone(),
+    ));
+
+    let publisher = Publisher::new(
+        producer.clone(),
+        config.topics.dead_letter.clone(),
+        config.kafka.delivery_timeout,
+    );
+    let processor = ShopProcessor::new(
+        codec,
+        projections,
+        ShopSettings {
+            topics: config.topics.clone(),
+            low_stock_threshold: config.shop.low_stock_threshold,
+            max_event_bytes: config.pipeline.max_event_bytes,
+            max_concurrent_statements: config.cql.max_concurrent_statements,
+        },
+    );
+
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        info!("shutdown asked; draining");
+        let _ = shutdown_tx.send(true);
+    });
+
+    info!(
+        orders = %config.topics.orders,
+        inventory = %config.topics.inventory,
+        group = %config.kafka.group_id,
+        "galley running"
+    );
+    let stopped = pipeline::run(
+        consumer,
+        publisher.clone(),
+        processor,
+        config.pipeline.clone(),
+        health,
+        shutdown_rx,
+    )
+    .await;
+    publisher.flush(Duration::from_secs(5));
+    lag.abort();
+    match stopped {
+        Stopped::Drained => {
+            info!("stopped cleanly");
+            Ok(())
+        }
+        Stopped::DeadlineExceeded => {
+            warn!("stopped at the deadline with work unfinished; it will be redone");
+            bail!("shutdown deadline exceeded")
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

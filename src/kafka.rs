@@ -1,0 +1,118 @@
+//! Kafka client configuration shared by every consumer, producer and admin
+//! client galley makes, plus topic administration.
+//!
+//! Settings that matter for the guarantees live here rather than at each call
+//! site: producers are idempotent and use Java's murmur2 partitioner (so that
+//! galley's re-keyed events land where a Java producer would put them), and
+//! consumers never store offsets on their own.
+
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::error::RDKafkaErrorCode;
+
+use crate::config::KafkaConfig;
+
+/// Settings common to every client: brokers, identity and security.
+pub fn base_config(cfg: &KafkaConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &cfg.brokers)
+        .set("client.id", &cfg.client_id)
+        .set("security.protocol", &cfg.security_protocol)
+        // Fail fast on a broker that is down, but keep reconnecting in the background.
+        .set("reconnect.backoff.ms", "100")
+        .set("reconnect.backoff.max.ms", "2000")
+        .set_log_level(RDKafkaLogLevel::Warning);
+    if cfg.security_protocol.starts_with("sasl") {
+        c.set("sasl.mechanism", &cfg.sasl_mechanism)
+            .set("sasl.username", &cfg.sasl_username)
+            .set("sasl.password", cfg.sasl_password.expose());
+    }
+    c
+}
+
+/// An idempotent producer whose sends are acknowledged by all in-sync replicas.
+pub fn producer_config(cfg: &KafkaConfig) -> ClientConfig {
+    let mut c = base_config(cfg);
+    c.set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "5")
+        .set("compression.type", "lz4")
+        .set(
+            "delivery.timeout.ms",
+            cfg.delivery_timeout.as_millis().to_string(),
+        )
+        .set("retry.backoff.ms", "20");
+    c
+}
+
+/// A group consumer that leaves offset storing to galley: an offset is stored
+/// only after the effects of its event are published and written.
+pub fn consumer_config(cfg: &KafkaConfig) -> ClientConfig {
+    let mut c = base_config(cfg);
+    c.set("group.id", &cfg.group_id)
+        .set("enable.auto.offset.store", "false")
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "1000")
+        .set("auto.offset.reset", "earliest")
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("isolation.level", "read_committed")
+        .set(
+            "session.timeout.ms",
+            cfg.session_timeout.as_millis().to_string(),
+        )
+        .set(
+            "heartbeat.interval.ms",
+            (cfg.session_timeout.as_millis() / 4).max(100).to_string(),
+        )
+        .set("enable.partition.eof", "false");
+    c
+}
+
+/// Why a topic could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum TopicError {
+    #[error("cannot create admin client: {0}")]
+    Client(#[source] rdkafka::error::KafkaError),
+    #[error("cannot create topic {topic}: {message}")]
+    Create { topic: String, message: String },
+}
+
+/// Creates each topic that does not exist yet; existing topics are left as they are.
+pub async fn ensure_topics(
+    cfg: &KafkaConfig,
+    topics: &[&str],
+    partitions: i32,
+    replication: i32,
+) -> Result<(), TopicError> {
+    let admin: AdminClient<DefaultClientContext> =
+        base_config(cfg).create().map_err(TopicError::Client)?;
+    let new_topics: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(replication)))
+        .collect();
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results =
+        admin
+            .create_topics(&new_topics, &opts)
+            .await
+            .map_err(|e| TopicError::Create {
+                topic: topics.join(","),
+                message: e.to_string(),
+            })?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => {
+                return Err(TopicError::Create {
+                    topic,
+                    message: code.to_string(),
+                })
+            }
+        }
+    }
+    Ok(())
+}

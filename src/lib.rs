@@ -1,0 +1,26 @@
+//! galley: upstream domain events arrive on Kafka, pure handlers decide what
+//! they mean, projections land in ScyllaDB exactly once in effect, result
+//! events go back to Kafka, and dashboards read the projections over HTTP.
+//!
+//! Modules, one job each:
+//! - [`config`]: typed configuration from a TOML file and `GALLEY_*` overrides.
+//! - [`codec`]: Avro schemas, the Confluent wire format, typed decode/encode.
+//! - [`domain`]: the shop's events, state and handlers; pure, no I/O.
+//! - [`pipeline`]: consume, batch, apply, publish, write, commit; knows nothing of the shop.
+//! - [`store`]: the CQL session, migrations, prepared statements, row mapping.
+//! - [`api`]: the dashboard query routes and the operators' admin listener.
+//! - [`shop`]: the reference domain wired into the engine, and its event generator.
+//! - [`telemetry`]: logging setup and every metric name.
+//! - [`cli`]: what each subcommand does, for the thin `main.rs`.
+//! - [`kafka`]: client configuration shared by every producer, consumer and admin client.
+
+pub mod api;
+pub mod cli;
+pub mod codec;
+pub mod config;
+pub mod domain;
+pub mod kafka;
+pub mod pipeline;
+pub mod shop;
+pub mod store;
+pub mod telemetry;

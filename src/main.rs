@@ -1,0 +1,63 @@
+//! The `galley` command: parses the command line and hands over to the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "galley",
+    version,
+    about = "Kafka in, exactly-once projections, result events out"
+)]
+struct Cli {
+    /// Config file (default: $GALLEY_CONFIG, else config/galley.toml if present).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Consume, apply, publish and serve until SIGTERM or SIGINT.
+    Run,
+    /// Create the keyspace and apply CQL migrations (idempotent).
+    Migrate,
+    /// Create galley's topics if they do not exist.
+    CreateTopics(galley::cli::CreateTopicsArgs),
+    /// Generate and send a realistic stream of shop events.
+    Produce(galley::cli::ProduceArgs),
+    /// Check the config and print it with secrets redacted.
+    CheckConfig,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match galley::config::Config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("galley: invalid configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    galley::telemetry::init_logging(&config.log);
+    let result = match cli.command {
+        Command::Run => galley::cli::run(config),
+        Command::Migrate => galley::cli::migrate(config),
+        Command::CreateTopics(args) => galley::cli::create_topics(config, args),
+        Command::Produce(args) => galley::cli::produce(config, args),
+        Command::CheckConfig => {
+            println!("{config:#?}");
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("galley: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! The consumer's rebalance callbacks: commit before partitions are released,
+//! and tell the processing loop which partitions it lost.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::TopicPartitionList;
+use tracing::{info, warn};
+
+use crate::telemetry as t;
+
+/// Rebalance news from the callback to the processing loop.
+#[derive(Debug, Clone, Default)]
+pub struct GroupEvents {
+    inner: Arc<Mutex<GroupState>>,
+}
+
+#[derive(Debug, Default)]
+struct GroupState {
+    owned: BTreeSet<(String, i32)>,
+    revoked_since_last_take: Vec<(String, i32)>,
+}
+
+impl GroupEvents {
+    /// Partitions revoked since the last call, and how many are owned now.
+    pub fn take(&self) -> (Vec<(String, i32)>, usize) {
+        match self.inner.lock() {
+            Ok(mut state) => {
+                let revoked = std::mem::take(&mut state.revoked_since_last_take);
+                (revoked, state.owned.len())
+            }
+            Err(_) => (Vec::new(), 0),
+        }
+    }
+
+    /// The partitions this process owns now.
+    pub fn owned(&self) -> Vec<(String, i32)> {
+        self.inner
+            .lock()
+            .map(|s| s.owned.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn update(&self, f: impl FnOnce(&mut GroupState)) {
+        if let Ok(mut state) = self.inner.lock() {
+            f(&mut state);
+            metrics::gauge!(t::PARTITIONS_OWNED).set(state.owned.len() as f64);
+        }
+    }
+}
+
+/// The consumer context galley's group consumer runs with.
+#[derive(Debug, Default)]
+pub struct PipelineContext {
+    events: GroupEvents,
+}
+
+impl PipelineContext {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn events(&self) -> GroupEvents {
+        self.events.clone()
+    }
+}
+
+fn partitions(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
+    tpl.elements()
+        .iter()
+        .map(|e| (e.topic().to_string(), e.partition()))
+        .collect()
+}
+
+impl ClientContext for PipelineContext {}
+
+impl ConsumerContext for PipelineContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let revoked = partitions(tpl);
+            metrics::counter!(t::REBALANCES_TOTAL, "kind" => "revoke").increment(1);
+            // The loop polls only between batches, so every processed event's
+            // offset is already stored: commit them before letting go.
+            if consumer.assignment_lost() {
+                warn!(
+                    ?revoked,
+                    "partitions lost (session timed out); not committing"
+                );
+            } else if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+                info!(error = %e, ?revoked, "commit on revoke");
+            }
+            info!(?revoked, "partitions revoked");
+            self.events.update(|s| {
+                for p in &revoked {
+                    s.owned.remove(p);
+                }
+                s.revoked_since_last_take.extend(revoked.iter().cloned());
+            });
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                let assigned = partitions(tpl);
+                metrics::counter!(t::REBALANCES_TOTAL, "kind" => "assign").increment(1);
+                info!(?assigned, "partitions assigned");
+                self.events.update(|s| s.owned.extend(assigned));
+            }
+            Rebalance::Revoke(_) => {}
+            Rebalance::Error(e) => warn!(error = %e, "rebalance error"),
+        }
+    }
+}

@@ -1,0 +1,408 @@
+//! The engine: consume, batch, hand the batch to a [`Processor`], publish what
+//! it emitted, let it write its rows, then store the offsets. It knows nothing
+//! of the shop.
+//!
+//! # Order of effects, and what it guarantees
+//! For every batch, strictly in this order:
+//! 1. the processor decodes and computes (`prepare`), without changing any
+//!    state that outlives the batch;
+//! 2. every emitted message and dead letter is published and acknowledged by
+//!    the broker (idempotent producer, `acks=all`);
+//! 3. the processor writes its rows (`write`);
+//! 4. only then are the batch's offsets stored for commit
+//!    (`enable.auto.offset.store=false`).
+//!
+//! A failure at any step is retried with capped exponential backoff, from that
+//! step, with the same values; the process never moves past a batch it could
+//! not finish. A crash at any point leaves the committed offset at or before
+//! the batch, so the batch is processed again: the processor's row
+//! watermarks make the repeated writes converge, and re-published messages
+//! carry the same deterministic ids, so consumers can drop them.
+//!
+//! # Rebalances and shutdown
+//! The consumer is polled only between batches, and librdkafka runs rebalance
+//! callbacks inside the poll, so a revocation never interrupts a batch: by
+//! the time the callback runs, every processed event's offset is stored, and
+//! the callback commits them synchronously before the partitions are
+//! released. Messages of a revoked partition that were polled into a batch
+//! still being filled are dropped unprocessed; the partition's next owner
+//! reads them from the committed offset. On shutdown the loop stops polling,
+//! finishes the batch in hand within the shutdown deadline, commits, and
+//! leaves the group.
+
+mod consumer;
+mod publish;
+mod retry;
+
+pub use consumer::{GroupEvents, PipelineContext};
+pub use publish::Publisher;
+pub use retry::Backoff;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::config::PipelineConfig;
+use crate::telemetry as t;
+
+/// One consumed record, owned so that it can outlive the poll that produced it.
+#[derive(Debug, Clone)]
+pub struct InputRecord {
+    pub topic: Arc<str>,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+    /// The record's Kafka timestamp in milliseconds, when it has one.
+    pub timestamp_ms: Option<i64>,
+}
+
+/// A message the pipeline publishes on a processor's behalf.
+#[derive(Debug, Clone)]
+pub struct OutgoingMessage {
+    pub topic: String,
+    pub key: Vec<u8>,
+    pub payload: Vec<u8>,
+    pub headers: Vec<(&'static str, Vec<u8>)>,
+    /// The event type, a metric label.
+    pub event_type: &'static str,
+}
+
+/// A poison record and why it could not be processed.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    pub topic: Arc<str>,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+    /// A stable class name such as `bad_magic` or `validation` (a metric label).
+    pub error_class: &'static str,
+    pub message: String,
+    /// Where in processing it failed: `decode` or `validate`.
+    pub stage: &'static str,
+}
+
+/// What a processor computed for one batch.
+pub struct Effects<W> {
+    /// Published and acknowledged before `writes` are applied.
+    pub messages: Vec<OutgoingMessage>,
+    pub dead_letters: Vec<DeadLetter>,
+    /// Opaque to the pipeline: handed back to [`Processor::write`].
+    pub writes: W,
+}
+
+/// A step of processing that failed in a way worth retrying.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct RetryableError(pub String);
+
+/// Turns batches of records into effects. Implemented by each domain.
+pub trait Processor: Send + 'static {
+    type Writes: Send + 'static;
+
+    /// Decodes and applies a batch without changing any state that outlives
+    /// the call, so that it can be retried. Records are in offset order
+    /// within each partition.
+    fn prepare(
+        &mut self,
+        batch: &[InputRecord],
+    ) -> impl Future<Output = Result<Effects<Self::Writes>, RetryableError>> + Send;
+
+    /// Writes the rows computed by `prepare`. Must be idempotent: after a
+    /// failure it is called again with the same writes.
+    fn write(
+        &mut self,
+        writes: &Self::Writes,
+    ) -> impl Future<Output = Result<(), RetryableError>> + Send;
+
+    /// Adopts the state `writes` describes as current (after a successful write).
+    fn committed(&mut self, writes: Self::Writes);
+
+    /// Forgets everything cached for partitions this process no longer owns.
+    fn partitions_revoked(&mut self, partitions: &[(String, i32)]);
+}
+
+/// Live facts about the pipeline that readiness and metrics report.
+#[derive(Debug, Default)]
+pub struct PipelineHealth {
+    /// The consumer holds at least one partition or has joined the group.
+    pub has_assignment: AtomicBool,
+    /// The last publish to Kafka succeeded.
+    pub kafka_ok: AtomicBool,
+    /// The last statement against the database succeeded.
+    pub db_ok: AtomicBool,
+    /// Unix ms of the last completed batch (0 before the first).
+    pub last_batch_ms: AtomicI64,
+}
+
+impl PipelineHealth {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            kafka_ok: AtomicBool::new(true),
+            db_ok: AtomicBool::new(true),
+            ..Self::default()
+        })
+    }
+}
+
+/// How a pipeline run ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Stopped {
+    /// Everything polled was processed and committed.
+    Drained,
+    /// The shutdown deadline passed with a batch unfinished; it will be
+    /// processed again by whoever owns its partitions next.
+    DeadlineExceeded,
+}
+
+/// Runs the consume-apply-publish-write-commit loop until `shutdown` turns true.
+pub async fn run<P: Processor>(
+    consumer: Arc<StreamConsumer<PipelineContext>>,
+    publisher: Publisher,
+    mut processor: P,
+    cfg: PipelineConfig,
+    health: Arc<PipelineHealth>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Stopped {
+    let group_events = consumer.context().events();
+    let mut batch: Vec<InputRecord> = Vec::with_capacity(cfg.batch_max_events);
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        let stopping = fill_batch(&consumer, &cfg, &mut batch, &mut shutdown).await;
+        apply_group_events(&group_events, &mut batch, &mut processor, &health);
+        if !batch.is_empty() {
+            let deadline = stopping.then(|| Instant::now() + cfg.shutdown_deadline);
+            let outcome = process_batch(
+                &consumer,
+                &publisher,
+                &mut processor,
+                &cfg,
+                &health,
+                &batch,
+                &mut shutdown,
+                deadline,
+            )
+            .await;
+            batch.clear();
+            if outcome == BatchOutcome::Abandoned {
+                warn!(
+                    "shutdown deadline passed with a batch unfinished; it will be processed again"
+                );
+                return Stopped::DeadlineExceeded;
+            }
+        }
+        if stopping {
+            break;
+        }
+    }
+    if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+        // Nothing stored since the last commit is not an error worth more than a note.
+        info!(error = %e, "final commit");
+    }
+    consumer.unsubscribe();
+    Stopped::Drained
+}
+
+/// Polls until the batch is full, its linger has passed, or shutdown is asked.
+/// Returns whether shutdown was asked.
+async fn fill_batch(
+    consumer: &StreamConsumer<PipelineContext>,
+    cfg: &PipelineConfig,
+    batch: &mut Vec<InputRecord>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
+    let mut linger_until: Option<tokio::time::Instant> = None;
+    // An idle consumer still wakes up now and then, so that revocations seen
+    // by the callback reach the processor without waiting for a message.
+    let idle_wake = tokio::time::Instant::now() + Duration::from_millis(500);
+    while batch.len() < cfg.batch_max_events {
+        let wake_at = linger_until.unwrap_or(idle_wake);
+        tokio::select! {
+            biased;
+            changed = shutdown.changed() => {
+                if changed.is_err() || *shutdown.borrow() {
+                    return true;
+                }
+            }
+            received = consumer.recv() => match received {
+                Ok(msg) => {
+                    let topic: Arc<str> = match batch.last() {
+                        Some(prev) if &*prev.topic == msg.topic() => prev.topic.clone(),
+                        _ => Arc::from(msg.topic()),
+                    };
+                    metrics::counter!(t::EVENTS_CONSUMED_TOTAL, "topic" => topic.to_string()).increment(1);
+                    batch.push(InputRecord {
+                        topic,
+                        partition: msg.partition(),
+                        offset: msg.offset(),
+                        key: msg.key().map(<[u8]>::to_vec),
+                        payload: msg.payload().map(<[u8]>::to_vec),
+                        timestamp_ms: msg.timestamp().to_millis(),
+                    });
+                    if linger_until.is_none() {
+                        linger_until = Some(tokio::time::Instant::now() + cfg.batch_linger);
+                    }
+                }
+                Err(e) => {
+                    warn!(error = %e, "consumer error; continuing");
+                }
+            },
+            _ = tokio::time::sleep_until(wake_at) => {
+                if linger_until.is_some() || batch.is_empty() {
+                    return false;
+                }
+            }
+        }
+    }
+    false
+}
+
+/// Applies revocations seen by the rebalance callback: drops unprocessed
+/// records of revoked partitions and tells the processor to forget them.
+fn apply_group_events<P: Processor>(
+    events: &GroupEvents,
+    batch: &mut Vec<InputRecord>,
+    processor: &mut P,
+    health: &PipelineHealth,
+) {
+    let (revoked, owned) = events.take();
+    health.has_assignment.store(owned > 0, Ordering::Relaxed);
+    if revoked.is_empty() {
+        return;
+    }
+    batch.retain(|r| {
+        !revoked
+            .iter()
+            .any(|(t, p)| *p == r.partition && t.as_str() == &*r.topic)
+    });
+    processor.partitions_revoked(&revoked);
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum BatchOutcome {
+    Done,
+    Abandoned,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn process_batch<P: Processor>(
+    consumer: &StreamConsumer<PipelineContext>,
+    publisher: &Publisher,
+    processor: &mut P,
+    cfg: &PipelineConfig,
+    health: &PipelineHealth,
+    batch: &[InputRecord],
+    shutdown: &mut watch::Receiver<bool>,
+    mut deadline: Option<Instant>,
+) -> BatchOutcome {
+    let started = Instant::now();
+    metrics::gauge!(t::EVENTS_IN_FLIGHT).set(batch.len() as f64);
+    let mut backoff = Backoff::new(cfg.retry_initial_backoff, cfg.retry_max_backoff);
+
+    // Each step retries on its own: a later failure never repeats an earlier success.
+    let effects = loop {
+        match processor.prepare(batch).await {
+            Ok(effects) => {
+                health.db_ok.store(true, Ordering::Relaxed);
+                break effects;
+            }
+            Err(e) => {
+                health.db_ok.store(false, Ordering::Relaxed);
+                warn!(error = %e, "preparing batch failed; retrying");
+                if !backoff.wait(shutdown, &mut deadline, cfg).await {
+                    return BatchOutcome::Abandoned;
+                }
+            }
+        }
+    };
+
+    backoff.reset();
+    loop {
+        match publisher
+            .publish_all(&effects.messages, &effects.dead_letters)
+            .await
+        {
+            Ok(()) => {
+                health.kafka_ok.store(true, Ordering::Relaxed);
+                break;
+            }
+            Err(e) => {
+                health.kafka_ok.store(false, Ordering::Relaxed);
+                warn!(error = %e, "publishing failed; retrying the whole batch's messages");
+                if !backoff.wait(shutdown, &mut deadline, cfg).await {
+                    return BatchOutcome::Abandoned;
+                }
+            }
+        }
+    }
+
+    backoff.reset();
+    loop {
+        match processor.write(&effects.writes).await {
+            Ok(()) => {
+                health.db_ok.store(true, Ordering::Relaxed);
+                break;
+            }
+            Err(e) => {
+                health.db_ok.store(false, Ordering::Relaxed);
+                warn!(error = %e, "writing rows failed; retrying");
+                if !backoff.wait(shutdown, &mut deadline, cfg).await {
+                    return BatchOutcome::Abandoned;
+                }
+            }
+        }
+    }
+    processor.committed(effects.writes);
+
+    store_offsets(consumer, batch);
+    let now_ms = unix_ms();
+    for record in batch {
+        if let Some(ts) = record.timestamp_ms {
+            let secs = (now_ms - ts).max(0) as f64 / 1000.0;
+            metrics::histogram!(t::END_TO_END_LATENCY_SECONDS).record(secs);
+        }
+    }
+    health.last_batch_ms.store(now_ms, Ordering::Relaxed);
+    metrics::histogram!(t::BATCH_EVENTS).record(batch.len() as f64);
+    metrics::histogram!(t::BATCH_DURATION_SECONDS).record(started.elapsed().as_secs_f64());
+    metrics::gauge!(t::EVENTS_IN_FLIGHT).set(0.0);
+    BatchOutcome::Done
+}
+
+/// Stores, per partition, the offset after the last record of the batch.
+fn store_offsets(consumer: &StreamConsumer<PipelineContext>, batch: &[InputRecord]) {
+    let mut next: BTreeMap<(&str, i32), i64> = BTreeMap::new();
+    for r in batch {
+        let slot = next.entry((&r.topic, r.partition)).or_insert(r.offset + 1);
+        *slot = (*slot).max(r.offset + 1);
+    }
+    let mut tpl = TopicPartitionList::with_capacity(next.len());
+    for ((topic, partition), offset) in next {
+        if let Err(e) = tpl.add_partition_offset(topic, partition, Offset::Offset(offset)) {
+            warn!(topic, partition, offset, error = %e, "cannot record offset");
+        }
+    }
+    if let Err(e) = consumer.store_offsets(&tpl) {
+        // The partition was revoked meanwhile: its new owner redoes the batch,
+        // and the row watermarks make that harmless.
+        warn!(error = %e, "storing offsets failed; the batch will be processed again");
+    }
+}
+
+pub(crate) fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,159 @@
+//! Publishing a batch's messages and dead letters, and waiting for every
+//! acknowledgement before the batch's rows may be written.
+
+use std::time::Duration;
+
+use futures::future::join_all;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::util::Timeout;
+
+use super::{DeadLetter, OutgoingMessage, RetryableError};
+use crate::telemetry as t;
+
+/// Kafka Connect's dead-letter header names, which existing tooling reads.
+pub mod dlq_headers {
+    pub const TOPIC: &str = "__connect.errors.topic";
+    pub const PARTITION: &str = "__connect.errors.partition";
+    pub const OFFSET: &str = "__connect.errors.offset";
+    pub const CLASS: &str = "__connect.errors.exception.class.name";
+    pub const MESSAGE: &str = "__connect.errors.exception.message";
+    pub const STAGE: &str = "__connect.errors.stage";
+    pub const CONNECTOR: &str = "__connect.errors.connector.name";
+}
+
+/// Sends messages through one idempotent producer.
+#[derive(Clone)]
+pub struct Publisher {
+    producer: FutureProducer,
+    dead_letter_topic: String,
+    delivery_timeout: Duration,
+}
+
+impl Publisher {
+    pub fn new(
+        producer: FutureProducer,
+        dead_letter_topic: String,
+        delivery_timeout: Duration,
+    ) -> Self {
+        Self {
+            producer,
+            dead_letter_topic,
+            delivery_timeout,
+        }
+    }
+
+    pub fn producer(&self) -> &FutureProducer {
+        &self.producer
+    }
+
+    /// Publishes everything, in order, and returns once all are acknowledged.
+    /// On any failure the caller retries the whole set: re-sending in the
+    /// original order keeps per-key order intact, and duplicates carry the
+    /// same event ids.
+    pub async fn publish_all(
+        &self,
+        messages: &[OutgoingMessage],
+        dead_letters: &[DeadLetter],
+    ) -> Result<(), RetryableError> {
+        if messages.is_empty() && dead_letters.is_empty() {
+            return Ok(());
+        }
+        let timeout = Timeout::After(self.delivery_timeout);
+        let mut pending = Vec::with_capacity(messages.len() + dead_letters.len());
+        for m in messages {
+            let mut headers = OwnedHeaders::new_with_capacity(m.headers.len());
+            for (name, value) in &m.headers {
+                headers = headers.insert(Header {
+                    key: name,
+                    value: Some(value.as_slice()),
+                });
+            }
+            let record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&m.topic)
+                .key(m.key.as_slice())
+                .payload(m.payload.as_slice())
+                .headers(headers);
+            pending.push((
+                m.topic.as_str(),
+                m.event_type,
+                self.producer.send(record, timeout),
+            ));
+        }
+        for d in dead_letters {
+            let partition = d.partition.to_string();
+            let offset = d.offset.to_string();
+            let headers = OwnedHeaders::new_with_capacity(7)
+                .insert(Header {
+                    key: dlq_headers::TOPIC,
+                    value: Some(d.topic.as_bytes()),
+                })
+                .insert(Header {
+                    key: dlq_headers::PARTITION,
+                    value: Some(partition.as_bytes()),
+                })
+                .insert(Header {
+                    key: dlq_headers::OFFSET,
+                    value: Some(offset.as_bytes()),
+                })
+                .insert(Header {
+                    key: dlq_headers::CLASS,
+                    value: Some(d.error_class.as_bytes()),
+                })
+                .insert(Header {
+                    key: dlq_headers::MESSAGE,
+                    value: Some(d.message.as_bytes()),
+                })
+                .insert(Header {
+                    key: dlq_headers::STAGE,
+                    value: Some(d.stage.as_bytes()),
+                })
+                .insert(Header {
+                    key: dlq_headers::CONNECTOR,
+                    value: Some("galley".as_bytes()),
+                });
+            let mut record: FutureRecord<'_, [u8], [u8]> =
+                FutureRecord::to(&self.dead_letter_topic).headers(headers);
+            if let Some(key) = &d.key {
+                record = record.key(key.as_slice());
+            }
+            if let Some(payload) = &d.payload {
+                record = record.payload(payload.as_slice());
+            }
+            pending.push((
+                self.dead_letter_topic.as_str(),
+                "DeadLetter",
+                self.producer.send(record, timeout),
+            ));
+        }
+        let (labels, futures): (Vec<_>, Vec<_>) =
+            pending.into_iter().map(|(t, e, f)| ((t, e), f)).unzip();
+        let results = join_all(futures).await;
+        let mut first_error = None;
+        for ((topic, event_type), result) in labels.into_iter().zip(results) {
+            match result {
+                Ok(_) => {
+                    metrics::counter!(t::EVENTS_PUBLISHED_TOTAL, "topic" => topic.to_string(), "event_type" => event_type)
+                        .increment(1);
+                }
+                Err((e, _)) => {
+                    metrics::counter!(t::PUBLISH_ERRORS_TOTAL, "topic" => topic.to_string())
+                        .increment(1);
+                    if first_error.is_none() {
+                        first_error = Some(format!("publish to {topic} failed: {e}"));
+                    }
+                }
+            }
+        }
+        match first_error {
+            None => Ok(()),
+            Some(message) => Err(RetryableError(message)),
+        }
+    }
+
+    /// Waits for queued messages to leave, for a clean shutdown.
+    pub fn flush(&self, timeout: Duration) {
+        if let Err(e) = self.producer.flush(Timeout::After(timeout)) {
+            tracing::warn!(error = %e, "producer flush at shutdown");
+        }
+    }
+}

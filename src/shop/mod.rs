@@ -1,0 +1,894 @@
+//! The shop wired into the engine: decodes the shop's topics, loads and
+//! caches the rows each event needs, runs the pure handlers of
+//! [`crate::domain`], and turns their decisions into messages and row writes.
+//!
+//! # Exactly once in effect
+//! Every row has one owner, the input partition its key hashes to: orders and
+//! their customer-list entries belong to the order's partition of the orders
+//! topic; a SKU's stock and reservations to its partition of the inventory
+//! topic; sales are counted in one sub-row per (minute, source partition) and
+//! summed when read. Each row stores the offset of the last event applied to
+//! it, and an event at or below that offset is skipped for that row, so a
+//! replayed batch changes nothing it already changed. Handlers compute
+//! absolute values from the row they read, never increments, so writing the
+//! same decision twice is harmless.
+//!
+//! Within a batch, rows derived from an order (sales sub-rows, the customer
+//! list) are written before the order row itself. A crash between the two
+//! leaves the derived rows ahead of the order, never behind: the replay
+//! recomputes the order from its older state, and each derived row skips the
+//! contributions its watermark already holds. A SKU's stock and reservation
+//! rows share one CQL partition and are written in one single-partition
+//! batch, which the database applies atomically, because the reservation row
+//! decides idempotence and must never disagree with the counts.
+//!
+//! Writes carry `USING TIMESTAMP <offset>`: a former owner that wakes up late
+//! (a paused process whose partitions moved) writes older timestamps than the
+//! current owner and cannot overwrite its newer state.
+
+pub mod generator;
+
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
+use std::hash::Hash;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::future::{BoxFuture, FutureExt};
+use futures::stream::{self, StreamExt, TryStreamExt};
+
+use crate::codec::Codec;
+use crate::config::TopicsConfig;
+use crate::domain::inventory::{self, Reservation, Stock};
+use crate::domain::order::{self, Order};
+use crate::domain::{
+    minute_of, Emitted, EventIds, EventOrigin, InventoryEvent, OrderEvent, Outcome,
+};
+use crate::pipeline::{
+    unix_ms, DeadLetter, Effects, InputRecord, OutgoingMessage, Processor, RetryableError,
+};
+use crate::store::cache::RowCache;
+use crate::store::projections::{ProjectionStore, SalesCell, Versioned};
+use crate::store::StoreError;
+use crate::telemetry as t;
+
+/// Header carrying the deterministic id of every event galley publishes.
+pub const EVENT_ID_HEADER: &str = "galley.event_id";
+/// Header naming the event type, so consumers can route without decoding.
+pub const EVENT_TYPE_HEADER: &str = "galley.event_type";
+
+/// Rows of one generation of a partition's cache, per table.
+const CACHE_GENERATION_ROWS: usize = 10_000;
+/// Reservation rows per single-partition batch; keeps batches far below the
+/// database's batch size limits even for a hot SKU.
+const RESERVATIONS_PER_BATCH: usize = 100;
+
+type PartitionKey = (Arc<str>, i32);
+type ReservationKey = (String, String);
+
+/// What the shop needs to know about its environment.
+#[derive(Debug, Clone)]
+pub struct ShopSettings {
+    pub topics: TopicsConfig,
+    pub low_stock_threshold: i64,
+    pub max_event_bytes: usize,
+    pub max_concurrent_statements: usize,
+}
+
+/// The shop's [`Processor`].
+pub struct ShopProcessor {
+    codec: Arc<Codec>,
+    store: Arc<ProjectionStore>,
+    settings: ShopSettings,
+    caches: HashMap<PartitionKey, PartitionCache>,
+}
+
+struct PartitionCache {
+    orders: RowCache<String, Option<Versioned<Order>>>,
+    stock: RowCache<String, Option<Versioned<Stock>>>,
+    reservations: RowCache<ReservationKey, Option<Versioned<Reservation>>>,
+    sku_sales: RowCache<(String, i64), Versioned<SalesCell>>,
+    minute_sales: RowCache<i64, Versioned<SalesCell>>,
+}
+
+impl PartitionCache {
+    fn new() -> Self {
+        Self {
+            orders: RowCache::new(CACHE_GENERATION_ROWS),
+            stock: RowCache::new(CACHE_GENERATION_ROWS),
+            reservations: RowCache::new(CACHE_GENERATION_ROWS),
+            sku_sales: RowCache::new(CACHE_GENERATION_ROWS),
+            minute_sales: RowCache::new(CACHE_GENERATION_ROWS),
+        }
+    }
+}
+
+/// A decoded, validated input event.
+enum Decoded {
+    Order(OrderEvent),
+    Inventory(InventoryEvent),
+}
+
+impl Decoded {
+    fn type_name(&self) -> &'static str {
+        match self {
+            Decoded::Order(e) => e.type_name(),
+            Decoded::Inventory(e) => e.type_name(),
+        }
+    }
+
+    fn event_time_ms(&self) -> i64 {
+        match self {
+            Decoded::Order(e) => e.event_time_ms(),
+            Decoded::Inventory(e) => e.event_time_ms(),
+        }
+    }
+}
+
+/// Rows one batch writes, in the order they must be written, plus what the
+/// cache should hold afterwards.
+#[derive(Default)]
+pub struct ShopWrites {
+    customer_index: Vec<Versioned<Order>>,
+    sku_sales: Vec<(i32, String, i64, Versioned<SalesCell>)>,
+    minute_sales: Vec<(i32, i64, Versioned<SalesCell>)>,
+    orders: Vec<(i32, Versioned<Order>)>,
+    inventory: Vec<(i32, Vec<InventoryChunk>)>,
+    progress: Vec<(Arc<str>, i32, i64, i64)>,
+    cache: HashMap<PartitionKey, BatchRows>,
+    counts: Vec<Counted>,
+}
+
+struct InventoryChunk {
+    stock: Versioned<Stock>,
+    reservations: Vec<Versioned<Reservation>>,
+}
+
+/// One input event's fate, counted once its batch is written.
+struct Counted {
+    topic: Arc<str>,
+    event_type: &'static str,
+    outcome: &'static str,
+    reason: Option<&'static str>,
+}
+
+/// The rows of one partition a batch read or computed.
+#[derive(Default)]
+struct BatchRows {
+    orders: HashMap<String, Option<Versioned<Order>>>,
+    stock: HashMap<String, Option<Versioned<Stock>>>,
+    reservations: HashMap<ReservationKey, Option<Versioned<Reservation>>>,
+    sku_sales: HashMap<(String, i64), Versioned<SalesCell>>,
+    minute_sales: HashMap<i64, Versioned<SalesCell>>,
+}
+
+/// A sale waiting to be added to its cells.
+struct SaleContribution {
+    offset: i64,
+    event_time_ms: i64,
+    sku: String,
+    minute_ms: i64,
+    units: i64,
+    revenue_cents: i64,
+}
+
+impl ShopProcessor {
+    pub fn new(codec: Arc<Codec>, store: Arc<ProjectionStore>, settings: ShopSettings) -> Self {
+        Self {
+            codec,
+            store,
+            settings,
+            caches: HashMap::new(),
+        }
+    }
+
+    fn decode(&self, record: &InputRecord) -> Result<Decoded, Box<DeadLetter>> {
+        let dead = |class: &'static str, stage: &'static str, message: String| {
+            Box::new(DeadLetter {
+                topic: record.topic.clone(),
+                partition: record.partition,
+                offset: record.offset,
+                key: record.key.clone(),
+                payload: record.payload.clone(),
+                error_class: class,
+                message,
+                stage,
+            })
+        };
+        let Some(payload) = record.payload.as_deref() else {
+            return Err(dead("empty", "decode", "record has no value".into()));
+        };
+        if payload.len() > self.settings.max_event_bytes {
+            return Err(dead(
+                "oversize",
+                "decode",
+                format!(
+                    "value of {} bytes exceeds pipeline.max_event_bytes ({})",
+                    payload.len(),
+                    self.settings.max_event_bytes
+                ),
+            ));
+        }
+        let topic = &*record.topic;
+        let (decoded, expected_key) = if topic == self.settings.topics.orders {
+            let event = self
+                .codec
+                .decode_order(payload)
+                .map_err(|e| dead(e.class(), "decode", e.to_string()))?;
+            order::validate(&event).map_err(|e| dead("validation", "validate", e.to_string()))?;
+            let key = event.order_id().to_string();
+            (Decoded::Order(event), key)
+        } else if topic == self.settings.topics.inventory {
+            let event = self
+                .codec
+                .decode_inventory(payload)
+                .map_err(|e| dead(e.class(), "decode", e.to_string()))?;
+            inventory::validate(&event)
+                .map_err(|e| dead("validation", "validate", e.to_string()))?;
+            let key = event.sku().to_string();
+            (Decoded::Inventory(event), key)
+        } else {
+            return Err(dead(
+                "unknown_topic",
+                "decode",
+                format!("galley does not handle topic {topic}"),
+            ));
+        };
+        match record.key.as_deref() {
+            None => Err(dead(
+                "missing_key",
+                "validate",
+                format!("record has no key; expected `{expected_key}`"),
+            )),
+            Some(k) if k != expected_key.as_bytes() => Err(dead(
+                "key_mismatch",
+                "validate",
+                format!(
+                    "record key `{}` differs from the event's key `{expected_key}`",
+                    String::from_utf8_lossy(k)
+                ),
+            )),
+            Some(_) => Ok(decoded),
+        }
+    }
+
+    fn encode(&self, emitted: &Emitted) -> Result<OutgoingMessage, RetryableError> {
+        let topics = &self.settings.topics;
+        let mut payload = Vec::with_capacity(128);
+        let (topic, key, event_type, event_id, result) = match emitted {
+            Emitted::Result(e) => (
+                &topics.results,
+                e.key(),
+                e.type_name(),
+                e.event_id(),
+                self.codec.encode_result(e, &mut payload),
+            ),
+            Emitted::Inventory(e) => (
+                &topics.inventory,
+                e.sku(),
+                e.type_name(),
+                inventory_event_id(e),
+                self.codec.encode_inventory(e, &mut payload),
+            ),
+            Emitted::Order(e) => (
+                &topics.orders,
+                e.order_id(),
+                e.type_name(),
+                order_event_id(e),
+                self.codec.encode_order(e, &mut payload),
+            ),
+        };
+        // Our own events always fit our own schemas; failing here is a
+        // deployment bug, and stalling is safer than dropping the effect.
+        result.map_err(|e| RetryableError(format!("cannot encode {event_type}: {e}")))?;
+        Ok(OutgoingMessage {
+            topic: topic.clone(),
+            key: key.as_bytes().to_vec(),
+            payload,
+            headers: vec![
+                (EVENT_ID_HEADER, event_id.as_bytes().to_vec()),
+                (EVENT_TYPE_HEADER, event_type.as_bytes().to_vec()),
+            ],
+            event_type,
+        })
+    }
+
+    fn cache(&mut self, key: &PartitionKey) -> &mut PartitionCache {
+        self.caches
+            .entry(key.clone())
+            .or_insert_with(PartitionCache::new)
+    }
+
+    /// Fills `rows` with every order, stock and reservation row the events
+    /// will touch, from the cache or else from the database.
+    async fn load_entity_rows(
+        &mut self,
+        part: &PartitionKey,
+        events: &[(&InputRecord, Decoded)],
+        rows: &mut BatchRows,
+    ) -> Result<(), StoreError> {
+        let mut want_orders: HashSet<String> = HashSet::new();
+        let mut want_stock: HashSet<String> = HashSet::new();
+        let mut want_reservations: HashSet<ReservationKey> = HashSet::new();
+        {
+            let cache = self.cache(part);
+            for (_, event) in events {
+                match event {
+                    Decoded::Order(e) => {
+                        let id = e.order_id().to_string();
+                        stage(&mut rows.orders, &mut cache.orders, &mut want_orders, id);
+                    }
+                    Decoded::Inventory(e) => {
+                        let sku = e.sku().to_string();
+                        if let Some(order_id) = reservation_order(e) {
+                            let key = (sku.clone(), order_id.to_string());
+                            stage(
+                                &mut rows.reservations,
+                                &mut cache.reservations,
+                                &mut want_reservations,
+                                key,
+                            );
+                        }
+                        stage(&mut rows.stock, &mut cache.stock, &mut want_stock, sku);
+                    }
+                }
+            }
+        }
+        let store = &*self.store;
+        let limit = self.settings.max_concurrent_statements;
+        rows.orders.extend(
+            load_all(want_orders, limit, |id| async move {
+                store.load_order(&id).await.map(|v| (id, v))
+            })
+            .await?,
+        );
+        rows.stock.extend(
+            load_all(want_stock, limit, |sku| async move {
+                store.load_stock(&sku).await.map(|v| (sku, v))
+            })
+            .await?,
+        );
+        rows.reservations.extend(
+            load_all(want_reservations, limit, |key| async move {
+                store
+                    .load_reservation(&key.0, &key.1)
+                    .await
+                    .map(|v| (key, v))
+            })
+            .await?,
+        );
+        Ok(())
+    }
+
+    async fn load_sales_rows(
+        &mut self,
+        part: &PartitionKey,
+        sales: &[SaleContribution],
+        rows: &mut BatchRows,
+    ) -> Result<(), StoreError> {
+        let mut want_sku: HashSet<(String, i64)> = HashSet::new();
+        let mut want_minute: HashSet<i64> = HashSet::new();
+        {
+            let cache = self.cache(part);
+            for sale in sales {
+                let key = (sale.sku.clone(), sale.minute_ms);
+                stage(
+                    &mut rows.sku_sales,
+                    &mut cache.sku_sales,
+                    &mut want_sku,
+                    key,
+                );
+                stage(
+                    &mut rows.minute_sales,
+                    &mut cache.minute_sales,
+                    &mut want_minute,
+                    sale.minute_ms,
+                );
+            }
+        }
+        let store = &*self.store;
+        let partition = part.1;
+        let limit = self.settings.max_concurrent_statements;
+        let or_empty = |cell: Option<Versioned<SalesCell>>| {
+            cell.unwrap_or(Versioned {
+                value: SalesCell::default(),
+                applied_offset: -1,
+            })
+        };
+        let sku_cells = load_all(want_sku, limit, |key| async move {
+            store
+                .load_sku_sales(&key.0, key.1, partition)
+                .await
+                .map(|v| (key, v))
+        })
+        .await?;
+        rows.sku_sales
+            .extend(sku_cells.into_iter().map(|(k, v)| (k, or_empty(v))));
+        let minute_cells = load_all(want_minute, limit, |minute| async move {
+            store
+                .load_minute_sales(minute, partition)
+                .await
+                .map(|v| (minute, v))
+        })
+        .await?;
+        rows.minute_sales
+            .extend(minute_cells.into_iter().map(|(k, v)| (k, or_empty(v))));
+        Ok(())
+    }
+
+    /// Decides one partition's events and appends the effects to `effects`.
+    async fn prepare_partition(
+        &mut self,
+        part: &PartitionKey,
+        records: &[&InputRecord],
+        effects: &mut Effects<ShopWrites>,
+    ) -> Result<(), RetryableError> {
+        let mut events: Vec<(&InputRecord, Decoded)> = Vec::with_capacity(records.len());
+        for record in records {
+            match self.decode(record) {
+                Ok(event) => events.push((record, event)),
+                Err(dead) => {
+                    effects.writes.counts.push(Counted {
+                        topic: record.topic.clone(),
+                        event_type: "unknown",
+                        outcome: "dead_lettered",
+                        reason: Some(dead.error_class),
+                    });
+                    effects.dead_letters.push(*dead);
+                }
+            }
+        }
+        let mut rows = BatchRows::default();
+        self.load_entity_rows(part, &events, &mut rows)
+            .await
+            .map_err(|e| RetryableError(e.to_string()))?;
+
+        let handler_started = Instant::now();
+        let mut dirty_orders: BTreeMap<String, ()> = BTreeMap::new();
+        let mut inventory_log: BTreeMap<String, InventoryLog> = BTreeMap::new();
+        let mut sales: Vec<SaleContribution> = Vec::new();
+        let mut newest: Option<(i64, i64)> = None;
+        let threshold = self.settings.low_stock_threshold;
+
+        for (record, event) in &events {
+            let origin = EventOrigin {
+                topic: &record.topic,
+                partition: record.partition,
+                offset: record.offset,
+            };
+            let mut ids = EventIds::new(origin);
+            let event_time = event.event_time_ms();
+            newest = Some(match newest {
+                Some((o, t)) => (o.max(record.offset), t.max(event_time)),
+                None => (record.offset, event_time),
+            });
+            let (outcome, emitted) = match event {
+                Decoded::Order(e) => {
+                    let slot = rows.orders.entry(e.order_id().to_string()).or_insert(None);
+                    if slot
+                        .as_ref()
+                        .is_some_and(|v| v.applied_offset >= record.offset)
+                    {
+                        (Outcome::Duplicate, Vec::new())
+                    } else {
+                        let decision = order::apply(slot.as_ref().map(|v| &v.value), e, &mut ids);
+                        let advance = match (&decision.outcome, decision.state_changed) {
+                            (Outcome::Applied, true) => true,
+                            // A refused event leaves the order as it was, but
+                            // the row records that it was seen, so that a
+                            // replay does not refuse it a second time.
+                            (Outcome::Rejected { .. }, _) => slot.is_some(),
+                            _ => false,
+                        };
+                        if advance {
+                            let value = decision
+                                .state
+                                .clone()
+                                .or_else(|| slot.as_ref().map(|v| v.value.clone()));
+                            if let Some(value) = value {
+                                *slot = Some(Versioned {
+                                    value,
+                                    applied_offset: record.offset,
+                                });
+                                dirty_orders.insert(e.order_id().to_string(), ());
+                            }
+                        }
+                        for sale in decision.sales {
+                            sales.push(SaleContribution {
+                                offset: record.offset,
+                                event_time_ms: event_time,
+                                sku: sale.sku,
+                                minute_ms: sale.minute_ms,
+                                units: sale.units,
+                                revenue_cents: sale.revenue_cents,
+                            });
+                        }
+                        (decision.outcome, decision.emitted)
+                    }
+                }
+                Decoded::Inventory(e) => {
+                    let sku = e.sku().to_string();
+                    let stock_slot = rows.stock.entry(sku.clone()).or_insert(None);
+                    if stock_slot
+                        .as_ref()
+                        .is_some_and(|v| v.applied_offset >= record.offset)
+                    {
+                        (Outcome::Duplicate, Vec::new())
+                    } else {
+                        let res_key = reservation_order(e).map(|o| (sku.clone(), o.to_string()));
+                        let reservation = res_key
+                            .as_ref()
+                            .and_then(|k| rows.reservations.get(k))
+                            .and_then(|v| v.as_ref())
+                            .map(|v| &v.value);
+                        let decision = inventory::apply(
+                            stock_slot.as_ref().map(|v| &v.value),
+                            reservation,
+                            e,
+                            threshold,
+                            &mut ids,
+                        );
+                        if decision.stock_changed || decision.reservation_changed {
+                            let stock = Versioned {
+                                value: decision.stock.clone(),
+                                applied_offset: record.offset,
+                            };
+                            *stock_slot = Some(stock.clone());
+                            let log = inventory_log.entry(sku.clone()).or_default();
+                            log.stock = Some(stock);
+                            if decision.reservation_changed {
+                                if let (Some(key), Some(r)) =
+                                    (res_key, decision.reservation.clone())
+                                {
+                                    let versioned = Versioned {
+                                        value: r,
+                                        applied_offset: record.offset,
+                                    };
+                                    rows.reservations.insert(key, Some(versioned.clone()));
+                                    log.add_reservation(versioned);
+                                }
+                            }
+                        }
+                        (decision.outcome, decision.emitted)
+                    }
+                }
+            };
+            for e in &emitted {
+                effects.messages.push(self.encode(e)?);
+            }
+            let (outcome_label, reason) = match outcome {
+                Outcome::Applied => ("applied", None),
+                Outcome::Rejected { reason } => ("rejected", Some(reason)),
+                Outcome::Duplicate => ("duplicate", None),
+            };
+            effects.writes.counts.push(Counted {
+                topic: record.topic.clone(),
+                event_type: event.type_name(),
+                outcome: outcome_label,
+                reason,
+            });
+        }
+        metrics::histogram!(t::HANDLER_DURATION_SECONDS)
+            .record(handler_started.elapsed().as_secs_f64());
+
+        self.load_sales_rows(part, &sales, &mut rows)
+            .await
+            .map_err(|e| RetryableError(e.to_string()))?;
+        let mut dirty_sku_cells: BTreeMap<(String, i64), ()> = BTreeMap::new();
+        let mut dirty_minute_cells: BTreeMap<i64, ()> = BTreeMap::new();
+        let mut orders_in_minute: HashMap<(i64, i64), ()> = HashMap::new();
+        for s in &sales {
+            let sku_key = (s.sku.clone(), s.minute_ms);
+            if let Some(cell) = rows.sku_sales.get_mut(&sku_key) {
+                if cell.applied_offset < s.offset {
+                    cell.value.units += s.units;
+                    cell.value.revenue_cents += s.revenue_cents;
+                    cell.value.updated_at_ms = cell.value.updated_at_ms.max(s.event_time_ms);
+                    cell.applied_offset = s.offset;
+                    dirty_sku_cells.insert(sku_key, ());
+                }
+            }
+            if let Some(cell) = rows.minute_sales.get_mut(&s.minute_ms) {
+                // Several lines of one payment share the offset: the first
+                // line moves the watermark, so compare against the offset the
+                // cell had before this event.
+                let first_line = orders_in_minute
+                    .insert((s.minute_ms, s.offset), ())
+                    .is_none();
+                if cell.applied_offset < s.offset || !first_line {
+                    if first_line {
+                        cell.value.orders += 1;
+                    }
+                    cell.value.units += s.units;
+                    cell.value.revenue_cents += s.revenue_cents;
+                    cell.value.updated_at_ms = cell.value.updated_at_ms.max(s.event_time_ms);
+                    cell.applied_offset = s.offset;
+                    dirty_minute_cells.insert(s.minute_ms, ());
+                } else {
+                    // Already counted before a crash: mark this offset as seen
+                    // so its other lines are skipped too.
+                    orders_in_minute.insert((s.minute_ms, s.offset), ());
+                }
+            }
+        }
+
+        let partition = part.1;
+        let w = &mut effects.writes;
+        for key in dirty_sku_cells.into_keys() {
+            if let Some(cell) = rows.sku_sales.get(&key) {
+                w.sku_sales.push((partition, key.0, key.1, cell.clone()));
+            }
+        }
+        for minute in dirty_minute_cells.into_keys() {
+            if let Some(cell) = rows.minute_sales.get(&minute) {
+                w.minute_sales.push((partition, minute, cell.clone()));
+            }
+        }
+        for id in dirty_orders.into_keys() {
+            if let Some(Some(order)) = rows.orders.get(&id) {
+                w.customer_index.push(order.clone());
+                w.orders.push((partition, order.clone()));
+            }
+        }
+        for (_, log) in inventory_log {
+            let chunks = log.into_chunks();
+            if !chunks.is_empty() {
+                w.inventory.push((partition, chunks));
+            }
+        }
+        if let Some((offset, event_time)) = newest {
+            w.progress
+                .push((part.0.clone(), partition, offset, event_time));
+        }
+        w.cache.insert(part.clone(), rows);
+        Ok(())
+    }
+}
+
+/// A SKU's changes within one batch, cut into atomic chunks.
+#[derive(Default)]
+struct InventoryLog {
+    stock: Option<Versioned<Stock>>,
+    pending: Vec<Versioned<Reservation>>,
+    chunks: Vec<InventoryChunk>,
+}
+
+impl InventoryLog {
+    fn add_reservation(&mut self, reservation: Versioned<Reservation>) {
+        // A second change to the same reservation within a chunk replaces the first.
+        if let Some(existing) = self
+            .pending
+            .iter_mut()
+            .find(|r| r.value.order_id == reservation.value.order_id)
+        {
+            *existing = reservation;
+        } else {
+            self.pending.push(reservation);
+        }
+        if self.pending.len() >= RESERVATIONS_PER_BATCH {
+            if let Some(stock) = self.stock.clone() {
+                self.chunks.push(InventoryChunk {
+                    stock,
+                    reservations: std::mem::take(&mut self.pending),
+                });
+            }
+        }
+    }
+
+    fn into_chunks(mut self) -> Vec<InventoryChunk> {
+        if let Some(stock) = self.stock.take() {
+            let last_chunk_offset = self.chunks.last().map(|c| c.stock.applied_offset);
+            if !self.pending.is_empty() || last_chunk_offset != Some(stock.applied_offset) {
+                self.chunks.push(InventoryChunk {
+                    stock,
+                    reservations: self.pending,
+                });
+            }
+        }
+        self.chunks
+    }
+}
+
+/// Takes a row into the batch from the cache, or notes that it must be read.
+fn stage<K, V>(rows: &mut HashMap<K, V>, cache: &mut RowCache<K, V>, want: &mut HashSet<K>, key: K)
+where
+    K: Clone + Eq + Hash,
+    V: Clone,
+{
+    if let Entry::Vacant(slot) = rows.entry(key) {
+        match cache.get(slot.key()) {
+            Some(value) => {
+                slot.insert(value.clone());
+            }
+            None => {
+                want.insert(slot.into_key());
+            }
+        }
+    }
+}
+
+/// Reads every key with at most `limit` reads in flight.
+async fn load_all<K, T, F, Fut>(
+    keys: HashSet<K>,
+    limit: usize,
+    read: F,
+) -> Result<Vec<T>, StoreError>
+where
+    F: Fn(K) -> Fut,
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    stream::iter(keys.into_iter().map(read))
+        .buffer_unordered(limit.max(1))
+        .try_collect()
+        .await
+}
+
+/// Runs futures with at most `limit` in flight; the first error wins.
+async fn run_bounded(
+    futures: Vec<BoxFuture<'_, Result<(), StoreError>>>,
+    limit: usize,
+) -> Result<(), RetryableError> {
+    let mut running = stream::iter(futures).buffer_unordered(limit.max(1));
+    while let Some(result) = running.next().await {
+        result.map_err(|e| RetryableError(e.to_string()))?;
+    }
+    Ok(())
+}
+
+fn reservation_order(event: &InventoryEvent) -> Option<&str> {
+    match event {
+        InventoryEvent::ReservationRequested(e) => Some(&e.order_id),
+        InventoryEvent::ReleaseRequested(e) => Some(&e.order_id),
+        InventoryEvent::FulfilmentRequested(e) => Some(&e.order_id),
+        InventoryEvent::Received(_) | InventoryEvent::Adjusted(_) => None,
+    }
+}
+
+fn inventory_event_id(event: &InventoryEvent) -> &str {
+    match event {
+        InventoryEvent::ReservationRequested(e) => &e.event_id,
+        InventoryEvent::ReleaseRequested(e) => &e.event_id,
+        InventoryEvent::FulfilmentRequested(e) => &e.event_id,
+        InventoryEvent::Received(_) | InventoryEvent::Adjusted(_) => "",
+    }
+}
+
+fn order_event_id(event: &OrderEvent) -> &str {
+    match event {
+        OrderEvent::StockOutcome(e) => &e.event_id,
+        _ => "",
+    }
+}
+
+impl Processor for ShopProcessor {
+    type Writes = ShopWrites;
+
+    async fn prepare(
+        &mut self,
+        batch: &[InputRecord],
+    ) -> Result<Effects<ShopWrites>, RetryableError> {
+        let mut by_partition: BTreeMap<PartitionKey, Vec<&InputRecord>> = BTreeMap::new();
+        for record in batch {
+            by_partition
+                .entry((record.topic.clone(), record.partition))
+                .or_default()
+                .push(record);
+        }
+        let mut effects = Effects {
+            messages: Vec::new(),
+            dead_letters: Vec::new(),
+            writes: ShopWrites::default(),
+        };
+        for (part, records) in &by_partition {
+            self.prepare_partition(part, records, &mut effects).await?;
+        }
+        Ok(effects)
+    }
+
+    async fn write(&mut self, w: &ShopWrites) -> Result<(), RetryableError> {
+        let store = &*self.store;
+        let limit = self.settings.max_concurrent_statements;
+        let now = unix_ms();
+
+        // Rows derived from orders first, then the orders themselves (see the module doc).
+        let derived: Vec<BoxFuture<'_, Result<(), StoreError>>> = w
+            .customer_index
+            .iter()
+            .map(|o| store.write_order_index(o).boxed())
+            .chain(w.sku_sales.iter().map(|(p, sku, minute, cell)| {
+                store.write_sku_sales(sku, *minute, *p, cell).boxed()
+            }))
+            .chain(
+                w.minute_sales
+                    .iter()
+                    .map(|(p, minute, cell)| store.write_minute_sales(*minute, *p, cell).boxed()),
+            )
+            .collect();
+        run_bounded(derived, limit).await?;
+
+        let primary: Vec<BoxFuture<'_, Result<(), StoreError>>> = w
+            .orders
+            .iter()
+            .map(|(p, o)| store.write_order(o, *p).boxed())
+            .chain(w.inventory.iter().map(|(p, chunks)| {
+                async move {
+                    // A SKU's chunks go in order: each is the state after its last event.
+                    for chunk in chunks {
+                        let reservations: Vec<&Versioned<Reservation>> =
+                            chunk.reservations.iter().collect();
+                        store
+                            .write_inventory(&chunk.stock, &reservations, *p)
+                            .await?;
+                    }
+                    Ok(())
+                }
+                .boxed()
+            }))
+            .collect();
+        run_bounded(primary, limit).await?;
+
+        let progress: Vec<BoxFuture<'_, Result<(), StoreError>>> = w
+            .progress
+            .iter()
+            .map(|(topic, p, offset, event_time)| {
+                store
+                    .write_progress(topic, *p, *offset, *event_time, now)
+                    .boxed()
+            })
+            .collect();
+        run_bounded(progress, limit).await?;
+        Ok(())
+    }
+
+    fn committed(&mut self, writes: ShopWrites) {
+        for c in &writes.counts {
+            let topic = c.topic.to_string();
+            match c.outcome {
+                "dead_lettered" => {
+                    metrics::counter!(t::EVENTS_DEAD_LETTERED_TOTAL, "topic" => topic, "error_class" => c.reason.unwrap_or("unknown"))
+                        .increment(1);
+                }
+                outcome => {
+                    metrics::counter!(t::EVENTS_APPLIED_TOTAL, "topic" => topic.clone(), "event_type" => c.event_type, "outcome" => outcome)
+                        .increment(1);
+                    if let Some(reason) = c.reason {
+                        metrics::counter!(t::EVENTS_REJECTED_TOTAL, "topic" => topic, "event_type" => c.event_type, "reason" => reason)
+                            .increment(1);
+                    }
+                }
+            }
+        }
+        for (part, rows) in writes.cache {
+            let cache = self.cache(&part);
+            for (k, v) in rows.orders {
+                cache.orders.insert(k, v);
+            }
+            for (k, v) in rows.stock {
+                cache.stock.insert(k, v);
+            }
+            for (k, v) in rows.reservations {
+                cache.reservations.insert(k, v);
+            }
+            for (k, v) in rows.sku_sales {
+                cache.sku_sales.insert(k, v);
+            }
+            for (k, v) in rows.minute_sales {
+                cache.minute_sales.insert(k, v);
+            }
+        }
+    }
+
+    fn partitions_revoked(&mut self, partitions: &[(String, i32)]) {
+        self.caches.retain(|(topic, p), _| {
+            !partitions
+                .iter()
+                .any(|(t, q)| q == p && t.as_str() == &**topic)
+        });
+    }
+}
+
+/// The minute bucket of an event time, re-exported for the query side.
+pub fn sales_minute(event_time_ms: i64) -> i64 {
+    minute_of(event_time_ms)
+}

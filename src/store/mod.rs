@@ -1,0 +1,96 @@
+//! The CQL side of galley: the session (ScyllaDB in production, Cassandra
+//! locally; the same CQL works on both), versioned migrations, and the
+//! prepared statements that read and write projection rows.
+
+pub mod cache;
+pub mod migrate;
+pub mod projections;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use scylla::client::execution_profile::ExecutionProfile;
+use scylla::client::session::Session;
+use scylla::client::session_builder::SessionBuilder;
+use scylla::statement::Consistency;
+
+use crate::config::CqlConfig;
+
+/// Failures talking to the database. Callers branch on these: a query error
+/// is retried with backoff, a schema mismatch stops startup.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot connect to the CQL cluster at {contact_points}: {message}")]
+    Connect {
+        contact_points: String,
+        message: String,
+    },
+    #[error("CQL statement `{statement}` failed: {message}")]
+    Query { statement: String, message: String },
+    #[error("{0}")]
+    Schema(String),
+    #[error("row of {table} could not be read: {message}")]
+    Row {
+        table: &'static str,
+        message: String,
+    },
+}
+
+impl StoreError {
+    pub fn query(statement: impl Into<String>, err: impl std::fmt::Display) -> Self {
+        StoreError::Query {
+            statement: statement.into(),
+            message: err.to_string(),
+        }
+    }
+}
+
+/// Parses a consistency level name as written in config.
+pub fn parse_consistency(name: &str) -> Option<Consistency> {
+    match name.to_ascii_lowercase().as_str() {
+        "one" => Some(Consistency::One),
+        "local_one" => Some(Consistency::LocalOne),
+        "local_quorum" => Some(Consistency::LocalQuorum),
+        "quorum" => Some(Consistency::Quorum),
+        "all" => Some(Consistency::All),
+        _ => None,
+    }
+}
+
+/// Opens a session with galley's consistency and timeouts. The keyspace is
+/// not selected: statements name it, so one session can serve migrations too.
+pub async fn connect(cfg: &CqlConfig) -> Result<Arc<Session>, StoreError> {
+    let consistency = parse_consistency(&cfg.consistency).unwrap_or(Consistency::LocalQuorum);
+    let profile = ExecutionProfile::builder()
+        .consistency(consistency)
+        .request_timeout(Some(cfg.request_timeout))
+        .build();
+    let mut builder = SessionBuilder::new()
+        .known_nodes(&cfg.contact_points)
+        .connection_timeout(Duration::from_secs(5))
+        .default_execution_profile_handle(profile.into_handle());
+    if !cfg.local_datacenter.is_empty() {
+        builder = builder.prefer_datacenter(cfg.local_datacenter.clone());
+    }
+    if !cfg.username.is_empty() {
+        builder = builder.user(cfg.username.clone(), cfg.password.expose().to_string());
+    }
+    builder
+        .build()
+        .await
+        .map(Arc::new)
+        .map_err(|e| StoreError::Connect {
+            contact_points: cfg.contact_points.join(","),
+            message: e.to_string(),
+        })
+}
+
+/// Answers whether the database serves queries right now (for readiness).
+pub async fn ping(session: &Session) -> Result<(), StoreError> {
+    const PING: &str = "SELECT release_version FROM system.local";
+    session
+        .query_unpaged(PING, ())
+        .await
+        .map(|_| ())
+        .map_err(|e| StoreError::query(PING, e))
+}

@@ -1,0 +1,8 @@
+//! Integration tests against the real local stack (`scripts/stack up`):
+//! a real Kafka broker and a real CQL database on loopback. Nothing here is
+//! mocked. Every test makes its own topics, groups and keyspaces and removes
+//! them when it ends, so tests run in parallel.
+
+mod pipeline;
+mod stack;
+mod support;

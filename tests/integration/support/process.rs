@@ -1,0 +1,241 @@
+//! A real `galley run` process for a test: its own topics, group and
+//! keyspace, its own ports, its log in a file, and a kill on drop.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use galley::config::TopicsConfig;
+
+use super::{brokers, cql_contact_point, unique_name};
+
+/// Names of everything one test's galley processes share.
+#[derive(Debug, Clone)]
+pub struct GalleyEnv {
+    pub topics: TopicsConfig,
+    pub group: String,
+    pub keyspace: String,
+    /// Extra `GALLEY_*` settings for this test.
+    pub extra: BTreeMap<String, String>,
+}
+
+impl GalleyEnv {
+    pub fn new(prefix: &str, keyspace: &str) -> Self {
+        let base = unique_name(prefix);
+        Self {
+            topics: TopicsConfig {
+                orders: format!("{base}.orders"),
+                inventory: format!("{base}.inventory"),
+                results: format!("{base}.results"),
+                dead_letter: format!("{base}.dead-letter"),
+            },
+            group: format!("{base}.group"),
+            keyspace: keyspace.to_string(),
+            extra: BTreeMap::new(),
+        }
+    }
+
+    pub fn topic_names(&self) -> Vec<String> {
+        vec![
+            self.topics.orders.clone(),
+            self.topics.inventory.clone(),
+            self.topics.results.clone(),
+            self.topics.dead_letter.clone(),
+        ]
+    }
+}
+
+/// A running `galley run`. It binds its listeners on port 0 and logs the
+/// addresses it got, which [`GalleyProcess::wait_ready`] reads back: picking
+/// a free port for it would race with every other socket on the machine.
+pub struct GalleyProcess {
+    child: Option<Child>,
+    /// Known once `wait_ready` has returned.
+    pub admin: SocketAddr,
+    /// Known once `wait_ready` has returned.
+    pub api: SocketAddr,
+    pub log: PathBuf,
+}
+
+impl GalleyProcess {
+    pub fn spawn(env: &GalleyEnv, name: &str) -> Self {
+        let log_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("galley-logs");
+        std::fs::create_dir_all(&log_dir).expect("log dir");
+        let log = log_dir.join(format!("{}-{name}.log", env.group));
+        let out = File::create(&log).expect("log file");
+        let err = out.try_clone().expect("log file");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_galley"));
+        cmd.arg("run")
+            .env(
+                "GALLEY_CONFIG",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/config/galley.toml"),
+            )
+            .env("GALLEY_KAFKA__BROKERS", brokers())
+            .env("GALLEY_KAFKA__GROUP_ID", &env.group)
+            .env("GALLEY_KAFKA__CLIENT_ID", format!("galley-{name}"))
+            .env("GALLEY_KAFKA__SESSION_TIMEOUT", "6s")
+            .env("GALLEY_TOPICS__ORDERS", &env.topics.orders)
+            .env("GALLEY_TOPICS__INVENTORY", &env.topics.inventory)
+            .env("GALLEY_TOPICS__RESULTS", &env.topics.results)
+            .env("GALLEY_TOPICS__DEAD_LETTER", &env.topics.dead_letter)
+            .env("GALLEY_CQL__CONTACT_POINTS", cql_contact_point())
+            .env("GALLEY_CQL__KEYSPACE", &env.keyspace)
+            .env("GALLEY_CQL__CONSISTENCY", "one")
+            .env("GALLEY_API__LISTEN", "127.0.0.1:0")
+            .env("GALLEY_ADMIN__LISTEN", "127.0.0.1:0")
+            .env("GALLEY_LOG__LEVEL", "info")
+            .env("GALLEY_LOG__FORMAT", "json")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err);
+        for (k, v) in &env.extra {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn galley");
+        let unknown: SocketAddr = ([127, 0, 0, 1], 0).into();
+        Self {
+            child: Some(child),
+            admin: unknown,
+            api: unknown,
+            log,
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGKILL: no drain, no commit, no goodbye.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends a signal by name (TERM, STOP, CONT) to the process.
+    pub fn signal(&self, signal: &str) {
+        if let Some(pid) = self.pid() {
+            let status = Command::new("kill")
+                .arg(format!("-{signal}"))
+                .arg(pid.to_string())
+                .status()
+                .expect("run kill");
+            assert!(status.success(), "kill -{signal} {pid} failed");
+        }
+    }
+
+    /// SIGTERM, then waits for the exit up to `deadline`; returns the status.
+    pub fn terminate(&mut self, deadline: Duration) -> Option<ExitStatus> {
+        self.signal("TERM");
+        let mut child = self.child.take()?;
+        let until = Instant::now() + deadline;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= until {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// The listener addresses galley logged, once it has logged both.
+    fn logged_addresses(&self) -> Option<(SocketAddr, SocketAddr)> {
+        let text = std::fs::read_to_string(&self.log).ok()?;
+        let mut admin = None;
+        let mut api = None;
+        for line in text.lines() {
+            let Ok(entry) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            let fields = &entry["fields"];
+            if let Some(addr) = fields["admin"].as_str().and_then(|a| a.parse().ok()) {
+                admin = Some(addr);
+            }
+            if let Some(addr) = fields["api"].as_str().and_then(|a| a.parse().ok()) {
+                api = Some(addr);
+            }
+        }
+        Some((admin?, api?))
+    }
+
+    /// Polls /readyz until it answers 200; panics with the log tail otherwise.
+    pub async fn wait_ready(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.admin.port() == 0 {
+                if let Some((admin, api)) = self.logged_addresses() {
+                    self.admin = admin;
+                    self.api = api;
+                }
+            }
+            if self.admin.port() != 0 && http_status(self.admin, "/readyz").await == Some(200) {
+                return;
+            }
+            if !self.is_running() || Instant::now() >= deadline {
+                panic!(
+                    "galley did not become ready within {timeout:?}; log {}:\n{}",
+                    self.log.display(),
+                    self.log_tail(40)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl Drop for GalleyProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// GETs a path and returns the status code, or None when nothing answers.
+pub async fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
+    http_get(addr, path).await.map(|(status, _)| status)
+}
+
+/// A minimal HTTP/1.1 GET over loopback, enough for admin checks.
+pub async fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream =
+        tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr))
+            .await
+            .ok()?
+            .ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response))
+        .await
+        .ok()?
+        .ok()?;
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Some((status, body))
+}
