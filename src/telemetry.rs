@@ -39,6 +39,14 @@ pub const DB_ERRORS_TOTAL: &str = "galley_db_errors_total";
 pub const PUBLISH_ERRORS_TOTAL: &str = "galley_publish_errors_total";
 /// Records between the committed position and the end of a partition. Labels: topic, partition.
 pub const CONSUMER_LAG_RECORDS: &str = "galley_consumer_lag_records";
+/// Seconds the newest applied event of a lagging partition is behind the
+/// wall clock (0 when the partition has no lag). Labels: topic, partition.
+pub const CONSUMER_LAG_SECONDS: &str = "galley_consumer_lag_seconds";
+/// HTTP requests answered. Labels: listener (api, admin), route (the matched
+/// route template, or `unmatched`), method, status_class (2xx, 4xx, 5xx).
+pub const HTTP_REQUESTS_TOTAL: &str = "galley_http_requests_total";
+/// HTTP request latency. Labels: listener, route, method.
+pub const HTTP_REQUEST_DURATION_SECONDS: &str = "galley_http_request_duration_seconds";
 /// Rebalances seen. Labels: kind (assign, revoke).
 pub const REBALANCES_TOTAL: &str = "galley_rebalances_total";
 /// Partitions this process owns now.
@@ -134,6 +142,16 @@ fn describe_metrics() {
     describe_gauge!(
         CONSUMER_LAG_RECORDS,
         "Records not yet committed, per partition."
+    );
+    describe_gauge!(
+        CONSUMER_LAG_SECONDS,
+        "How far behind the wall clock a lagging partition's newest applied event is."
+    );
+    describe_counter!(HTTP_REQUESTS_TOTAL, "HTTP requests answered.");
+    describe_histogram!(
+        HTTP_REQUEST_DURATION_SECONDS,
+        Unit::Seconds,
+        "HTTP request latency."
     );
     describe_counter!(REBALANCES_TOTAL, "Consumer group rebalances seen.");
     describe_gauge!(PARTITIONS_OWNED, "Input partitions this process owns.");

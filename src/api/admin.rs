@@ -37,6 +37,10 @@ pub fn router(state: AdminState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(
+            super::http_metrics::Listener("admin"),
+            super::http_metrics::track,
+        ))
 }
 
 async fn metrics(State(state): State<AdminState>) -> Response {

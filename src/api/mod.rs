@@ -2,6 +2,7 @@
 //! /readyz) and, on its own port, the dashboards' query routes.
 
 pub mod admin;
+pub mod http_metrics;
 pub mod query;
 
 use std::net::SocketAddr;

@@ -73,6 +73,10 @@ pub fn router(state: QueryState) -> Router {
         .route("/v1/orders/{order_id}", get(get_order))
         .fallback(|| async { ApiError::not_found("no such route") })
         .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(
+            super::http_metrics::Listener("api"),
+            super::http_metrics::track,
+        ))
 }
 
 /// An order as dashboards see it.
