@@ -10,13 +10,15 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::api;
+use crate::api::freshness::FreshnessView;
+use crate::api::params::Limits;
 use crate::codec::Codec;
 use crate::config::Config;
 use crate::kafka;
 use crate::pipeline::{self, PipelineContext, PipelineHealth, Publisher, Stopped};
 use crate::shop::generator::{self, GeneratorSettings};
 use crate::shop::{ShopProcessor, ShopSettings};
-use crate::store::{self, migrate, projections::ProjectionStore};
+use crate::store::{self, migrate, projections::ProjectionStore, queries::QueryStore};
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
@@ -151,6 +153,37 @@ pub fn produce(config: Config, args: ProduceArgs) -> anyhow::Result<()> {
     })
 }
 
+/// Shortest token `galley hash-token` accepts: shorter ones can be guessed.
+const MIN_TOKEN_BYTES: usize = 16;
+
+/// `galley hash-token`: reads a token on stdin and prints the SHA-256 hex
+/// digest that `api.tokens[].sha256` takes. Only a trailing newline is
+/// stripped, so `echo "$TOKEN" |` and `printf %s "$TOKEN" |` agree.
+pub fn hash_token(mut input: impl std::io::Read) -> anyhow::Result<String> {
+    let mut raw = Vec::new();
+    input
+        .read_to_end(&mut raw)
+        .context("reading the token from standard input")?;
+    let mut token = raw.as_slice();
+    if let Some(rest) = token.strip_suffix(b"\n") {
+        token = rest.strip_suffix(b"\r").unwrap_or(rest);
+    }
+    if token.len() < MIN_TOKEN_BYTES {
+        bail!(
+            "the token on standard input has {} bytes; use at least {MIN_TOKEN_BYTES}, \
+             for example: openssl rand -hex 24",
+            token.len()
+        );
+    }
+    if token
+        .iter()
+        .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+    {
+        bail!("the token contains whitespace or control characters, which HTTP headers mangle");
+    }
+    Ok(api::auth::token_digest_hex(token))
+}
+
 /// `galley run`: the service, until SIGTERM or SIGINT.
 pub fn run(config: Config) -> anyhow::Result<()> {
     runtime()?.block_on(run_async(config))
@@ -163,6 +196,7 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
     migrate::check(&session, &config.cql.keyspace).await?;
     let projections =
         Arc::new(ProjectionStore::prepare(session.clone(), &config.cql.keyspace).await?);
+    let queries = Arc::new(QueryStore::prepare(session.clone(), &config.cql.keyspace).await?);
 
     let producer: FutureProducer = kafka::producer_config(&config.kafka)
         .create()
@@ -178,33 +212,56 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
     let health = PipelineHealth::new();
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
 
+    let admin_state = api::admin::AdminState {
+        metrics: metrics_handle,
+        health: health.clone(),
+        session: session.clone(),
+        producer: producer.clone(),
+    };
+    tokio::spawn(api::admin::watch_readiness(
+        admin_state.clone(),
+        api::admin::READINESS_CHECK_INTERVAL,
+        shutdown_rx.clone(),
+    ));
     let admin = api::serve(
         "admin.listen",
         config.admin_addr(),
-        api::admin::router(api::admin::AdminState {
-            metrics: metrics_handle,
-            health: health.clone(),
-            session: session.clone(),
-            producer: producer.clone(),
-        }),
+        api::admin::router(admin_state),
         shutdown_rx.clone(),
     )
     .await?;
     info!(admin = %admin, "admin listener up");
+    let freshness = FreshnessView::new();
+    let query_state = api::query::QueryState {
+        store: queries.clone(),
+        freshness: freshness.clone(),
+        limits: Limits::from_config(&config.api),
+        orders_topic: Arc::from(config.topics.orders.as_str()),
+        inventory_topic: Arc::from(config.topics.inventory.as_str()),
+    };
     let query = api::serve(
         "api.listen",
         config.api_addr(),
-        api::query::router(api::query::QueryState {
-            store: projections.clone(),
-        }),
+        api::query::router(query_state, &config.api)?,
         shutdown_rx.clone(),
     )
     .await?;
-    info!(api = %query, "query listener up");
+    // Token names only: the digests are not secret, but say nothing needless.
+    let token_names: Vec<&str> = config.api.tokens.iter().map(|t| t.name.as_str()).collect();
+    info!(api = %query, tokens = ?token_names, "query listener up");
+    if token_names.is_empty() {
+        warn!("no api.tokens configured: every /v1 request is refused with 401");
+    }
 
-    let lag = tokio::spawn(api::admin::track_lag(
+    let lag = tokio::spawn(api::freshness::track(
         consumer.clone(),
+        queries,
+        vec![
+            config.topics.orders.clone(),
+            config.topics.inventory.clone(),
+        ],
         config.pipeline.lag_refresh_interval,
+        freshness,
         shutdown_rx.clone(),
     ));
 

@@ -244,13 +244,73 @@ impl Default for ShopConfig {
 pub struct ApiConfig {
     /// Address of the dashboard query API.
     pub listen: String,
+    /// Who may call the /v1 routes: each token by name and the SHA-256 of
+    /// its value (never the value itself). No tokens: every /v1 call is 401.
+    pub tokens: Vec<ApiToken>,
+    /// Requests per second each token may make on average (token bucket); 0 turns the limit off.
+    pub rate_limit_per_second: u32,
+    /// Requests a token may make at once before the average rate applies.
+    pub rate_limit_burst: u32,
+    /// Browser origins (scheme://host[:port]) allowed to call the API
+    /// cross-origin; empty sends no CORS headers at all.
+    pub cors_allowed_origins: Vec<String>,
+    /// Page size of list routes when the request names no `limit`.
+    pub default_page_size: u32,
+    /// Largest `limit` a list route accepts.
+    pub max_page_size: u32,
+    /// Widest `from`..`to` window a sales route accepts.
+    #[serde(with = "humantime_serde")]
+    pub max_time_window: Duration,
+    /// Largest request body accepted (the routes take none).
+    pub max_request_body_bytes: usize,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8080".into(),
+            tokens: Vec::new(),
+            rate_limit_per_second: 20,
+            rate_limit_burst: 100,
+            cors_allowed_origins: Vec::new(),
+            default_page_size: 50,
+            max_page_size: 100,
+            max_time_window: Duration::from_secs(24 * 3600),
+            max_request_body_bytes: 16 * 1024,
         }
+    }
+}
+
+/// One caller of the query API. The token value itself is never configured:
+/// `galley hash-token` turns it into the digest written here.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiToken {
+    /// Shown in logs instead of the token; 1-64 of [A-Za-z0-9._-].
+    pub name: String,
+    /// SHA-256 of the token, 64 hex digits.
+    pub sha256: String,
+    /// This token's own average rate, instead of `api.rate_limit_per_second`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit_per_second: Option<u32>,
+    /// This token's own burst, instead of `api.rate_limit_burst`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit_burst: Option<u32>,
+}
+
+impl ApiToken {
+    /// The digest as bytes; `None` when `sha256` is not 64 hex digits.
+    pub fn digest(&self) -> Option<[u8; 32]> {
+        let hex = self.sha256.as_bytes();
+        if hex.len() != 64 {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        for (i, pair) in hex.chunks_exact(2).enumerate() {
+            let text = std::str::from_utf8(pair).ok()?;
+            out[i] = u8::from_str_radix(text, 16).ok()?;
+        }
+        Some(out)
     }
 }
 
@@ -469,6 +529,7 @@ impl Config {
             return Err(invalid("shop.low_stock_threshold", "must not be negative"));
         }
 
+        self.validate_api()?;
         let api = parse_listen("api.listen", &self.api.listen)?;
         let admin = parse_listen("admin.listen", &self.admin.listen)?;
         if api == admin && api.port() != 0 {
@@ -491,6 +552,70 @@ impl Config {
             return Err(invalid(
                 "log.level",
                 format!("`{}` is not a tracing filter", self.log.level),
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_api(&self) -> Result<(), ConfigError> {
+        let api = &self.api;
+        let mut digests = Vec::new();
+        for (i, token) in api.tokens.iter().enumerate() {
+            let key = |field: &str| format!("api.tokens[{i}].{field}");
+            let name_ok = (1..=64).contains(&token.name.len())
+                && token
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+            if !name_ok {
+                return Err(invalid(
+                    &key("name"),
+                    format!("`{}` is not 1-64 of [A-Za-z0-9._-]", token.name),
+                ));
+            }
+            if api.tokens[..i].iter().any(|t| t.name == token.name) {
+                return Err(invalid(
+                    &key("name"),
+                    format!("`{}` names two tokens", token.name),
+                ));
+            }
+            // The value is a digest, not a secret, but say nothing more than its shape.
+            let Some(digest) = token.digest() else {
+                return Err(invalid(
+                    &key("sha256"),
+                    "must be 64 hex digits, the SHA-256 of the token \
+                     (`galley hash-token` prints it); never the token itself",
+                ));
+            };
+            if digests.contains(&digest) {
+                return Err(invalid(
+                    &key("sha256"),
+                    "is the digest of another token too",
+                ));
+            }
+            digests.push(digest);
+        }
+        for origin in &api.cors_allowed_origins {
+            check_origin(origin)?;
+        }
+        if !(1..=10_000).contains(&api.max_page_size) {
+            return Err(invalid("api.max_page_size", "must be between 1 and 10000"));
+        }
+        if !(1..=api.max_page_size).contains(&api.default_page_size) {
+            return Err(invalid(
+                "api.default_page_size",
+                "must be between 1 and api.max_page_size",
+            ));
+        }
+        positive_duration("api.max_time_window", api.max_time_window)?;
+        // Each day of a window is one partition read; keep the fan-out bounded.
+        if api.max_time_window > Duration::from_secs(366 * 86_400) {
+            return Err(invalid("api.max_time_window", "must not exceed 366 days"));
+        }
+        if api.rate_limit_per_second > 0 && api.rate_limit_burst == 0 {
+            return Err(invalid(
+                "api.rate_limit_burst",
+                "must be at least 1 while api.rate_limit_per_second is set",
             ));
         }
         Ok(())
@@ -621,6 +746,35 @@ fn positive_duration(key: &str, d: Duration) -> Result<(), ConfigError> {
     }
 }
 
+/// An allowed CORS origin is exact: a scheme, a host and maybe a port, no
+/// path and no wildcard, so that nothing is permitted by accident.
+fn check_origin(origin: &str) -> Result<(), ConfigError> {
+    let key = "api.cors_allowed_origins";
+    let rest = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"));
+    let ok = match rest {
+        Some(host) => {
+            !host.is_empty()
+                && host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+        }
+        None => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            key,
+            format!(
+                "`{origin}` is not an origin such as https://grafana.example.com:3000 \
+                 (scheme and host, no path, no wildcard)"
+            ),
+        ))
+    }
+}
+
 fn parse_listen(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
     value
         .parse()
@@ -741,11 +895,72 @@ mod tests {
                 "pipeline.batch_linger",
             ),
             ("[log]\nformat = \"xml\"\n", "log.format"),
+            ("[api]\nmax_page_size = 0\n", "api.max_page_size"),
+            (
+                "[api]\nmax_page_size = 10\ndefault_page_size = 11\n",
+                "api.default_page_size",
+            ),
+            ("[api]\nmax_time_window = \"0s\"\n", "api.max_time_window"),
+            (
+                "[api]\ncors_allowed_origins = [\"*\"]\n",
+                "api.cors_allowed_origins",
+            ),
+            (
+                "[api]\ncors_allowed_origins = [\"https://a.example/path\"]\n",
+                "api.cors_allowed_origins",
+            ),
+            (
+                "[[api.tokens]]\nname = \"g\"\nsha256 = \"plain-text-token\"\n",
+                "api.tokens[0].sha256",
+            ),
+            (
+                "[[api.tokens]]\nname = \"bad name\"\nsha256 = \"\"\n",
+                "api.tokens[0].name",
+            ),
         ];
         for (text, key) in cases {
             let err = Config::from_sources(text, None, &BTreeMap::new()).expect_err(text);
             assert!(err.to_string().contains(key), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn api_tokens_come_from_the_file_or_an_inline_array_in_the_environment() {
+        let digest = "ab".repeat(32);
+        let text = format!(
+            "[api]\ncors_allowed_origins = [\"https://grafana.example.com\"]\n\
+             [[api.tokens]]\nname = \"grafana\"\nsha256 = \"{digest}\"\nrate_limit_burst = 5\n"
+        );
+        let cfg = Config::from_sources(&text, None, &BTreeMap::new()).expect("valid");
+        assert_eq!(cfg.api.tokens.len(), 1);
+        assert_eq!(cfg.api.tokens[0].digest(), Some([0xab; 32]));
+        assert_eq!(cfg.api.tokens[0].rate_limit_burst, Some(5));
+
+        let other = "cd".repeat(32);
+        let inline = format!(
+            "[{{name = \"a\", sha256 = \"{digest}\"}}, \
+             {{name = \"b\", sha256 = \"{other}\", rate_limit_per_second = 1}}]"
+        );
+        let cfg = Config::from_sources(
+            &text,
+            None,
+            &env(&[
+                ("GALLEY_API__TOKENS", inline.as_str()),
+                ("GALLEY_API__CORS_ALLOWED_ORIGINS", "http://localhost:3000"),
+            ]),
+        )
+        .expect("valid");
+        let names: Vec<&str> = cfg.api.tokens.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(cfg.api.tokens[1].rate_limit_per_second, Some(1));
+        assert_eq!(cfg.api.cors_allowed_origins, ["http://localhost:3000"]);
+
+        let twice = format!(
+            "[{{name = \"a\", sha256 = \"{digest}\"}}, {{name = \"b\", sha256 = \"{digest}\"}}]"
+        );
+        let err = Config::from_sources("", None, &env(&[("GALLEY_API__TOKENS", twice.as_str())]))
+            .expect_err("one digest, two names");
+        assert!(err.to_string().contains("api.tokens[1].sha256"), "{err}");
     }
 
     #[test]

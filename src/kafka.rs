@@ -24,6 +24,13 @@ pub fn base_config(cfg: &KafkaConfig) -> ClientConfig {
         // Fail fast on a broker that is down, but keep reconnecting in the background.
         .set("reconnect.backoff.ms", "100")
         .set("reconnect.backoff.max.ms", "2000")
+        // librdkafka's log callback (forwarded to tracing under the
+        // `librdkafka` target) gets warnings and errors only. It prints its
+        // configuration only in debug contexts (`debug=conf` or `all`),
+        // which galley never sets and no config key can pass through, and
+        // even those dumps redact sensitive properties such as
+        // `sasl.password`. A `ClientConfig` is never logged or printed: its
+        // `Debug` would show the password.
         .set_log_level(RDKafkaLogLevel::Warning);
     if cfg.security_protocol.starts_with("sasl") {
         c.set("sasl.mechanism", &cfg.sasl_mechanism)

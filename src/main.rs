@@ -31,10 +31,25 @@ enum Command {
     Produce(galley::cli::ProduceArgs),
     /// Check the config and print it with secrets redacted.
     CheckConfig,
+    /// Read an API token on stdin and print the SHA-256 that api.tokens takes.
+    HashToken,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Needs no configuration: it only turns a token into its digest.
+    if let Command::HashToken = cli.command {
+        return match galley::cli::hash_token(std::io::stdin().lock()) {
+            Ok(digest) => {
+                println!("{digest}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("galley: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let config = match galley::config::Config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
@@ -52,6 +67,7 @@ fn main() -> ExitCode {
             println!("{config:#?}");
             Ok(())
         }
+        Command::HashToken => Ok(()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,73 +1,278 @@
-//! Logging setup and every metric name galley exports, in one place so that
-//! dashboards, alerts and tests agree on them.
+//! Logging setup and every metric galley exports, in one place so that
+//! dashboards, alerts, tests and the README agree on them.
 //!
 //! Names follow Prometheus conventions: a `galley_` prefix, snake_case, base
-//! units in the name, `_total` on counters. Labels come only from small fixed
-//! sets (topic, partition, event type, outcome, statement, route, status
-//! class), never from ids or error text.
+//! units in the name (`_seconds`), `_total` on counters and only on
+//! counters. Labels come only from small fixed sets (topic, partition, event
+//! type, outcome, reason, error class, statement, step, route template,
+//! status class), never from ids, keys or error text, so that the number of
+//! series stays bounded whatever the input.
+//!
+//! # What happens to an input event
+//! Every input event taken from Kafka is counted once in
+//! [`EVENTS_CONSUMED_TOTAL`] when it is polled, and, once its batch is
+//! committed, in exactly one of four outcome counters:
+//! [`EVENTS_APPLIED_TOTAL`] (a handler accepted it and its effects were
+//! written), [`EVENTS_REJECTED_TOTAL`] (a business rule refused it; a result
+//! event says so), [`EVENTS_DUPLICATE_TOTAL`] (already applied, or a repeat
+//! the handler ignores by design) and [`EVENTS_DEAD_LETTERED_TOTAL`] (poison,
+//! sent to the dead-letter topic). Once a process has caught up, the four sum
+//! to the consumed count. Counters restart from zero with the process, as
+//! Prometheus expects; a batch redone after a crash is counted again by the
+//! process that redoes it, mostly as duplicates.
 
 use std::io::IsTerminal;
+use std::time::Duration;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::{fmt, prelude::*, EnvFilter};
 
 use crate::config::LogConfig;
 
-/// Input events taken from Kafka. Labels: topic, event_type.
+/// Input events polled from Kafka. Labels: topic.
 pub const EVENTS_CONSUMED_TOTAL: &str = "galley_events_consumed_total";
-/// Input events whose effects were written. Labels: topic, event_type, outcome.
+/// Input events a handler accepted, with their effects written. Labels: topic, event_type.
 pub const EVENTS_APPLIED_TOTAL: &str = "galley_events_applied_total";
-/// Business rejections. Labels: topic, event_type, reason.
+/// Input events a business rule refused. Labels: topic, event_type, reason.
 pub const EVENTS_REJECTED_TOTAL: &str = "galley_events_rejected_total";
-/// Poison events sent to the dead-letter topic. Labels: topic, error_class.
+/// Input events skipped as repeats. Labels: topic, event_type.
+pub const EVENTS_DUPLICATE_TOTAL: &str = "galley_events_duplicate_total";
+/// Poison input events sent to the dead-letter topic. Labels: topic,
+/// event_type (`unknown` when the bytes could not be decoded), error_class.
 pub const EVENTS_DEAD_LETTERED_TOTAL: &str = "galley_events_dead_lettered_total";
-/// Events galley published. Labels: topic, event_type.
+/// Messages galley published and the broker acknowledged. Labels: topic, event_type.
 pub const EVENTS_PUBLISHED_TOTAL: &str = "galley_events_published_total";
-/// Batches processed, and their size. Histogram of events per batch.
-pub const BATCH_EVENTS: &str = "galley_batch_events";
-/// Time from poll to offsets stored for a batch.
+/// Events per processed batch (histogram).
+pub const BATCH_SIZE_EVENTS: &str = "galley_batch_size_events";
+/// Time from a batch's start of processing to its offsets stored (histogram).
 pub const BATCH_DURATION_SECONDS: &str = "galley_batch_duration_seconds";
-/// Time spent in pure handlers per batch.
+/// Failed batch steps that were retried. Labels: step (prepare, publish, write).
+pub const BATCH_RETRIES_TOTAL: &str = "galley_batch_retries_total";
+/// Time the pure handlers took to decide one partition's share of a batch
+/// (histogram). Labels: topic.
 pub const HANDLER_DURATION_SECONDS: &str = "galley_handler_duration_seconds";
-/// Event timestamp to projection written.
+/// From an event's Kafka timestamp to its projection rows written (histogram). Labels: topic.
 pub const END_TO_END_LATENCY_SECONDS: &str = "galley_end_to_end_latency_seconds";
-/// CQL statement latency. Labels: statement.
+/// CQL statement latency (histogram). Labels: statement.
 pub const DB_STATEMENT_DURATION_SECONDS: &str = "galley_db_statement_duration_seconds";
-/// CQL statement failures. Labels: statement.
+/// CQL statements that failed. Labels: statement.
 pub const DB_ERRORS_TOTAL: &str = "galley_db_errors_total";
-/// Publish failures that were retried. Labels: topic.
+/// Publishes the broker did not acknowledge (the batch retries them). Labels: topic.
 pub const PUBLISH_ERRORS_TOTAL: &str = "galley_publish_errors_total";
-/// Records between the committed position and the end of a partition. Labels: topic, partition.
+/// Errors the consumer reported while polling (broker unreachable and the like).
+pub const CONSUMER_ERRORS_TOTAL: &str = "galley_consumer_errors_total";
+/// Records between the group's committed position and the end of a
+/// partition, refreshed from the broker's watermarks. Labels: topic, partition.
 pub const CONSUMER_LAG_RECORDS: &str = "galley_consumer_lag_records";
 /// Seconds the newest applied event of a lagging partition is behind the
 /// wall clock (0 when the partition has no lag). Labels: topic, partition.
 pub const CONSUMER_LAG_SECONDS: &str = "galley_consumer_lag_seconds";
+/// Consumer group rebalances seen. Labels: kind (assign, revoke).
+pub const REBALANCES_TOTAL: &str = "galley_rebalances_total";
+/// Input partitions this process owns now.
+pub const PARTITIONS_OWNED: &str = "galley_partitions_owned";
+/// Events of the batch being processed (polled, not yet committed).
+pub const EVENTS_IN_FLIGHT: &str = "galley_events_in_flight";
 /// HTTP requests answered. Labels: listener (api, admin), route (the matched
 /// route template, or `unmatched`), method, status_class (2xx, 4xx, 5xx).
 pub const HTTP_REQUESTS_TOTAL: &str = "galley_http_requests_total";
-/// HTTP request latency. Labels: listener, route, method.
+/// HTTP request latency (histogram). Labels: listener, route, method.
 pub const HTTP_REQUEST_DURATION_SECONDS: &str = "galley_http_request_duration_seconds";
-/// Rebalances seen. Labels: kind (assign, revoke).
-pub const REBALANCES_TOTAL: &str = "galley_rebalances_total";
-/// Partitions this process owns now.
-pub const PARTITIONS_OWNED: &str = "galley_partitions_owned";
-/// Events polled but not yet committed.
-pub const EVENTS_IN_FLIGHT: &str = "galley_events_in_flight";
+/// 1 when /readyz would answer 200, else 0.
+pub const READY: &str = "galley_ready";
 /// Build information; value 1. Labels: version.
 pub const BUILD_INFO: &str = "galley_build_info";
+
+/// The Prometheus type of a metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// One exported metric: its name, type, the only labels it may carry, and
+/// its help text.
+#[derive(Debug, Clone, Copy)]
+pub struct MetricDef {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub labels: &'static [&'static str],
+    pub help: &'static str,
+}
+
+const fn def(
+    name: &'static str,
+    kind: Kind,
+    labels: &'static [&'static str],
+    help: &'static str,
+) -> MetricDef {
+    MetricDef {
+        name,
+        kind,
+        labels,
+        help,
+    }
+}
+
+/// Every metric galley exports. The exposition's HELP lines come from here,
+/// and the tests hold dashboards, alerts and the live exposition to it.
+pub const METRICS: &[MetricDef] = &[
+    def(EVENTS_CONSUMED_TOTAL, Kind::Counter, &["topic"], "Input events polled from Kafka."),
+    def(
+        EVENTS_APPLIED_TOTAL,
+        Kind::Counter,
+        &["topic", "event_type"],
+        "Input events a handler accepted, with their effects published and written.",
+    ),
+    def(
+        EVENTS_REJECTED_TOTAL,
+        Kind::Counter,
+        &["topic", "event_type", "reason"],
+        "Input events refused by a business rule (published as a rejection result).",
+    ),
+    def(
+        EVENTS_DUPLICATE_TOTAL,
+        Kind::Counter,
+        &["topic", "event_type"],
+        "Input events skipped as repeats: already applied, or a repeated request.",
+    ),
+    def(
+        EVENTS_DEAD_LETTERED_TOTAL,
+        Kind::Counter,
+        &["topic", "event_type", "error_class"],
+        "Poison input events sent to the dead-letter topic.",
+    ),
+    def(
+        EVENTS_PUBLISHED_TOTAL,
+        Kind::Counter,
+        &["topic", "event_type"],
+        "Messages galley published that the broker acknowledged.",
+    ),
+    def(BATCH_SIZE_EVENTS, Kind::Histogram, &[], "Events per processed batch."),
+    def(
+        BATCH_DURATION_SECONDS,
+        Kind::Histogram,
+        &[],
+        "Time to process one batch, from decoding to offsets stored.",
+    ),
+    def(
+        BATCH_RETRIES_TOTAL,
+        Kind::Counter,
+        &["step"],
+        "Batch steps (prepare, publish, write) that failed and were retried.",
+    ),
+    def(
+        HANDLER_DURATION_SECONDS,
+        Kind::Histogram,
+        &["topic"],
+        "Time the pure handlers took to decide one partition's share of a batch.",
+    ),
+    def(
+        END_TO_END_LATENCY_SECONDS,
+        Kind::Histogram,
+        &["topic"],
+        "Time from an event's Kafka timestamp to its projection rows written.",
+    ),
+    def(
+        DB_STATEMENT_DURATION_SECONDS,
+        Kind::Histogram,
+        &["statement"],
+        "CQL statement latency, by statement.",
+    ),
+    def(DB_ERRORS_TOTAL, Kind::Counter, &["statement"], "CQL statements that failed, by statement."),
+    def(
+        PUBLISH_ERRORS_TOTAL,
+        Kind::Counter,
+        &["topic"],
+        "Publishes the broker did not acknowledge; their batch retries them.",
+    ),
+    def(
+        CONSUMER_ERRORS_TOTAL,
+        Kind::Counter,
+        &[],
+        "Errors the Kafka consumer reported while polling.",
+    ),
+    def(
+        CONSUMER_LAG_RECORDS,
+        Kind::Gauge,
+        &["topic", "partition"],
+        "Records between the group's committed offset and the end of the partition.",
+    ),
+    def(
+        CONSUMER_LAG_SECONDS,
+        Kind::Gauge,
+        &["topic", "partition"],
+        "How far behind the wall clock a lagging partition's newest applied event is (0 without lag).",
+    ),
+    def(
+        REBALANCES_TOTAL,
+        Kind::Counter,
+        &["kind"],
+        "Consumer group rebalances seen, by kind (assign, revoke).",
+    ),
+    def(PARTITIONS_OWNED, Kind::Gauge, &[], "Input partitions this process owns."),
+    def(
+        EVENTS_IN_FLIGHT,
+        Kind::Gauge,
+        &[],
+        "Events of the batch being processed, polled and not yet committed.",
+    ),
+    def(
+        HTTP_REQUESTS_TOTAL,
+        Kind::Counter,
+        &["listener", "route", "method", "status_class"],
+        "HTTP requests answered, by listener, route template, method and status class.",
+    ),
+    def(
+        HTTP_REQUEST_DURATION_SECONDS,
+        Kind::Histogram,
+        &["listener", "route", "method"],
+        "HTTP request latency, by listener, route template and method.",
+    ),
+    def(
+        READY,
+        Kind::Gauge,
+        &[],
+        "1 when galley is ready (Kafka and the database answer, partitions held, last writes fine), else 0.",
+    ),
+    def(BUILD_INFO, Kind::Gauge, &["version"], "Build information; the value is always 1."),
+];
+
+/// The definition of an exported metric, by its name.
+pub fn metric(name: &str) -> Option<&'static MetricDef> {
+    METRICS.iter().find(|m| m.name == name)
+}
 
 /// Buckets for latencies from a millisecond to tens of seconds.
 pub const LATENCY_BUCKETS_SECONDS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
-const BATCH_BUCKETS: &[f64] = &[
+/// Buckets for batch sizes, up to well past the largest `batch_max_events` in use.
+const BATCH_SIZE_BUCKETS: &[f64] = &[
     1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0,
 ];
+/// How often histogram samples are folded into their buckets when nobody
+/// scrapes; without it they would pile up in memory between scrapes.
+const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+/// Targets of the client libraries, kept at warn unless the filter names them:
+/// at debug they are chatty, and librdkafka's debug contexts describe
+/// connections and configuration in detail.
+const QUIET_TARGETS: &[&str] = &["librdkafka", "rdkafka", "scylla"];
 
-/// Installs the tracing subscriber: human-readable text or JSON lines.
+/// Installs the tracing subscriber: human-readable text by default, JSON
+/// lines when `log.format = "json"`. Log records from the `log` crate
+/// (librdkafka's callback goes through it) are captured too.
 pub fn init_logging(cfg: &LogConfig) {
-    // librdkafka and the CQL driver are chatty at debug; keep them at warn unless asked.
-    let filter = EnvFilter::try_new(&cfg.level).unwrap_or_else(|_| EnvFilter::new("info"));
+    // Config validation has already checked the filter; fall back rather than die.
+    let mut filter = EnvFilter::try_new(&cfg.level).unwrap_or_else(|_| EnvFilter::new("info"));
+    for target in QUIET_TARGETS {
+        if !cfg.level.contains(target) {
+            if let Ok(directive) = format!("{target}=warn").parse() {
+                filter = filter.add_directive(directive);
+            }
+        }
+    }
     let registry = tracing_subscriber::registry().with(filter);
     let result = if cfg.format == "json" {
         registry
@@ -85,76 +290,109 @@ pub fn init_logging(cfg: &LogConfig) {
 }
 
 /// Installs the global metrics recorder and returns the handle the admin
-/// listener renders from.
+/// listener renders from. Also starts a thread that keeps histogram memory
+/// bounded when nobody scrapes.
 pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
     use metrics_exporter_prometheus::Matcher;
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS_SECONDS)?
-        .set_buckets_for_metric(Matcher::Full(BATCH_EVENTS.into()), BATCH_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(BATCH_SIZE_EVENTS.into()), BATCH_SIZE_BUCKETS)?
         .install_recorder()?;
     describe_metrics();
     metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    // Not ready until the first readiness check says so.
+    metrics::gauge!(READY).set(0.0);
+    let upkeep = handle.clone();
+    std::thread::Builder::new()
+        .name("metrics-upkeep".into())
+        .spawn(move || loop {
+            std::thread::sleep(UPKEEP_INTERVAL);
+            upkeep.run_upkeep();
+        })?;
     Ok(handle)
 }
 
 fn describe_metrics() {
-    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
-    describe_counter!(EVENTS_CONSUMED_TOTAL, "Input events taken from Kafka.");
-    describe_counter!(
-        EVENTS_APPLIED_TOTAL,
-        "Input events whose effects were written and offsets stored."
-    );
-    describe_counter!(
-        EVENTS_REJECTED_TOTAL,
-        "Input events refused by a business rule."
-    );
-    describe_counter!(
-        EVENTS_DEAD_LETTERED_TOTAL,
-        "Poison input events sent to the dead-letter topic."
-    );
-    describe_counter!(EVENTS_PUBLISHED_TOTAL, "Events galley published to Kafka.");
-    describe_histogram!(BATCH_EVENTS, "Events per processed batch.");
-    describe_histogram!(
-        BATCH_DURATION_SECONDS,
-        Unit::Seconds,
-        "Time to process one batch, from its first poll to offsets stored."
-    );
-    describe_histogram!(
-        HANDLER_DURATION_SECONDS,
-        Unit::Seconds,
-        "Time spent in pure handlers for one batch."
-    );
-    describe_histogram!(
-        END_TO_END_LATENCY_SECONDS,
-        Unit::Seconds,
-        "Time from an event's timestamp to its projection rows written."
-    );
-    describe_histogram!(
-        DB_STATEMENT_DURATION_SECONDS,
-        Unit::Seconds,
-        "CQL statement latency."
-    );
-    describe_counter!(DB_ERRORS_TOTAL, "CQL statements that failed.");
-    describe_counter!(
-        PUBLISH_ERRORS_TOTAL,
-        "Kafka publishes that failed and were retried."
-    );
-    describe_gauge!(
-        CONSUMER_LAG_RECORDS,
-        "Records not yet committed, per partition."
-    );
-    describe_gauge!(
-        CONSUMER_LAG_SECONDS,
-        "How far behind the wall clock a lagging partition's newest applied event is."
-    );
-    describe_counter!(HTTP_REQUESTS_TOTAL, "HTTP requests answered.");
-    describe_histogram!(
-        HTTP_REQUEST_DURATION_SECONDS,
-        Unit::Seconds,
-        "HTTP request latency."
-    );
-    describe_counter!(REBALANCES_TOTAL, "Consumer group rebalances seen.");
-    describe_gauge!(PARTITIONS_OWNED, "Input partitions this process owns.");
-    describe_gauge!(EVENTS_IN_FLIGHT, "Events polled and not yet committed.");
-    describe_gauge!(BUILD_INFO, "Build information; the value is always 1.");
+    for m in METRICS {
+        match m.kind {
+            Kind::Counter => metrics::describe_counter!(m.name, m.help),
+            Kind::Gauge => metrics::describe_gauge!(m.name, m.help),
+            Kind::Histogram => metrics::describe_histogram!(m.name, m.help),
+        }
+    }
+}
+
+/// Records readiness as the [`READY`] gauge.
+pub fn set_ready(ready: bool) {
+    metrics::gauge!(READY).set(if ready { 1.0 } else { 0.0 });
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    fn snake_case(s: &str) -> bool {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            && !s.starts_with('_')
+            && !s.ends_with('_')
+            && !s.contains("__")
+    }
+
+    #[test]
+    fn names_follow_prometheus_conventions() {
+        let mut seen = BTreeSet::new();
+        for m in METRICS {
+            assert!(seen.insert(m.name), "{} defined twice", m.name);
+            assert!(m.name.starts_with("galley_"), "{}", m.name);
+            assert!(snake_case(m.name), "{} is not snake_case", m.name);
+            assert_eq!(
+                m.kind == Kind::Counter,
+                m.name.ends_with("_total"),
+                "{}: `_total` on counters and only on counters",
+                m.name
+            );
+            for suffix in ["_bucket", "_sum", "_count"] {
+                assert!(
+                    !m.name.ends_with(suffix),
+                    "{} ends in a reserved suffix",
+                    m.name
+                );
+            }
+            for unit in ["_ms", "_milliseconds", "_minutes", "_hours", "_kb", "_mb"] {
+                assert!(!m.name.contains(unit), "{}: use base units", m.name);
+            }
+            if m.kind == Kind::Histogram {
+                assert!(
+                    m.name.ends_with("_seconds") || m.name.ends_with("_events"),
+                    "{}: a histogram names its unit",
+                    m.name
+                );
+            }
+            for label in m.labels {
+                assert!(snake_case(label), "{}: label {label}", m.name);
+                assert!(
+                    !["le", "quantile", "id"].contains(label),
+                    "{}: {label}",
+                    m.name
+                );
+                assert!(
+                    !label.ends_with("_id"),
+                    "{}: ids make labels unbounded",
+                    m.name
+                );
+            }
+            assert!(!m.help.is_empty(), "{} has no help", m.name);
+        }
+    }
+
+    #[test]
+    fn latency_buckets_span_milliseconds_to_tens_of_seconds() {
+        assert!(LATENCY_BUCKETS_SECONDS.first().is_some_and(|b| *b <= 0.001));
+        assert!(LATENCY_BUCKETS_SECONDS.last().is_some_and(|b| *b >= 30.0));
+        assert!(LATENCY_BUCKETS_SECONDS.windows(2).all(|w| w[0] < w[1]));
+    }
 }

@@ -1,6 +1,7 @@
 //! The admin listener: /healthz (the process lives), /readyz (Kafka and the
 //! database answer and the consumer holds an assignment), /metrics
-//! (Prometheus exposition). It never shares the query API's port.
+//! (Prometheus exposition). It never shares the query API's port. Consumer
+//! lag, which /metrics shows, is refreshed by [`super::freshness`].
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -12,15 +13,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
-use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, Producer};
 use scylla::client::session::Session;
 use serde_json::json;
-use tokio::sync::watch;
-use tracing::warn;
 
-use crate::pipeline::{PipelineContext, PipelineHealth};
-use crate::telemetry as t;
+use crate::pipeline::PipelineHealth;
 
 /// What the admin routes read.
 #[derive(Clone)]
@@ -53,6 +50,42 @@ async fn metrics(State(state): State<AdminState>) -> Response {
 }
 
 async fn readyz(State(state): State<AdminState>) -> Response {
+    let reasons = not_ready_reasons(&state).await;
+    crate::telemetry::set_ready(reasons.is_empty());
+    if reasons.is_empty() {
+        (StatusCode::OK, Json(json!({"status": "ready"}))).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "not_ready", "reasons": reasons})),
+        )
+            .into_response()
+    }
+}
+
+/// How often `galley_ready` is refreshed without a request to /readyz.
+pub const READINESS_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Runs the readiness check every `interval` until shutdown and keeps the
+/// `galley_ready` gauge current, so that Prometheus sees readiness even when
+/// nothing polls /readyz.
+pub async fn watch_readiness(
+    state: AdminState,
+    interval: Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let reasons = not_ready_reasons(&state).await;
+        crate::telemetry::set_ready(reasons.is_empty());
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// Why galley is not ready; empty when it is.
+async fn not_ready_reasons(state: &AdminState) -> Vec<String> {
     let mut reasons: Vec<String> = Vec::new();
     let db = tokio::time::timeout(Duration::from_secs(2), crate::store::ping(&state.session)).await;
     match db {
@@ -82,55 +115,5 @@ async fn readyz(State(state): State<AdminState>) -> Response {
     if !state.health.kafka_ok.load(Ordering::Relaxed) {
         reasons.push("pipeline: the last publish failed; retrying".into());
     }
-    if reasons.is_empty() {
-        (StatusCode::OK, Json(json!({"status": "ready"}))).into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "not_ready", "reasons": reasons})),
-        )
-            .into_response()
-    }
-}
-
-/// Refreshes the lag gauges from the broker's high watermarks and the
-/// group's committed offsets, every `interval`, until shutdown.
-pub async fn track_lag(
-    consumer: Arc<StreamConsumer<PipelineContext>>,
-    interval: Duration,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    loop {
-        let c = consumer.clone();
-        let refreshed = tokio::task::spawn_blocking(move || refresh_lag(&c)).await;
-        if let Ok(Err(e)) = refreshed {
-            warn!(error = %e, "lag refresh failed");
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
-            _ = shutdown.wait_for(|s| *s) => return,
-        }
-    }
-}
-
-fn refresh_lag(consumer: &StreamConsumer<PipelineContext>) -> anyhow::Result<()> {
-    let timeout = Duration::from_secs(5);
-    let assignment = consumer.assignment()?;
-    if assignment.count() == 0 {
-        return Ok(());
-    }
-    let committed = consumer.committed_offsets(assignment, timeout)?;
-    for element in committed.elements() {
-        let (low, high) =
-            consumer.fetch_watermarks(element.topic(), element.partition(), timeout)?;
-        let position = element.offset().to_raw().filter(|o| *o >= 0).unwrap_or(low);
-        let lag = (high - position).max(0);
-        metrics::gauge!(
-            t::CONSUMER_LAG_RECORDS,
-            "topic" => element.topic().to_string(),
-            "partition" => element.partition().to_string()
-        )
-        .set(lag as f64);
-    }
-    Ok(())
+    reasons
 }

@@ -1,9 +1,16 @@
 //! HTTP surfaces: the operators' admin listener (/metrics, /healthz,
-//! /readyz) and, on its own port, the dashboards' query routes.
+//! /readyz) and, on its own port, the dashboards' query routes with their
+//! auth, limits, paging, freshness and OpenAPI document.
 
 pub mod admin;
+pub mod auth;
+pub mod cursor;
+pub mod error;
+pub mod freshness;
 pub mod http_metrics;
+pub mod params;
 pub mod query;
+pub mod views;
 
 use std::net::SocketAddr;
 

@@ -86,6 +86,8 @@ pub struct DeadLetter {
     pub payload: Option<Vec<u8>>,
     /// A stable class name such as `bad_magic` or `validation` (a metric label).
     pub error_class: &'static str,
+    /// The event's type when its bytes could be decoded, else `unknown` (a metric label).
+    pub event_type: &'static str,
     pub message: String,
     /// Where in processing it failed: `decode` or `validate`.
     pub stage: &'static str,
@@ -174,12 +176,15 @@ pub async fn run<P: Processor>(
     mut shutdown: watch::Receiver<bool>,
 ) -> Stopped {
     let group_events = consumer.context().events();
+    register_metrics();
     let mut batch: Vec<InputRecord> = Vec::with_capacity(cfg.batch_max_events);
     loop {
         if *shutdown.borrow() {
             break;
         }
         let stopping = fill_batch(&consumer, &cfg, &mut batch, &mut shutdown).await;
+        // Counted as polled, before revocations may drop some of them.
+        count_by_topic(&batch, t::EVENTS_CONSUMED_TOTAL);
         apply_group_events(&group_events, &mut batch, &mut processor, &health);
         if !batch.is_empty() {
             let deadline = stopping.then(|| Instant::now() + cfg.shutdown_deadline);
@@ -241,7 +246,6 @@ async fn fill_batch(
                         Some(prev) if &*prev.topic == msg.topic() => prev.topic.clone(),
                         _ => Arc::from(msg.topic()),
                     };
-                    metrics::counter!(t::EVENTS_CONSUMED_TOTAL, "topic" => topic.to_string()).increment(1);
                     batch.push(InputRecord {
                         topic,
                         partition: msg.partition(),
@@ -255,6 +259,7 @@ async fn fill_batch(
                     }
                 }
                 Err(e) => {
+                    metrics::counter!(t::CONSUMER_ERRORS_TOTAL).increment(1);
                     warn!(error = %e, "consumer error; continuing");
                 }
             },
@@ -309,6 +314,8 @@ async fn process_batch<P: Processor>(
     let started = Instant::now();
     metrics::gauge!(t::EVENTS_IN_FLIGHT).set(batch.len() as f64);
     let mut backoff = Backoff::new(cfg.retry_initial_backoff, cfg.retry_max_backoff);
+    // Retry warnings name the records they hold up, by partition and offset range.
+    let span = BatchSpan(batch);
 
     // Each step retries on its own: a later failure never repeats an earlier success.
     let effects = loop {
@@ -319,7 +326,8 @@ async fn process_batch<P: Processor>(
             }
             Err(e) => {
                 health.db_ok.store(false, Ordering::Relaxed);
-                warn!(error = %e, "preparing batch failed; retrying");
+                metrics::counter!(t::BATCH_RETRIES_TOTAL, "step" => "prepare").increment(1);
+                warn!(error = %e, records = %span, events = batch.len(), "preparing batch failed; retrying");
                 if !backoff.wait(shutdown, &mut deadline, cfg).await {
                     return BatchOutcome::Abandoned;
                 }
@@ -339,7 +347,13 @@ async fn process_batch<P: Processor>(
             }
             Err(e) => {
                 health.kafka_ok.store(false, Ordering::Relaxed);
-                warn!(error = %e, "publishing failed; retrying the whole batch's messages");
+                metrics::counter!(t::BATCH_RETRIES_TOTAL, "step" => "publish").increment(1);
+                warn!(
+                    error = %e,
+                    records = %span,
+                    events = batch.len(),
+                    "publishing failed; retrying the whole batch's messages"
+                );
                 if !backoff.wait(shutdown, &mut deadline, cfg).await {
                     return BatchOutcome::Abandoned;
                 }
@@ -356,7 +370,8 @@ async fn process_batch<P: Processor>(
             }
             Err(e) => {
                 health.db_ok.store(false, Ordering::Relaxed);
-                warn!(error = %e, "writing rows failed; retrying");
+                metrics::counter!(t::BATCH_RETRIES_TOTAL, "step" => "write").increment(1);
+                warn!(error = %e, records = %span, events = batch.len(), "writing rows failed; retrying");
                 if !backoff.wait(shutdown, &mut deadline, cfg).await {
                     return BatchOutcome::Abandoned;
                 }
@@ -364,20 +379,119 @@ async fn process_batch<P: Processor>(
         }
     }
     processor.committed(effects.writes);
+    report_dead_letters(&effects.dead_letters, publisher.dead_letter_topic());
 
     store_offsets(consumer, batch);
     let now_ms = unix_ms();
-    for record in batch {
-        if let Some(ts) = record.timestamp_ms {
-            let secs = (now_ms - ts).max(0) as f64 / 1000.0;
-            metrics::histogram!(t::END_TO_END_LATENCY_SECONDS).record(secs);
-        }
-    }
+    record_end_to_end_latency(batch, now_ms);
     health.last_batch_ms.store(now_ms, Ordering::Relaxed);
-    metrics::histogram!(t::BATCH_EVENTS).record(batch.len() as f64);
+    metrics::histogram!(t::BATCH_SIZE_EVENTS).record(batch.len() as f64);
     metrics::histogram!(t::BATCH_DURATION_SECONDS).record(started.elapsed().as_secs_f64());
     metrics::gauge!(t::EVENTS_IN_FLIGHT).set(0.0);
     BatchOutcome::Done
+}
+
+/// Creates the series that must exist before anything happens, so that
+/// `rate()` and `increase()` see their first increment and dashboards show
+/// a zero rather than no data.
+fn register_metrics() {
+    for step in ["prepare", "publish", "write"] {
+        metrics::counter!(t::BATCH_RETRIES_TOTAL, "step" => step).increment(0);
+    }
+    metrics::counter!(t::CONSUMER_ERRORS_TOTAL).increment(0);
+    metrics::gauge!(t::EVENTS_IN_FLIGHT).set(0.0);
+}
+
+/// Adds each record to `counter`, labelled by topic. Records arrive in runs
+/// of one topic, so this touches the registry once per run, not per record.
+fn count_by_topic(batch: &[InputRecord], counter: &'static str) {
+    for run in batch.chunk_by(|a, b| Arc::ptr_eq(&a.topic, &b.topic) || a.topic == b.topic) {
+        metrics::counter!(counter, "topic" => run[0].topic.to_string()).increment(run.len() as u64);
+    }
+}
+
+/// Counts and logs each dead letter once its batch is done: one warning per
+/// poison event, naming where it came from and why, never its content (the
+/// full error message travels in the dead letter's headers).
+fn report_dead_letters(dead_letters: &[DeadLetter], dead_letter_topic: &str) {
+    let mut counts: BTreeMap<(&str, &'static str, &'static str), u64> = BTreeMap::new();
+    for d in dead_letters {
+        warn!(
+            topic = %d.topic,
+            partition = d.partition,
+            offset = d.offset,
+            error_class = d.error_class,
+            stage = d.stage,
+            event_type = d.event_type,
+            dead_letter_topic,
+            "poison event sent to the dead-letter topic"
+        );
+        *counts
+            .entry((&d.topic, d.event_type, d.error_class))
+            .or_default() += 1;
+    }
+    for ((topic, event_type, error_class), n) in counts {
+        metrics::counter!(
+            t::EVENTS_DEAD_LETTERED_TOTAL,
+            "topic" => topic.to_string(),
+            "event_type" => event_type,
+            "error_class" => error_class
+        )
+        .increment(n);
+    }
+}
+
+/// Records, for every event of a finished batch that has a Kafka timestamp,
+/// the time from that timestamp to now, when its rows are written.
+fn record_end_to_end_latency(batch: &[InputRecord], now_ms: i64) {
+    // One histogram handle per topic; a batch holds very few topics.
+    let mut handles: Vec<(&Arc<str>, metrics::Histogram)> = Vec::new();
+    for record in batch {
+        let Some(ts) = record.timestamp_ms else {
+            continue;
+        };
+        let secs = (now_ms - ts).max(0) as f64 / 1000.0;
+        let index = match handles.iter().position(|(t, _)| **t == record.topic) {
+            Some(i) => i,
+            None => {
+                let handle = metrics::histogram!(
+                    t::END_TO_END_LATENCY_SECONDS,
+                    "topic" => record.topic.to_string()
+                );
+                handles.push((&record.topic, handle));
+                handles.len() - 1
+            }
+        };
+        handles[index].1.record(secs);
+    }
+}
+
+/// Displays a batch as `topic[partition]@first..=last` per partition, for logs.
+struct BatchSpan<'a>(&'a [InputRecord]);
+
+impl std::fmt::Display for BatchSpan<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        /// Enough partitions to locate a problem without flooding the line.
+        const SHOWN: usize = 12;
+        let mut ranges: BTreeMap<(&str, i32), (i64, i64)> = BTreeMap::new();
+        for r in self.0 {
+            let range = ranges
+                .entry((&r.topic, r.partition))
+                .or_insert((r.offset, r.offset));
+            range.0 = range.0.min(r.offset);
+            range.1 = range.1.max(r.offset);
+        }
+        for (i, ((topic, partition), (first, last))) in ranges.iter().enumerate() {
+            if i == SHOWN {
+                return write!(f, " (+{} more partitions)", ranges.len() - SHOWN);
+            }
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{topic}[{partition}]@{first}..={last}")?;
+        }
+        Ok(())
+    }
 }
 
 /// Stores, per partition, the offset after the last record of the batch.
@@ -396,7 +510,11 @@ fn store_offsets(consumer: &StreamConsumer<PipelineContext>, batch: &[InputRecor
     if let Err(e) = consumer.store_offsets(&tpl) {
         // The partition was revoked meanwhile: its new owner redoes the batch,
         // and the row watermarks make that harmless.
-        warn!(error = %e, "storing offsets failed; the batch will be processed again");
+        warn!(
+            error = %e,
+            records = %BatchSpan(batch),
+            "storing offsets failed; the batch will be processed again"
+        );
     }
 }
 

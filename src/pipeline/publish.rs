@@ -1,6 +1,7 @@
 //! Publishing a batch's messages and dead letters, and waiting for every
 //! acknowledgement before the batch's rows may be written.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -45,6 +46,11 @@ impl Publisher {
 
     pub fn producer(&self) -> &FutureProducer {
         &self.producer
+    }
+
+    /// Where poison events go.
+    pub fn dead_letter_topic(&self) -> &str {
+        &self.dead_letter_topic
     }
 
     /// Publishes everything, in order, and returns once all are acknowledged.
@@ -129,20 +135,31 @@ impl Publisher {
             pending.into_iter().map(|(t, e, f)| ((t, e), f)).unzip();
         let results = join_all(futures).await;
         let mut first_error = None;
+        // Tallied first, so that the registry is touched once per label set, not per message.
+        let mut published: BTreeMap<(&str, &'static str), u64> = BTreeMap::new();
+        let mut failed: BTreeMap<&str, u64> = BTreeMap::new();
         for ((topic, event_type), result) in labels.into_iter().zip(results) {
             match result {
                 Ok(_) => {
-                    metrics::counter!(t::EVENTS_PUBLISHED_TOTAL, "topic" => topic.to_string(), "event_type" => event_type)
-                        .increment(1);
+                    *published.entry((topic, event_type)).or_default() += 1;
+                    // A zero keeps the topic's error series in existence, so
+                    // that an alert's `increase()` sees its first failure.
+                    failed.entry(topic).or_default();
                 }
                 Err((e, _)) => {
-                    metrics::counter!(t::PUBLISH_ERRORS_TOTAL, "topic" => topic.to_string())
-                        .increment(1);
+                    *failed.entry(topic).or_default() += 1;
                     if first_error.is_none() {
                         first_error = Some(format!("publish to {topic} failed: {e}"));
                     }
                 }
             }
+        }
+        for ((topic, event_type), n) in published {
+            metrics::counter!(t::EVENTS_PUBLISHED_TOTAL, "topic" => topic.to_string(), "event_type" => event_type)
+                .increment(n);
+        }
+        for (topic, n) in failed {
+            metrics::counter!(t::PUBLISH_ERRORS_TOTAL, "topic" => topic.to_string()).increment(n);
         }
         match first_error {
             None => Ok(()),

@@ -29,7 +29,7 @@
 pub mod generator;
 
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::hash::Hash;
 use std::sync::Arc;
@@ -57,6 +57,9 @@ use crate::telemetry as t;
 pub const EVENT_ID_HEADER: &str = "galley.event_id";
 /// Header naming the event type, so consumers can route without decoding.
 pub const EVENT_TYPE_HEADER: &str = "galley.event_type";
+
+/// The event type label of a record whose bytes could not be decoded.
+const UNKNOWN_EVENT_TYPE: &str = "unknown";
 
 /// Rows of one generation of a partition's cache, per table.
 const CACHE_GENERATION_ROWS: usize = 10_000;
@@ -145,12 +148,12 @@ struct InventoryChunk {
     reservations: Vec<Versioned<Reservation>>,
 }
 
-/// One input event's fate, counted once its batch is written.
+/// One decoded input event's fate, counted once its batch is written. Dead
+/// letters are counted by the pipeline, which publishes them.
 struct Counted {
     topic: Arc<str>,
     event_type: &'static str,
-    outcome: &'static str,
-    reason: Option<&'static str>,
+    outcome: Outcome,
 }
 
 /// The rows of one partition a batch read or computed.
@@ -184,7 +187,12 @@ impl ShopProcessor {
     }
 
     fn decode(&self, record: &InputRecord) -> Result<Decoded, Box<DeadLetter>> {
-        let dead = |class: &'static str, stage: &'static str, message: String| {
+        // Until the bytes decode, the event's type is unknown; after, a
+        // validation or key failure names it (a bounded metric label).
+        let dead_typed = |class: &'static str,
+                          stage: &'static str,
+                          event_type: &'static str,
+                          message: String| {
             Box::new(DeadLetter {
                 topic: record.topic.clone(),
                 partition: record.partition,
@@ -192,9 +200,13 @@ impl ShopProcessor {
                 key: record.key.clone(),
                 payload: record.payload.clone(),
                 error_class: class,
+                event_type,
                 message,
                 stage,
             })
+        };
+        let dead = |class: &'static str, stage: &'static str, message: String| {
+            dead_typed(class, stage, UNKNOWN_EVENT_TYPE, message)
         };
         let Some(payload) = record.payload.as_deref() else {
             return Err(dead("empty", "decode", "record has no value".into()));
@@ -216,7 +228,9 @@ impl ShopProcessor {
                 .codec
                 .decode_order(payload)
                 .map_err(|e| dead(e.class(), "decode", e.to_string()))?;
-            order::validate(&event).map_err(|e| dead("validation", "validate", e.to_string()))?;
+            order::validate(&event).map_err(|e| {
+                dead_typed("validation", "validate", event.type_name(), e.to_string())
+            })?;
             let key = event.order_id().to_string();
             (Decoded::Order(event), key)
         } else if topic == self.settings.topics.inventory {
@@ -224,8 +238,9 @@ impl ShopProcessor {
                 .codec
                 .decode_inventory(payload)
                 .map_err(|e| dead(e.class(), "decode", e.to_string()))?;
-            inventory::validate(&event)
-                .map_err(|e| dead("validation", "validate", e.to_string()))?;
+            inventory::validate(&event).map_err(|e| {
+                dead_typed("validation", "validate", event.type_name(), e.to_string())
+            })?;
             let key = event.sku().to_string();
             (Decoded::Inventory(event), key)
         } else {
@@ -235,15 +250,18 @@ impl ShopProcessor {
                 format!("galley does not handle topic {topic}"),
             ));
         };
+        let event_type = decoded.type_name();
         match record.key.as_deref() {
-            None => Err(dead(
+            None => Err(dead_typed(
                 "missing_key",
                 "validate",
+                event_type,
                 format!("record has no key; expected `{expected_key}`"),
             )),
-            Some(k) if k != expected_key.as_bytes() => Err(dead(
+            Some(k) if k != expected_key.as_bytes() => Err(dead_typed(
                 "key_mismatch",
                 "validate",
+                event_type,
                 format!(
                     "record key `{}` differs from the event's key `{expected_key}`",
                     String::from_utf8_lossy(k)
@@ -428,15 +446,7 @@ impl ShopProcessor {
         for record in records {
             match self.decode(record) {
                 Ok(event) => events.push((record, event)),
-                Err(dead) => {
-                    effects.writes.counts.push(Counted {
-                        topic: record.topic.clone(),
-                        event_type: "unknown",
-                        outcome: "dead_lettered",
-                        reason: Some(dead.error_class),
-                    });
-                    effects.dead_letters.push(*dead);
-                }
+                Err(dead) => effects.dead_letters.push(*dead),
             }
         }
         let mut rows = BatchRows::default();
@@ -557,70 +567,29 @@ impl ShopProcessor {
             for e in &emitted {
                 effects.messages.push(self.encode(e)?);
             }
-            let (outcome_label, reason) = match outcome {
-                Outcome::Applied => ("applied", None),
-                Outcome::Rejected { reason } => ("rejected", Some(reason)),
-                Outcome::Duplicate => ("duplicate", None),
-            };
             effects.writes.counts.push(Counted {
                 topic: record.topic.clone(),
                 event_type: event.type_name(),
-                outcome: outcome_label,
-                reason,
+                outcome,
             });
         }
-        metrics::histogram!(t::HANDLER_DURATION_SECONDS)
+        metrics::histogram!(t::HANDLER_DURATION_SECONDS, "topic" => part.0.to_string())
             .record(handler_started.elapsed().as_secs_f64());
 
         self.load_sales_rows(part, &sales, &mut rows)
             .await
             .map_err(|e| RetryableError(e.to_string()))?;
-        let mut dirty_sku_cells: BTreeMap<(String, i64), ()> = BTreeMap::new();
-        let mut dirty_minute_cells: BTreeMap<i64, ()> = BTreeMap::new();
-        let mut orders_in_minute: HashMap<(i64, i64), ()> = HashMap::new();
-        for s in &sales {
-            let sku_key = (s.sku.clone(), s.minute_ms);
-            if let Some(cell) = rows.sku_sales.get_mut(&sku_key) {
-                if cell.applied_offset < s.offset {
-                    cell.value.units += s.units;
-                    cell.value.revenue_cents += s.revenue_cents;
-                    cell.value.updated_at_ms = cell.value.updated_at_ms.max(s.event_time_ms);
-                    cell.applied_offset = s.offset;
-                    dirty_sku_cells.insert(sku_key, ());
-                }
-            }
-            if let Some(cell) = rows.minute_sales.get_mut(&s.minute_ms) {
-                // Several lines of one payment share the offset: the first
-                // line moves the watermark, so compare against the offset the
-                // cell had before this event.
-                let first_line = orders_in_minute
-                    .insert((s.minute_ms, s.offset), ())
-                    .is_none();
-                if cell.applied_offset < s.offset || !first_line {
-                    if first_line {
-                        cell.value.orders += 1;
-                    }
-                    cell.value.units += s.units;
-                    cell.value.revenue_cents += s.revenue_cents;
-                    cell.value.updated_at_ms = cell.value.updated_at_ms.max(s.event_time_ms);
-                    cell.applied_offset = s.offset;
-                    dirty_minute_cells.insert(s.minute_ms, ());
-                } else {
-                    // Already counted before a crash: mark this offset as seen
-                    // so its other lines are skipped too.
-                    orders_in_minute.insert((s.minute_ms, s.offset), ());
-                }
-            }
-        }
+        let (dirty_sku_cells, dirty_minute_cells) =
+            add_sales(&sales, &mut rows.sku_sales, &mut rows.minute_sales);
 
         let partition = part.1;
         let w = &mut effects.writes;
-        for key in dirty_sku_cells.into_keys() {
+        for key in dirty_sku_cells {
             if let Some(cell) = rows.sku_sales.get(&key) {
                 w.sku_sales.push((partition, key.0, key.1, cell.clone()));
             }
         }
-        for minute in dirty_minute_cells.into_keys() {
+        for minute in dirty_minute_cells {
             if let Some(cell) = rows.minute_sales.get(&minute) {
                 w.minute_sales.push((partition, minute, cell.clone()));
             }
@@ -644,6 +613,56 @@ impl ShopProcessor {
         w.cache.insert(part.clone(), rows);
         Ok(())
     }
+}
+
+/// Adds each sale to its per-SKU and per-minute cells, skipping, per cell,
+/// every event at or below the cell's watermark (already counted before a
+/// crash). Returns the cells that changed.
+///
+/// The lines of one event share its offset and its minute. Whether an event
+/// counts for a minute cell is decided once, at its first line, from the
+/// watermark the cell had before the event: the first line moves the
+/// watermark to the event's own offset, so asking again at a later line
+/// would give the wrong answer.
+fn add_sales(
+    sales: &[SaleContribution],
+    sku_cells: &mut HashMap<(String, i64), Versioned<SalesCell>>,
+    minute_cells: &mut HashMap<i64, Versioned<SalesCell>>,
+) -> (BTreeSet<(String, i64)>, BTreeSet<i64>) {
+    let mut dirty_sku = BTreeSet::new();
+    let mut dirty_minute = BTreeSet::new();
+    let mut minute_decisions: HashMap<(i64, i64), bool> = HashMap::new();
+    for sale in sales {
+        let sku_key = (sale.sku.clone(), sale.minute_ms);
+        if let Some(cell) = sku_cells.get_mut(&sku_key) {
+            // A SKU appears once per order (lines are merged), so one event
+            // adds at most one line to a SKU cell.
+            if cell.applied_offset < sale.offset {
+                cell.value.units += sale.units;
+                cell.value.revenue_cents += sale.revenue_cents;
+                cell.value.updated_at_ms = cell.value.updated_at_ms.max(sale.event_time_ms);
+                cell.applied_offset = sale.offset;
+                dirty_sku.insert(sku_key);
+            }
+        }
+        if let Some(cell) = minute_cells.get_mut(&sale.minute_ms) {
+            let (counts, first_line) = match minute_decisions.entry((sale.minute_ms, sale.offset)) {
+                Entry::Occupied(decided) => (*decided.get(), false),
+                Entry::Vacant(slot) => (*slot.insert(cell.applied_offset < sale.offset), true),
+            };
+            if counts {
+                if first_line {
+                    cell.value.orders += 1;
+                }
+                cell.value.units += sale.units;
+                cell.value.revenue_cents += sale.revenue_cents;
+                cell.value.updated_at_ms = cell.value.updated_at_ms.max(sale.event_time_ms);
+                cell.applied_offset = sale.offset;
+                dirty_minute.insert(sale.minute_ms);
+            }
+        }
+    }
+    (dirty_sku, dirty_minute)
 }
 
 /// A SKU's changes within one batch, cut into atomic chunks.
@@ -687,6 +706,53 @@ impl InventoryLog {
             }
         }
         self.chunks
+    }
+}
+
+/// Adds a written batch's outcomes to the outcome counters, tallied first so
+/// that the registry is touched once per label set rather than per event.
+fn count_outcomes(counts: &[Counted]) {
+    // Keyed by (topic, event type, outcome, rejection reason or "").
+    let mut tally: BTreeMap<(&str, &'static str, &'static str, &'static str), u64> =
+        BTreeMap::new();
+    for c in counts {
+        let (outcome, reason) = match c.outcome {
+            Outcome::Applied => ("applied", ""),
+            Outcome::Rejected { reason } => ("rejected", reason),
+            Outcome::Duplicate => ("duplicate", ""),
+        };
+        *tally
+            .entry((&c.topic, c.event_type, outcome, reason))
+            .or_default() += 1;
+        // Every type seen gets its applied and duplicate series, at zero if
+        // need be: dashboards then show a rate of 0 rather than no data.
+        for quiet in ["applied", "duplicate"] {
+            tally
+                .entry((&c.topic, c.event_type, quiet, ""))
+                .or_default();
+        }
+    }
+    for ((topic, event_type, outcome, reason), n) in tally {
+        let topic = topic.to_string();
+        let counter = match outcome {
+            "applied" => metrics::counter!(
+                t::EVENTS_APPLIED_TOTAL,
+                "topic" => topic,
+                "event_type" => event_type
+            ),
+            "rejected" => metrics::counter!(
+                t::EVENTS_REJECTED_TOTAL,
+                "topic" => topic,
+                "event_type" => event_type,
+                "reason" => reason
+            ),
+            _ => metrics::counter!(
+                t::EVENTS_DUPLICATE_TOTAL,
+                "topic" => topic,
+                "event_type" => event_type
+            ),
+        };
+        counter.increment(n);
     }
 }
 
@@ -842,23 +908,7 @@ impl Processor for ShopProcessor {
     }
 
     fn committed(&mut self, writes: ShopWrites) {
-        for c in &writes.counts {
-            let topic = c.topic.to_string();
-            match c.outcome {
-                "dead_lettered" => {
-                    metrics::counter!(t::EVENTS_DEAD_LETTERED_TOTAL, "topic" => topic, "error_class" => c.reason.unwrap_or("unknown"))
-                        .increment(1);
-                }
-                outcome => {
-                    metrics::counter!(t::EVENTS_APPLIED_TOTAL, "topic" => topic.clone(), "event_type" => c.event_type, "outcome" => outcome)
-                        .increment(1);
-                    if let Some(reason) = c.reason {
-                        metrics::counter!(t::EVENTS_REJECTED_TOTAL, "topic" => topic, "event_type" => c.event_type, "reason" => reason)
-                            .increment(1);
-                    }
-                }
-            }
-        }
+        count_outcomes(&writes.counts);
         for (part, rows) in writes.cache {
             let cache = self.cache(&part);
             for (k, v) in rows.orders {
@@ -891,4 +941,106 @@ impl Processor for ShopProcessor {
 /// The minute bucket of an event time, re-exported for the query side.
 pub fn sales_minute(event_time_ms: i64) -> i64 {
     minute_of(event_time_ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sale(offset: i64, sku: &str, units: i64) -> SaleContribution {
+        SaleContribution {
+            offset,
+            event_time_ms: 60_000 + offset,
+            sku: sku.to_owned(),
+            minute_ms: 60_000,
+            units,
+            revenue_cents: units * 100,
+        }
+    }
+
+    fn cell(units: i64, orders: i64, applied_offset: i64) -> Versioned<SalesCell> {
+        Versioned {
+            value: SalesCell {
+                units,
+                revenue_cents: units * 100,
+                orders,
+                updated_at_ms: 0,
+            },
+            applied_offset,
+        }
+    }
+
+    type SkuCells = HashMap<(String, i64), Versioned<SalesCell>>;
+    type MinuteCells = HashMap<i64, Versioned<SalesCell>>;
+
+    /// What a cell counts: units, revenue, orders, watermark.
+    fn counted(cell: &Versioned<SalesCell>) -> (i64, i64, i64, i64) {
+        let v = &cell.value;
+        (v.units, v.revenue_cents, v.orders, cell.applied_offset)
+    }
+
+    fn cells(
+        minute: Versioned<SalesCell>,
+        skus: &[(&str, Versioned<SalesCell>)],
+    ) -> (SkuCells, MinuteCells) {
+        let sku_cells = skus
+            .iter()
+            .map(|(sku, c)| (((*sku).to_owned(), 60_000), c.clone()))
+            .collect();
+        (sku_cells, HashMap::from([(60_000, minute)]))
+    }
+
+    #[test]
+    fn every_line_of_a_new_sale_counts_once_and_the_order_once() {
+        let (mut skus, mut minutes) = cells(
+            cell(0, 0, -1),
+            &[("A", cell(0, 0, -1)), ("B", cell(0, 0, -1))],
+        );
+        let (dirty_sku, dirty_minute) =
+            add_sales(&[sale(7, "A", 2), sale(7, "B", 3)], &mut skus, &mut minutes);
+        assert_eq!(dirty_sku.len(), 2);
+        assert_eq!(dirty_minute.len(), 1);
+        assert_eq!(counted(&minutes[&60_000]), counted(&cell(5, 1, 7)));
+        assert_eq!(
+            counted(&skus[&("B".to_owned(), 60_000)]),
+            counted(&cell(3, 0, 7))
+        );
+    }
+
+    #[test]
+    fn a_replayed_multi_line_sale_already_in_the_minute_cell_adds_nothing() {
+        // Before the crash the minute cell counted offset 7 (both lines), the
+        // SKU cells did too; the order row did not, so offset 7 is replayed.
+        let (mut skus, mut minutes) =
+            cells(cell(5, 1, 7), &[("A", cell(2, 0, 7)), ("B", cell(3, 0, 7))]);
+        let (dirty_sku, dirty_minute) =
+            add_sales(&[sale(7, "A", 2), sale(7, "B", 3)], &mut skus, &mut minutes);
+        assert!(dirty_sku.is_empty() && dirty_minute.is_empty());
+        assert_eq!(counted(&minutes[&60_000]), counted(&cell(5, 1, 7)));
+    }
+
+    #[test]
+    fn a_replay_skips_what_each_cell_holds_and_adds_what_it_lacks() {
+        // The minute cell and SKU A were written before the crash, SKU B was not.
+        let (mut skus, mut minutes) = cells(
+            cell(5, 1, 7),
+            &[("A", cell(2, 0, 7)), ("B", cell(0, 0, -1))],
+        );
+        let replay = [
+            sale(7, "A", 2),
+            sale(7, "B", 3),
+            sale(9, "A", 1),
+            sale(9, "B", 1),
+        ];
+        add_sales(&replay, &mut skus, &mut minutes);
+        assert_eq!(
+            counted(&skus[&("A".to_owned(), 60_000)]),
+            counted(&cell(3, 0, 9))
+        );
+        assert_eq!(
+            counted(&skus[&("B".to_owned(), 60_000)]),
+            counted(&cell(4, 0, 9))
+        );
+        assert_eq!(counted(&minutes[&60_000]), counted(&cell(7, 2, 9)));
+    }
 }

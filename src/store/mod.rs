@@ -5,6 +5,7 @@
 pub mod cache;
 pub mod migrate;
 pub mod projections;
+pub mod queries;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -3,6 +3,8 @@
 //! mocked. Every test makes its own topics, groups and keyspaces and removes
 //! them when it ends, so tests run in parallel.
 
+mod api;
+mod observability;
 mod pipeline;
 mod stack;
 mod support;

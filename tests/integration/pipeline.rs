@@ -23,7 +23,8 @@ use scylla::value::CqlTimestamp;
 use crate::support::fold::{
     self, Destination as FoldDestination, Expected, ExpectedOrder, FoldSettings, InputMessage,
 };
-use crate::support::process::{http_get, GalleyEnv, GalleyProcess};
+use crate::support::http;
+use crate::support::process::{GalleyEnv, GalleyProcess};
 use crate::support::topics::{kafka_config, TestTopics};
 use crate::support::{brokers, unique_name, TestKeyspace};
 
@@ -31,11 +32,11 @@ const INPUT_PARTITIONS: i32 = 6;
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(240);
 
 /// One test's world: topics, keyspace, and the names galley runs with.
-struct Scenario {
-    env: GalleyEnv,
-    keyspace: TestKeyspace,
+pub(crate) struct Scenario {
+    pub(crate) env: GalleyEnv,
+    pub(crate) keyspace: TestKeyspace,
     _topics: TestTopics,
-    codec: Arc<Codec>,
+    pub(crate) codec: Arc<Codec>,
 }
 
 /// A message read back from a topic, with its headers.
@@ -50,7 +51,7 @@ struct ReadMessage {
 
 /// What a verification found, printed by every test.
 #[derive(Debug, Default)]
-struct Report {
+pub(crate) struct Report {
     sent: usize,
     input_messages: usize,
     applied: usize,
@@ -64,7 +65,7 @@ struct Report {
     mismatches: Vec<String>,
     dead_letter_problems: Vec<String>,
     rejections: BTreeMap<String, usize>,
-    expected: Expected,
+    pub(crate) expected: Expected,
 }
 
 impl Report {
@@ -95,7 +96,7 @@ impl Report {
         save_report(name, &text);
     }
 
-    fn assert_exact(&self) {
+    pub(crate) fn assert_exact(&self) {
         assert!(
             self.mismatches.is_empty(),
             "projections differ from the fold:\n{}",
@@ -123,7 +124,7 @@ impl Report {
 }
 
 impl Scenario {
-    async fn new(prefix: &str) -> Self {
+    pub(crate) async fn new(prefix: &str) -> Self {
         let keyspace = TestKeyspace::migrated(&format!("ks_{prefix}")).await;
         let env = GalleyEnv::new(&format!("t_{prefix}"), &keyspace.name);
         let topics = TestTopics::create(env.topic_names(), INPUT_PARTITIONS).await;
@@ -135,7 +136,7 @@ impl Scenario {
         }
     }
 
-    fn generate(&self, count: usize, seed: u64) -> Vec<GeneratedMessage> {
+    pub(crate) fn generate(&self, count: usize, seed: u64) -> Vec<GeneratedMessage> {
         let settings = GeneratorSettings {
             count,
             customers: 300,
@@ -149,7 +150,7 @@ impl Scenario {
         generator::generate(&self.codec, &settings).0
     }
 
-    async fn produce(&self, messages: Vec<GeneratedMessage>, rate: u32) -> usize {
+    pub(crate) async fn produce(&self, messages: Vec<GeneratedMessage>, rate: u32) -> usize {
         produce(&self.env.topics, messages, rate).await
     }
 
@@ -188,7 +189,7 @@ impl Scenario {
 
     /// Waits until galley has processed everything, including what it fed
     /// back into its own input topics, twice in a row a second apart.
-    async fn wait_caught_up(&self, processes: &mut [&mut GalleyProcess]) {
+    pub(crate) async fn wait_caught_up(&self, processes: &mut [&mut GalleyProcess]) {
         let deadline = Instant::now() + CATCH_UP_TIMEOUT;
         let mut streak = 0;
         loop {
@@ -283,7 +284,7 @@ impl Scenario {
     }
 
     /// Compares everything galley produced with the independent fold.
-    async fn verify(&self, sent: usize) -> Report {
+    pub(crate) async fn verify(&self, sent: usize) -> Report {
         let (orders, inventory, results, dead) = tokio::task::block_in_place(|| {
             (
                 self.read_topic(&self.env.topics.orders),
@@ -414,12 +415,13 @@ impl Scenario {
                     .push(format!("{origin:?} dead-lettered unexpectedly"));
             }
         }
+        report.expected = expected;
         report
     }
 }
 
 /// Appends a scenario's figures to its report file.
-fn save_report(name: &str, text: &str) {
+pub(crate) fn save_report(name: &str, text: &str) {
     use std::io::Write;
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-reports");
     let written = std::fs::create_dir_all(&dir).and_then(|()| {
@@ -621,7 +623,16 @@ async fn read_projections(keyspace: &TestKeyspace) -> Expected {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn projections_equal_the_fold_of_a_generated_stream() {
     let started = Instant::now();
-    let scenario = Scenario::new("steady").await;
+    let mut scenario = Scenario::new("steady").await;
+    // The query API answers /v1 only with a configured token.
+    let token = "steady-test-token-0123456789";
+    scenario.env.extra.insert(
+        "GALLEY_API__TOKENS".into(),
+        format!(
+            "[{{name = \"steady\", sha256 = \"{}\"}}]",
+            galley::api::auth::token_digest_hex(token.as_bytes())
+        ),
+    );
     let mut galley = GalleyProcess::spawn(&scenario.env, "a");
     galley.wait_ready(Duration::from_secs(60)).await;
 
@@ -639,9 +650,16 @@ async fn projections_equal_the_fold_of_a_generated_stream() {
 
     // The query API serves the same rows.
     for (order_id, order) in report.expected.orders.iter().step_by(97).take(20) {
-        let (status, body) = http_get(galley.api, &format!("/v1/orders/{order_id}"))
-            .await
-            .expect("query API answers");
+        let auth = format!("Bearer {token}");
+        let r = http::send(
+            galley.api,
+            "GET",
+            &format!("/v1/orders/{order_id}"),
+            &[("Authorization", &auth)],
+            http::Body::None,
+        )
+        .await;
+        let (status, body) = (r.status, r.body);
         assert_eq!(status, 200, "{body}");
         let view: serde_json::Value = serde_json::from_str(&body).expect("json body");
         assert_eq!(view["status"], order.status.as_str(), "{order_id}");
@@ -652,9 +670,16 @@ async fn projections_equal_the_fold_of_a_generated_stream() {
             "{order_id}"
         );
     }
-    let (status, body) = http_get(galley.api, "/v1/orders/no-such-order")
-        .await
-        .expect("query API answers");
+    let auth = format!("Bearer {token}");
+    let r = http::send(
+        galley.api,
+        "GET",
+        "/v1/orders/no-such-order",
+        &[("Authorization", &auth)],
+        http::Body::None,
+    )
+    .await;
+    let (status, body) = (r.status, r.body);
     assert_eq!(status, 404, "{body}");
     assert!(body.contains("\"error\":\"not_found\""), "{body}");
     assert!(report.dead_lettered > 100, "the stream holds poison");

@@ -192,14 +192,14 @@ fn handle_message(
 ) {
     let event = match screen(codec, settings, input, message) {
         Ok(event) => event,
-        Err(class) => {
+        Err(Poison { class, event_type }) => {
             expected.dead_letters.insert(
                 (message.topic.clone(), message.partition, message.offset),
                 class,
             );
             bump(
                 &mut expected.counts,
-                ("dead_lettered".to_string(), "unknown".to_string()),
+                ("dead_lettered".to_string(), event_type.to_string()),
             );
             return;
         }
@@ -237,44 +237,72 @@ enum Decoded {
     Inventory(InventoryEvent),
 }
 
-/// Decodes and checks one message; `Err` is the dead-letter error class.
+/// Why a message is poison: the dead-letter error class, and the event type
+/// (`unknown` until the bytes decode).
+struct Poison {
+    class: String,
+    event_type: &'static str,
+}
+
+impl Poison {
+    fn undecoded(class: impl Into<String>) -> Self {
+        Self {
+            class: class.into(),
+            event_type: "unknown",
+        }
+    }
+}
+
+/// Decodes and checks one message; `Err` says why it is poison.
 fn screen(
     codec: &Codec,
     settings: &FoldSettings,
     input: Input,
     message: &InputMessage,
-) -> Result<Decoded, String> {
+) -> Result<Decoded, Poison> {
     let Some(payload) = message.payload.as_deref() else {
-        return Err("empty".into());
+        return Err(Poison::undecoded("empty"));
     };
     if payload.len() > settings.max_event_bytes {
-        return Err("oversize".into());
+        return Err(Poison::undecoded("oversize"));
     }
-    let (decoded, key) = match input {
+    let (decoded, key, event_type) = match input {
         Input::Orders => {
             let event = codec
                 .decode_order(payload)
-                .map_err(|e| e.class().to_string())?;
+                .map_err(|e| Poison::undecoded(e.class()))?;
+            let event_type = event.type_name();
             if !order_is_valid(&event) {
-                return Err("validation".into());
+                return Err(Poison {
+                    class: "validation".into(),
+                    event_type,
+                });
             }
             let key = event.order_id().as_bytes().to_vec();
-            (Decoded::Order(event), key)
+            (Decoded::Order(event), key, event_type)
         }
         Input::Inventory => {
             let event = codec
                 .decode_inventory(payload)
-                .map_err(|e| e.class().to_string())?;
+                .map_err(|e| Poison::undecoded(e.class()))?;
+            let event_type = event.type_name();
             if !inventory_is_valid(&event) {
-                return Err("validation".into());
+                return Err(Poison {
+                    class: "validation".into(),
+                    event_type,
+                });
             }
             let key = event.sku().as_bytes().to_vec();
-            (Decoded::Inventory(event), key)
+            (Decoded::Inventory(event), key, event_type)
         }
     };
+    let poison = |class: &str| Poison {
+        class: class.into(),
+        event_type,
+    };
     match message.key.as_deref() {
-        None => Err("missing_key".into()),
-        Some(k) if k != key.as_slice() => Err("key_mismatch".into()),
+        None => Err(poison("missing_key")),
+        Some(k) if k != key.as_slice() => Err(poison("key_mismatch")),
         Some(_) => Ok(decoded),
     }
 }
@@ -1118,7 +1146,10 @@ mod tests {
         assert_eq!(dl(ORDERS, wrong_topic), "wrong_topic");
         assert_eq!(dl(INVENTORY, zero_qty), "validation");
         assert_eq!(e.dead_letters.len(), 9);
-        assert_eq!(count(&e, "dead_lettered", "unknown"), 9);
+        // Undecodable ones have no type; the rest are counted under theirs.
+        assert_eq!(count(&e, "dead_lettered", "unknown"), 4);
+        assert_eq!(count(&e, "dead_lettered", "OrderPlaced"), 4);
+        assert_eq!(count(&e, "dead_lettered", "StockReceived"), 1);
         assert!(e.stock.is_empty());
         // Only the last, well-formed message placed the order.
         assert_eq!(e.orders["o1"].placed_at_ms, T0);

@@ -3,7 +3,9 @@
 //! deadline, and a handle on a real `galley` process.
 
 pub mod fold;
+pub mod http;
 pub mod process;
+pub mod tcp_proxy;
 pub mod topics;
 
 use std::sync::atomic::{AtomicU32, Ordering};
