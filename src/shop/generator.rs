@@ -403,6 +403,19 @@ fn poison(codec: &Codec, rng: &mut StdRng, skus: &[String], time: i64) -> Genera
     }
 }
 
+/// Splits a stream into what upstream sends first (orders placed, stock
+/// movements, poison) and the rest of each order's life, keeping the order
+/// of messages within each part. Sending the second part only once galley
+/// has answered every reservation makes a stream's outcome independent of
+/// how fast galley runs: no shipment then races its stock answer.
+pub fn split_setup(
+    messages: Vec<GeneratedMessage>,
+) -> (Vec<GeneratedMessage>, Vec<GeneratedMessage>) {
+    messages
+        .into_iter()
+        .partition(|m| m.destination == Destination::Inventory || m.label == "OrderPlaced")
+}
+
 /// Sends a generated stream at about `rate` messages per second (0: as fast
 /// as the broker takes them) and waits for every acknowledgement. Returns
 /// how many were acknowledged.
@@ -469,6 +482,38 @@ impl Pacer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn splitting_keeps_each_order_placed_before_the_rest_of_its_life() {
+        let codec = Codec::new().expect("codec");
+        let settings = GeneratorSettings {
+            count: 2000,
+            ..GeneratorSettings::default()
+        };
+        let (messages, _) = generate(&codec, &settings);
+        let (setup, rest) = split_setup(messages.clone());
+        assert_eq!(setup.len() + rest.len(), messages.len());
+        assert!(setup
+            .iter()
+            .all(|m| m.label != "PaymentCaptured" && m.label != "OrderShipped"));
+        assert!(rest
+            .iter()
+            .all(|m| m.destination == Destination::Orders && m.label != "OrderPlaced"));
+        // Sending setup then the rest keeps every key's messages in their original order.
+        let per_key = |part: &[GeneratedMessage]| {
+            let mut by_key: std::collections::BTreeMap<Option<String>, Vec<Vec<u8>>> =
+                std::collections::BTreeMap::new();
+            for m in part {
+                by_key
+                    .entry(m.key.clone())
+                    .or_default()
+                    .push(m.payload.clone());
+            }
+            by_key
+        };
+        let resent: Vec<GeneratedMessage> = setup.into_iter().chain(rest).collect();
+        assert_eq!(per_key(&resent), per_key(&messages));
+    }
 
     #[test]
     fn the_same_seed_generates_the_same_stream() {
