@@ -4,13 +4,22 @@
 
 CARGO ?= cargo
 
-.PHONY: demo test build lint fmt stack-up stack-down stack-status prereqs
+.PHONY: demo test faults fuzz build lint fmt stack-up stack-down stack-status prereqs
 
 demo: prereqs
 	scripts/demo
 
 test: prereqs
 	scripts/test
+
+# The fault suite (broker and database outages, zombies, replay, bad input)
+# against a stack of its own; see README "Faults".
+faults: prereqs
+	scripts/faults
+
+# Fuzzes the wire-format decoder for FUZZ_SECONDS (default 120); needs nightly.
+fuzz:
+	scripts/fuzz
 
 prereqs:
 	scripts/prereqs
@@ -21,6 +30,7 @@ build:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --test faults -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all

@@ -330,3 +330,72 @@ async fn wait_for_signal() {
         }
     }
 }
+
+/// `galley replay`: moves the consumer group back to the earliest retained
+/// offset of every input partition, so that the next `galley run` reads the
+/// input topics again from the start. The projections skip what they have
+/// already applied (row watermarks), so a replay converges to the same rows
+/// and re-publishes nothing for events already applied. Refused while the
+/// group has active members: their commits would undo the reset.
+pub fn replay(config: Config) -> anyhow::Result<()> {
+    use rdkafka::consumer::{BaseConsumer, CommitMode};
+    use rdkafka::{Offset, TopicPartitionList};
+
+    let timeout = Duration::from_secs(10);
+    let group = &config.kafka.group_id;
+    let consumer: BaseConsumer = kafka::base_config(&config.kafka)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .create()
+        .context("creating the Kafka consumer")?;
+    let groups = consumer
+        .fetch_group_list(Some(group), timeout)
+        .context("describing the consumer group")?;
+    if let Some(g) = groups.groups().iter().find(|g| g.name() == group) {
+        if !g.members().is_empty() {
+            bail!(
+                "consumer group {group} has {} active member(s) (state {}): stop every \
+                 `galley run` of this group before replaying",
+                g.members().len(),
+                g.state()
+            );
+        }
+    }
+    let mut tpl = TopicPartitionList::new();
+    for topic in [&config.topics.orders, &config.topics.inventory] {
+        let metadata = consumer
+            .fetch_metadata(Some(topic), timeout)
+            .with_context(|| format!("reading the metadata of {topic}"))?;
+        let partitions: Vec<i32> = metadata
+            .topics()
+            .iter()
+            .filter(|t| t.error().is_none())
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        if partitions.is_empty() {
+            bail!("topic {topic} does not exist or has no partitions");
+        }
+        for partition in partitions {
+            let (low, _) = consumer
+                .fetch_watermarks(topic, partition, timeout)
+                .with_context(|| format!("reading the watermarks of {topic}[{partition}]"))?;
+            tpl.add_partition_offset(topic, partition, Offset::Offset(low))
+                .with_context(|| format!("adding {topic}[{partition}]"))?;
+        }
+    }
+    consumer
+        .commit(&tpl, CommitMode::Sync)
+        .with_context(|| format!("committing the earliest offsets for group {group}"))?;
+    for e in tpl.elements() {
+        if let Offset::Offset(o) = e.offset() {
+            println!("{}[{}]: committed offset {o}", e.topic(), e.partition());
+        }
+    }
+    println!(
+        "group {group}: {} partitions reset to their earliest offsets; the next `galley run` \
+         replays them",
+        tpl.count()
+    );
+    Ok(())
+}

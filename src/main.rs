@@ -29,6 +29,9 @@ enum Command {
     CreateTopics(galley::cli::CreateTopicsArgs),
     /// Generate and send a realistic stream of shop events.
     Produce(galley::cli::ProduceArgs),
+    /// Reset the consumer group to the earliest offsets of the input topics
+    /// (refused while any `galley run` of the group is active).
+    Replay,
     /// Check the config and print it with secrets redacted.
     CheckConfig,
     /// Read an API token on stdin and print the SHA-256 that api.tokens takes.
@@ -63,6 +66,7 @@ fn main() -> ExitCode {
         Command::Migrate => galley::cli::migrate(config),
         Command::CreateTopics(args) => galley::cli::create_topics(config, args),
         Command::Produce(args) => galley::cli::produce(config, args),
+        Command::Replay => galley::cli::replay(config),
         Command::CheckConfig => {
             println!("{config:#?}");
             Ok(())

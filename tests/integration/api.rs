@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use crate::support::fold::Expected;
 use crate::support::http::{self, Body, Response};
 use crate::support::process::{GalleyEnv, GalleyProcess};
-use crate::pipeline::{save_report, Scenario};
+use crate::support::scenario::{save_report, Scenario};
 use crate::support::tcp_proxy::TcpProxy;
 use crate::support::topics::TestTopics;
 use crate::support::{cql_contact_point, TestKeyspace};

@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 
 use galley::telemetry::{self as t, Kind};
 
-use crate::pipeline::Scenario;
 use crate::support::fold::{Destination, Expected};
 use crate::support::process::{http_get, GalleyEnv, GalleyProcess};
+use crate::support::scenario::Scenario;
 
 const INPUT_PARTITIONS: i32 = 6;
 /// Counters move when a batch commits and lag is refreshed every 500 ms here;
@@ -591,7 +591,7 @@ async fn scraped_metrics_equal_the_fold_and_lag_returns_to_zero() {
     );
     print!("{figures}");
     // Test output is captured; scripts/test prints these files after the run.
-    crate::pipeline::save_report("observability", &figures);
+    crate::support::scenario::save_report("observability", &figures);
 
     // Every processed event was timed end to end and counted in a batch.
     assert_eq!(

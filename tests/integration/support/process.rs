@@ -67,33 +67,8 @@ impl GalleyProcess {
         let log = log_dir.join(format!("{}-{name}.log", env.group));
         let out = File::create(&log).expect("log file");
         let err = out.try_clone().expect("log file");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_galley"));
-        cmd.arg("run")
-            .env(
-                "GALLEY_CONFIG",
-                concat!(env!("CARGO_MANIFEST_DIR"), "/config/galley.toml"),
-            )
-            .env("GALLEY_KAFKA__BROKERS", brokers())
-            .env("GALLEY_KAFKA__GROUP_ID", &env.group)
-            .env("GALLEY_KAFKA__CLIENT_ID", format!("galley-{name}"))
-            .env("GALLEY_KAFKA__SESSION_TIMEOUT", "6s")
-            .env("GALLEY_TOPICS__ORDERS", &env.topics.orders)
-            .env("GALLEY_TOPICS__INVENTORY", &env.topics.inventory)
-            .env("GALLEY_TOPICS__RESULTS", &env.topics.results)
-            .env("GALLEY_TOPICS__DEAD_LETTER", &env.topics.dead_letter)
-            .env("GALLEY_CQL__CONTACT_POINTS", cql_contact_point())
-            .env("GALLEY_CQL__KEYSPACE", &env.keyspace)
-            .env("GALLEY_CQL__CONSISTENCY", "one")
-            .env("GALLEY_API__LISTEN", "127.0.0.1:0")
-            .env("GALLEY_ADMIN__LISTEN", "127.0.0.1:0")
-            .env("GALLEY_LOG__LEVEL", "info")
-            .env("GALLEY_LOG__FORMAT", "json")
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err);
-        for (k, v) in &env.extra {
-            cmd.env(k, v);
-        }
+        let mut cmd = galley_command(env, name);
+        cmd.arg("run").stdin(Stdio::null()).stdout(out).stderr(err);
         let child = cmd.spawn().expect("spawn galley");
         let unknown: SocketAddr = ([127, 0, 0, 1], 0).into();
         Self {
@@ -238,4 +213,33 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     Some((status, body))
+}
+
+/// A `galley` command (any subcommand) configured for this test's topics,
+/// group and keyspace, with the test's extra settings applied last.
+pub fn galley_command(env: &GalleyEnv, name: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_galley"));
+    cmd.env(
+        "GALLEY_CONFIG",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/config/galley.toml"),
+    )
+    .env("GALLEY_KAFKA__BROKERS", brokers())
+    .env("GALLEY_KAFKA__GROUP_ID", &env.group)
+    .env("GALLEY_KAFKA__CLIENT_ID", format!("galley-{name}"))
+    .env("GALLEY_KAFKA__SESSION_TIMEOUT", "6s")
+    .env("GALLEY_TOPICS__ORDERS", &env.topics.orders)
+    .env("GALLEY_TOPICS__INVENTORY", &env.topics.inventory)
+    .env("GALLEY_TOPICS__RESULTS", &env.topics.results)
+    .env("GALLEY_TOPICS__DEAD_LETTER", &env.topics.dead_letter)
+    .env("GALLEY_CQL__CONTACT_POINTS", cql_contact_point())
+    .env("GALLEY_CQL__KEYSPACE", &env.keyspace)
+    .env("GALLEY_CQL__CONSISTENCY", "one")
+    .env("GALLEY_API__LISTEN", "127.0.0.1:0")
+    .env("GALLEY_ADMIN__LISTEN", "127.0.0.1:0")
+    .env("GALLEY_LOG__LEVEL", "info")
+    .env("GALLEY_LOG__FORMAT", "json");
+    for (k, v) in &env.extra {
+        cmd.env(k, v);
+    }
+    cmd
 }

@@ -3,11 +3,15 @@
 //! test keeps talking to the real database directly. Cutting closes the
 //! listener and drops every live connection; restoring listens on the same
 //! port again, so the client reconnects to the address it already knows.
+//! It can also be slow (a delay before each chunk it forwards) and flaky
+//! (every live connection reset while it keeps listening).
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::task::{AbortHandle, JoinHandle};
 
@@ -16,6 +20,8 @@ pub struct TcpProxy {
     upstream: String,
     accept: Option<JoinHandle<()>>,
     connections: Arc<Mutex<Vec<AbortHandle>>>,
+    /// Delay before each forwarded chunk, in microseconds; 0 forwards at once.
+    latency_us: Arc<AtomicU64>,
 }
 
 fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
@@ -36,6 +42,7 @@ impl TcpProxy {
             upstream: upstream.to_string(),
             accept: None,
             connections: Arc::new(Mutex::new(Vec::new())),
+            latency_us: Arc::new(AtomicU64::new(0)),
         };
         proxy.serve(listener);
         proxy
@@ -44,15 +51,25 @@ impl TcpProxy {
     fn serve(&mut self, listener: TcpListener) {
         let upstream = self.upstream.clone();
         let connections = self.connections.clone();
+        let latency_us = self.latency_us.clone();
         self.accept = Some(tokio::spawn(async move {
             loop {
-                let Ok((mut inbound, _)) = listener.accept().await else {
+                let Ok((inbound, _)) = listener.accept().await else {
                     continue;
                 };
                 let upstream = upstream.clone();
+                let latency_us = latency_us.clone();
                 let task = tokio::spawn(async move {
-                    if let Ok(mut outbound) = TcpStream::connect(&upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    if let Ok(outbound) = TcpStream::connect(&upstream).await {
+                        let _ = inbound.set_nodelay(true);
+                        let _ = outbound.set_nodelay(true);
+                        let (in_read, in_write) = inbound.into_split();
+                        let (out_read, out_write) = outbound.into_split();
+                        // Either direction ending ends the connection.
+                        tokio::select! {
+                            _ = pump(in_read, out_write, latency_us.clone()) => {}
+                            _ = pump(out_read, in_write, latency_us) => {}
+                        }
                     }
                 });
                 connections
@@ -61,6 +78,25 @@ impl TcpProxy {
                     .push(task.abort_handle());
             }
         }));
+    }
+
+    /// Delays every chunk forwarded from now on, in both directions.
+    #[allow(dead_code)] // the fault suite's slow database
+    pub fn set_latency(&self, latency: Duration) {
+        self.latency_us
+            .store(latency.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    #[allow(dead_code)] // the fault suite's flaky database
+    /// Drops every live connection (the peers see them close) and keeps
+    /// listening, so clients can reconnect at once. Returns how many it dropped.
+    pub fn reset_connections(&self) -> usize {
+        let mut connections = self.connections.lock().unwrap_or_else(|e| e.into_inner());
+        let live = connections.iter().filter(|c| !c.is_finished()).count();
+        for connection in connections.drain(..) {
+            connection.abort();
+        }
+        live
     }
 
     /// Stops listening and drops every forwarded connection.
@@ -94,6 +130,28 @@ impl TcpProxy {
                 }
                 Err(e) => panic!("cannot listen on {} again: {e}", self.addr),
             }
+        }
+    }
+}
+
+/// Copies one direction of a connection, waiting `latency_us` before each chunk.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    latency_us: Arc<AtomicU64>,
+) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let delay = latency_us.load(Ordering::Relaxed);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_micros(delay)).await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
         }
     }
 }

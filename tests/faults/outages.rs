@@ -1,0 +1,185 @@
+//! Dependencies that go away or misbehave mid-stream: the broker stopped for
+//! 20 s, the database stopped for 20 s, and a slow, flaky database behind a
+//! proxy. galley must stall, say so on /readyz, and resume by itself.
+
+use std::time::{Duration, Instant};
+
+use crate::support::cql_contact_point;
+use crate::support::process::GalleyProcess;
+use crate::support::scenario::Scenario;
+use crate::support::tcp_proxy::TcpProxy;
+use crate::{
+    admin_get, peak_rss_kib, produce_patiently, require_fault_stack, stack, wait_ready_again,
+    Figures,
+};
+
+const OUTAGE: Duration = Duration::from_secs(20);
+
+/// Stops `component` for 20 s while a stream is being sent and processed,
+/// then starts it again; the same galley process must recover.
+async fn outage_mid_stream(component: &str, reason_prefix: &str, seed: u64) {
+    require_fault_stack();
+    let started = Instant::now();
+    let name = format!("{component}_down");
+    let mut scenario = Scenario::new(&format!("{component}down")).await;
+    scenario
+        .env
+        .extra
+        .insert("GALLEY_PIPELINE__RETRY_MAX_BACKOFF".into(), "2s".into());
+    scenario
+        .env
+        .extra
+        .insert("GALLEY_CQL__REQUEST_TIMEOUT".into(), "2s".into());
+    let mut galley = GalleyProcess::spawn(&scenario.env, &name);
+    galley.wait_ready(Duration::from_secs(60)).await;
+    let pid = galley.pid();
+
+    // 12,000 messages at 1,000/s: the outage starts about 4 s in.
+    let messages = scenario.generate(12_000, seed);
+    let producing = tokio::spawn(produce_patiently(
+        scenario.env.topics.clone(),
+        messages,
+        1_000,
+    ));
+    tokio::time::sleep(Duration::from_secs(4)).await;
+
+    let stop_took = tokio::task::block_in_place(|| stack("down", component));
+    let down_at = Instant::now();
+    // Hold the outage for 20 s, watching /readyz all the while.
+    let mut saw_reason: Option<String> = None;
+    let mut first_503: Option<Duration> = None;
+    while down_at.elapsed() < OUTAGE {
+        if let Some((status, body)) = admin_get(&galley, "/readyz").await {
+            if status == 503 {
+                first_503.get_or_insert(down_at.elapsed());
+                if saw_reason.is_none() && body.contains(&format!("\"{reason_prefix}")) {
+                    saw_reason = Some(body);
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let start_took = tokio::task::block_in_place(|| stack("up", component));
+    let back_at = Instant::now();
+    let ready_after = wait_ready_again(&mut galley, Duration::from_secs(120)).await;
+    let sent = producing.await.expect("producer task");
+    scenario.wait_caught_up(&mut [&mut galley]).await;
+    let caught_up_after = back_at.elapsed();
+    assert_eq!(galley.pid(), pid, "the same process recovered");
+    assert!(galley.is_running(), "galley still runs");
+
+    let report = scenario.verify(sent).await;
+    Figures {
+        name: &name,
+        report: &report,
+        recovery: Some((
+            format!("from the restart of {component} to /readyz 200"),
+            ready_after,
+        )),
+        extra: vec![
+            format!(
+                "outage: stop took {:.1}s, held {}s, start took {:.1}s; /readyz 503 after \
+                 {:.1}s; recovery to /readyz 200: {:.1}s, to lag 0: {:.1}s (from the end of \
+                 the start)",
+                stop_took.as_secs_f64(),
+                OUTAGE.as_secs(),
+                start_took.as_secs_f64(),
+                first_503.unwrap_or_default().as_secs_f64(),
+                ready_after.as_secs_f64(),
+                caught_up_after.as_secs_f64()
+            ),
+            format!(
+                "/readyz during the outage: {}",
+                saw_reason.as_deref().unwrap_or("-")
+            ),
+        ],
+    }
+    .print(started.elapsed());
+    assert!(
+        saw_reason.is_some(),
+        "/readyz never answered 503 naming {reason_prefix} during the outage"
+    );
+    report.assert_exact();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_stopped_for_20s_mid_stream() {
+    outage_mid_stream("kafka", "kafka", 101).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_stopped_for_20s_mid_stream() {
+    outage_mid_stream("cassandra", "database", 102).await;
+}
+
+/// galley talks to the database through a proxy that delays every chunk
+/// and resets every connection every few seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_flaky_database() {
+    require_fault_stack();
+    let started = Instant::now();
+    let mut scenario = Scenario::new("flakydb").await;
+    let proxy = TcpProxy::start(&cql_contact_point()).await;
+    scenario
+        .env
+        .extra
+        .insert("GALLEY_CQL__CONTACT_POINTS".into(), proxy.addr.to_string());
+    scenario
+        .env
+        .extra
+        .insert("GALLEY_PIPELINE__RETRY_MAX_BACKOFF".into(), "2s".into());
+    scenario
+        .env
+        .extra
+        .insert("GALLEY_CQL__REQUEST_TIMEOUT".into(), "3s".into());
+    let mut galley = GalleyProcess::spawn(&scenario.env, "flaky");
+    galley.wait_ready(Duration::from_secs(60)).await;
+    let pid = galley.pid().expect("pid");
+
+    let latency = Duration::from_millis(15);
+    proxy.set_latency(latency);
+    let messages = scenario.generate(10_000, 103);
+    let producing = tokio::spawn(produce_patiently(
+        scenario.env.topics.clone(),
+        messages,
+        1_000,
+    ));
+    // Reset every database connection every 3 s while the stream flows.
+    let mut resets = 0;
+    let mut dropped = 0;
+    let mut peak_kib = 0;
+    while !producing.is_finished() {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        dropped += proxy.reset_connections();
+        resets += 1;
+        peak_kib = peak_kib.max(peak_rss_kib(pid).unwrap_or(0));
+    }
+    let sent = producing.await.expect("producer task");
+    proxy.set_latency(Duration::ZERO);
+    let calm_at = Instant::now();
+    scenario.wait_caught_up(&mut [&mut galley]).await;
+    let caught_up_after = calm_at.elapsed();
+    peak_kib = peak_kib.max(peak_rss_kib(pid).unwrap_or(0));
+
+    let report = scenario.verify(sent).await;
+    let bound_kib = 512 * 1024;
+    Figures {
+        name: "flaky_db",
+        report: &report,
+        recovery: Some(("from the end of the chaos to lag 0".into(), caught_up_after)),
+        extra: vec![format!(
+            "latency {}ms per chunk, {resets} resets dropping {dropped} connections; peak RSS \
+             {:.1} MiB (bound {} MiB)",
+            latency.as_millis(),
+            peak_kib as f64 / 1024.0,
+            bound_kib / 1024
+        )],
+    }
+    .print(started.elapsed());
+    report.assert_exact();
+    assert!(dropped > 0, "the proxy reset no connection");
+    assert!(
+        peak_kib > 0 && peak_kib < bound_kib,
+        "peak RSS {peak_kib} KiB is outside (0, {bound_kib})"
+    );
+}

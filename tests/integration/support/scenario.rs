@@ -1,0 +1,640 @@
+//! The end-to-end harness: a test's world (topics, group, keyspace), a
+//! generated stream sent to it, waiting until galley has caught up, and the
+//! verification that every projection row equals an independent fold of the
+//! input topics, that every expected event was published (by deterministic
+//! id), and that every poison message sits in the dead-letter topic with its
+//! origin in the headers. Used by `pipeline.rs` and by the fault suite.
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::TryStreamExt;
+use galley::codec::Codec;
+use galley::config::{KafkaConfig, TopicsConfig};
+use galley::shop::generator::{self, GeneratedMessage, GeneratorSettings};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::FutureProducer;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use scylla::value::CqlTimestamp;
+
+use super::fold::{
+    self, Destination as FoldDestination, Expected, ExpectedOrder, FoldSettings, InputMessage,
+};
+use super::process::{GalleyEnv, GalleyProcess};
+use super::topics::{kafka_config, TestTopics};
+use super::{brokers, unique_name, TestKeyspace};
+
+pub const INPUT_PARTITIONS: i32 = 6;
+pub const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(240);
+
+/// One test's world: topics, keyspace, and the names galley runs with.
+pub struct Scenario {
+    pub env: GalleyEnv,
+    pub keyspace: TestKeyspace,
+    _topics: TestTopics,
+    pub codec: Arc<Codec>,
+    /// `pipeline.max_event_bytes` of the galley under test, for the fold.
+    pub max_event_bytes: usize,
+}
+
+/// A message read back from a topic, with its headers.
+pub struct ReadMessage {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+    pub headers: BTreeMap<String, String>,
+}
+
+/// What a verification found, printed by every test.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub sent: usize,
+    pub input_messages: usize,
+    pub applied: usize,
+    pub rejected: usize,
+    pub duplicates_skipped: usize,
+    pub dead_lettered: usize,
+    pub expected_events: usize,
+    pub missing_events: Vec<String>,
+    pub unexpected_events: Vec<String>,
+    pub duplicate_events: usize,
+    pub mismatches: Vec<String>,
+    pub dead_letter_problems: Vec<String>,
+    pub rejections: BTreeMap<String, usize>,
+    pub expected: Expected,
+}
+
+impl Report {
+    /// Prints the figures and keeps them in `target/tmp/test-reports/`,
+    /// which `scripts/test` shows after the run (test output is captured).
+    pub fn print(&self, name: &str, elapsed: Duration) {
+        let text = format!(
+            "[{name}] sent={} input_messages={} applied={} rejected={} duplicates_skipped={} \
+             dead_lettered={} expected_events={} missing_events={} unexpected_events={} \
+             duplicate_events={} projection_mismatches={} dead_letter_problems={} elapsed={:.1}s\n\
+             [{name}] rejections by reason: {:?}\n",
+            self.sent,
+            self.input_messages,
+            self.applied,
+            self.rejected,
+            self.duplicates_skipped,
+            self.dead_lettered,
+            self.expected_events,
+            self.missing_events.len(),
+            self.unexpected_events.len(),
+            self.duplicate_events,
+            self.mismatches.len(),
+            self.dead_letter_problems.len(),
+            elapsed.as_secs_f64(),
+            self.rejections,
+        );
+        print!("{text}");
+        save_report(name, &text);
+    }
+
+    pub fn assert_exact(&self) {
+        assert!(
+            self.mismatches.is_empty(),
+            "projections differ from the fold:\n{}",
+            self.mismatches.join("\n")
+        );
+        assert!(
+            self.missing_events.is_empty(),
+            "{} expected events were never published, e.g. {:?}",
+            self.missing_events.len(),
+            &self.missing_events[..self.missing_events.len().min(10)]
+        );
+        assert!(
+            self.unexpected_events.is_empty(),
+            "{} published events the fold does not expect, e.g. {:?}",
+            self.unexpected_events.len(),
+            &self.unexpected_events[..self.unexpected_events.len().min(10)]
+        );
+        assert!(
+            self.dead_letter_problems.is_empty(),
+            "dead letters wrong:\n{}",
+            self.dead_letter_problems.join("\n")
+        );
+        assert!(self.applied > 0, "nothing was applied");
+    }
+}
+
+impl Scenario {
+    pub async fn new(prefix: &str) -> Self {
+        let keyspace = TestKeyspace::migrated(&format!("ks_{prefix}")).await;
+        let env = GalleyEnv::new(&format!("t_{prefix}"), &keyspace.name);
+        let topics = TestTopics::create(env.topic_names(), INPUT_PARTITIONS).await;
+        Self {
+            env,
+            keyspace,
+            _topics: topics,
+            codec: Arc::new(Codec::new().expect("codec")),
+            max_event_bytes: 1024 * 1024,
+        }
+    }
+
+    pub fn generate(&self, count: usize, seed: u64) -> Vec<GeneratedMessage> {
+        let settings = GeneratorSettings {
+            count,
+            customers: 300,
+            skus: 60,
+            seed,
+            poison_fraction: 0.01,
+            invalid_fraction: 0.02,
+            lifecycle_gap: 1500,
+            ..GeneratorSettings::default()
+        };
+        generator::generate(&self.codec, &settings).0
+    }
+
+    pub async fn produce(&self, messages: Vec<GeneratedMessage>, rate: u32) -> usize {
+        produce(&self.env.topics, messages, rate).await
+    }
+
+    pub fn admin_consumer(&self) -> BaseConsumer {
+        ClientConfig::new()
+            .set("bootstrap.servers", brokers())
+            .set("group.id", &self.env.group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("consumer")
+    }
+
+    /// True when the group's committed offsets reach the end of every input partition.
+    pub fn caught_up(&self) -> bool {
+        let consumer = self.admin_consumer();
+        let timeout = Duration::from_secs(5);
+        let mut tpl = TopicPartitionList::new();
+        for topic in [&self.env.topics.orders, &self.env.topics.inventory] {
+            for p in 0..INPUT_PARTITIONS {
+                tpl.add_partition(topic, p);
+            }
+        }
+        let Ok(committed) = consumer.committed_offsets(tpl, timeout) else {
+            return false;
+        };
+        committed.elements().iter().all(|e| {
+            let Ok((_, high)) = consumer.fetch_watermarks(e.topic(), e.partition(), timeout) else {
+                return false;
+            };
+            match e.offset() {
+                Offset::Offset(o) => o >= high,
+                _ => high == 0,
+            }
+        })
+    }
+
+    /// Waits until galley has processed everything, including what it fed
+    /// back into its own input topics, twice in a row a second apart.
+    pub async fn wait_caught_up(&self, processes: &mut [&mut GalleyProcess]) {
+        let deadline = Instant::now() + CATCH_UP_TIMEOUT;
+        let mut streak = 0;
+        loop {
+            let done = tokio::task::block_in_place(|| self.caught_up());
+            streak = if done { streak + 1 } else { 0 };
+            if streak >= 2 {
+                return;
+            }
+            for p in processes.iter_mut() {
+                assert!(
+                    p.is_running(),
+                    "galley exited early; log:\n{}",
+                    p.log_tail(40)
+                );
+            }
+            if Instant::now() >= deadline {
+                let tails: Vec<String> = processes.iter().map(|p| p.log_tail(30)).collect();
+                panic!(
+                    "galley did not catch up within {CATCH_UP_TIMEOUT:?}; logs:\n{}",
+                    tails.join("\n---\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(if done { 1000 } else { 250 })).await;
+        }
+    }
+
+    /// Reads every message of a topic, from the start to its current end.
+    pub fn read_topic(&self, topic: &str) -> Vec<ReadMessage> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", brokers())
+            .set("group.id", unique_name("reader"))
+            .set("enable.auto.commit", "false")
+            .set("isolation.level", "read_committed")
+            .create()
+            .expect("reader");
+        let timeout = Duration::from_secs(10);
+        let metadata = consumer
+            .fetch_metadata(Some(topic), timeout)
+            .expect("metadata");
+        let partitions: Vec<i32> = metadata
+            .topics()
+            .iter()
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        let mut ends = BTreeMap::new();
+        let mut tpl = TopicPartitionList::new();
+        for p in &partitions {
+            let (_, high) = consumer
+                .fetch_watermarks(topic, *p, timeout)
+                .expect("watermarks");
+            if high > 0 {
+                ends.insert(*p, high);
+                tpl.add_partition_offset(topic, *p, Offset::Beginning)
+                    .expect("tpl");
+            }
+        }
+        let mut out = Vec::new();
+        if ends.is_empty() {
+            return out;
+        }
+        consumer.assign(&tpl).expect("assign");
+        let mut remaining: BTreeSet<i32> = ends.keys().copied().collect();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !remaining.is_empty() {
+            assert!(Instant::now() < deadline, "reading {topic} timed out");
+            let Some(result) = consumer.poll(Duration::from_millis(500)) else {
+                continue;
+            };
+            let m = result.expect("read message");
+            let mut headers = BTreeMap::new();
+            if let Some(h) = m.headers() {
+                for header in h.iter() {
+                    headers.insert(
+                        header.key.to_string(),
+                        String::from_utf8_lossy(header.value.unwrap_or_default()).into_owned(),
+                    );
+                }
+            }
+            out.push(ReadMessage {
+                topic: m.topic().to_string(),
+                partition: m.partition(),
+                offset: m.offset(),
+                key: m.key().map(<[u8]>::to_vec),
+                payload: m.payload().map(<[u8]>::to_vec),
+                headers,
+            });
+            if m.offset() + 1 >= ends[&m.partition()] {
+                remaining.remove(&m.partition());
+            }
+        }
+        out
+    }
+
+    /// Compares everything galley produced with the independent fold.
+    pub async fn verify(&self, sent: usize) -> Report {
+        let (orders, inventory, results, dead) = tokio::task::block_in_place(|| {
+            (
+                self.read_topic(&self.env.topics.orders),
+                self.read_topic(&self.env.topics.inventory),
+                self.read_topic(&self.env.topics.results),
+                self.read_topic(&self.env.topics.dead_letter),
+            )
+        });
+        let inputs: Vec<InputMessage> = orders
+            .iter()
+            .chain(&inventory)
+            .map(|m| InputMessage {
+                topic: m.topic.clone(),
+                partition: m.partition,
+                offset: m.offset,
+                key: m.key.clone(),
+                payload: m.payload.clone(),
+            })
+            .collect();
+        let settings = FoldSettings {
+            orders_topic: self.env.topics.orders.clone(),
+            inventory_topic: self.env.topics.inventory.clone(),
+            low_stock_threshold: 10,
+            max_event_bytes: self.max_event_bytes,
+        };
+        let expected = fold::fold(&self.codec, &settings, &inputs);
+        let actual = read_projections(&self.keyspace).await;
+
+        let mut report = Report {
+            sent,
+            input_messages: inputs.len(),
+            expected_events: expected.emitted.len(),
+            mismatches: fold::mismatches(&expected, &actual),
+            rejections: expected.rejections.clone(),
+            ..Report::default()
+        };
+        for ((outcome, _), n) in &expected.counts {
+            match outcome.as_str() {
+                "applied" => report.applied += n,
+                "rejected" => report.rejected += n,
+                "duplicate" => report.duplicates_skipped += n,
+                "dead_lettered" => report.dead_lettered += n,
+                _ => {}
+            }
+        }
+
+        // Every event galley published, by id and destination.
+        let mut published: BTreeMap<String, (FoldDestination, usize)> = BTreeMap::new();
+        let destinations = [
+            (&results, FoldDestination::Results),
+            (&orders, FoldDestination::Orders),
+            (&inventory, FoldDestination::Inventory),
+        ];
+        for (messages, destination) in destinations {
+            for m in messages {
+                if let Some(id) = m.headers.get(galley::shop::EVENT_ID_HEADER) {
+                    let entry = published.entry(id.clone()).or_insert((destination, 0));
+                    entry.1 += 1;
+                    if entry.0 != destination {
+                        report
+                            .unexpected_events
+                            .push(format!("{id} published to two topics"));
+                    }
+                }
+            }
+        }
+        for (id, kind) in &expected.emitted {
+            match published.get(id) {
+                None => report.missing_events.push(id.clone()),
+                Some((destination, _)) if *destination != kind.destination => {
+                    report.unexpected_events.push(format!(
+                        "{id} went to {destination:?}, expected {:?}",
+                        kind.destination
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+        for (id, (_, copies)) in &published {
+            if !expected.emitted.contains_key(id) {
+                report.unexpected_events.push(id.clone());
+            }
+            report.duplicate_events += copies - 1;
+        }
+
+        // Every poison message, in the dead-letter topic, with its origin.
+        let mut seen_dead: BTreeMap<(String, i32, i64), String> = BTreeMap::new();
+        for m in &dead {
+            let h = |name: &str| m.headers.get(name).cloned().unwrap_or_default();
+            let origin = (
+                h("__connect.errors.topic"),
+                h("__connect.errors.partition").parse().unwrap_or(-1),
+                h("__connect.errors.offset").parse().unwrap_or(-1),
+            );
+            if h("__connect.errors.exception.message").is_empty() {
+                report
+                    .dead_letter_problems
+                    .push(format!("{origin:?} has no error message header"));
+            }
+            let class = h("__connect.errors.exception.class.name");
+            if let Some(source) = inputs
+                .iter()
+                .find(|i| i.topic == origin.0 && i.partition == origin.1 && i.offset == origin.2)
+            {
+                if source.payload != m.payload || source.key != m.key {
+                    report.dead_letter_problems.push(format!(
+                        "{origin:?}: dead letter does not carry the original key and value"
+                    ));
+                }
+            }
+            seen_dead.insert(origin, class);
+        }
+        for (origin, class) in &expected.dead_letters {
+            match seen_dead.get(origin) {
+                None => report
+                    .dead_letter_problems
+                    .push(format!("{origin:?} ({class}) missing")),
+                Some(found) if found != class => report
+                    .dead_letter_problems
+                    .push(format!("{origin:?}: class {found}, expected {class}")),
+                Some(_) => {}
+            }
+        }
+        for origin in seen_dead.keys() {
+            if !expected.dead_letters.contains_key(origin) {
+                report
+                    .dead_letter_problems
+                    .push(format!("{origin:?} dead-lettered unexpectedly"));
+            }
+        }
+        report.expected = expected;
+        report
+    }
+}
+
+/// Appends a scenario's figures to its report file.
+pub fn save_report(name: &str, text: &str) {
+    use std::io::Write;
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-reports");
+    let written = std::fs::create_dir_all(&dir).and_then(|()| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(format!("{name}.txt")))
+            .and_then(|mut f| f.write_all(text.as_bytes()))
+    });
+    if let Err(e) = written {
+        eprintln!("cannot keep the {name} report: {e}");
+    }
+}
+
+/// Sends the messages at about `rate` per second, partitioned the way an
+/// upstream Java producer would.
+pub async fn produce(topics: &TopicsConfig, messages: Vec<GeneratedMessage>, rate: u32) -> usize {
+    produce_within(
+        topics,
+        messages,
+        rate,
+        KafkaConfig::default().delivery_timeout,
+    )
+    .await
+}
+
+/// [`produce`] with a delivery timeout of the caller's choosing, for
+/// streams that must outlast a broker outage.
+pub async fn produce_within(
+    topics: &TopicsConfig,
+    messages: Vec<GeneratedMessage>,
+    rate: u32,
+    delivery_timeout: Duration,
+) -> usize {
+    let mut cfg = kafka_config("producer");
+    cfg.delivery_timeout = delivery_timeout;
+    let producer: FutureProducer = galley::kafka::producer_config(&cfg)
+        .create()
+        .expect("producer");
+    let sent = generator::send_all(
+        &producer,
+        &topics.orders,
+        &topics.inventory,
+        &messages,
+        rate,
+    )
+    .await
+    .expect("send the stream");
+    assert_eq!(
+        sent,
+        messages.len(),
+        "every generated message is acknowledged"
+    );
+    sent
+}
+
+/// Reads every projection row of the keyspace into the fold's shape.
+pub async fn read_projections(keyspace: &TestKeyspace) -> Expected {
+    let ks = &keyspace.name;
+    let session = &keyspace.session;
+    let mut actual = Expected::default();
+
+    type OrderRow = (
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<i64>,
+        Option<i64>,
+        Option<String>,
+        Option<CqlTimestamp>,
+        Option<CqlTimestamp>,
+    );
+    let rows: Vec<OrderRow> = session
+        .query_iter(
+            format!(
+                "SELECT order_id, customer_id, status, currency, total_cents, paid_cents, lines, \
+                 placed_at, updated_at FROM {ks}.orders"
+            ),
+            (),
+        )
+        .await
+        .expect("scan orders")
+        .rows_stream::<OrderRow>()
+        .expect("order rows")
+        .try_collect()
+        .await
+        .expect("order rows");
+    for (id, customer, status, currency, total, paid, lines, placed, updated) in rows {
+        let lines: serde_json::Value =
+            serde_json::from_str(lines.as_deref().unwrap_or("[]")).expect("lines json");
+        let lines = lines
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|l| {
+                        (
+                            l["sku"].as_str().unwrap_or_default().to_string(),
+                            l["quantity"].as_i64().unwrap_or_default() as i32,
+                            l["unit_price_cents"].as_i64().unwrap_or_default(),
+                            l["stock"].as_str().unwrap_or_default().to_string(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        actual.orders.insert(
+            id,
+            ExpectedOrder {
+                customer_id: customer.unwrap_or_default(),
+                status: status.unwrap_or_default(),
+                currency: currency.unwrap_or_default(),
+                total_cents: total.unwrap_or_default(),
+                paid_cents: paid.unwrap_or_default(),
+                placed_at_ms: placed.map(|t| t.0).unwrap_or_default(),
+                updated_at_ms: updated.map(|t| t.0).unwrap_or_default(),
+                lines,
+            },
+        );
+    }
+
+    type CustomerRow = (String, CqlTimestamp, String, Option<String>, Option<i64>);
+    let rows: Vec<CustomerRow> = session
+        .query_iter(
+            format!("SELECT customer_id, placed_at, order_id, status, total_cents FROM {ks}.orders_by_customer"),
+            (),
+        )
+        .await
+        .expect("scan customers")
+        .rows_stream::<CustomerRow>()
+        .expect("customer rows")
+        .try_collect()
+        .await
+        .expect("customer rows");
+    for (customer, placed, order, status, total) in rows {
+        actual.customer_orders.insert(
+            (customer, placed.0, order),
+            (status.unwrap_or_default(), total.unwrap_or_default()),
+        );
+    }
+
+    type SkuSalesRow = (String, CqlTimestamp, Option<i64>, Option<i64>);
+    let rows: Vec<SkuSalesRow> = session
+        .query_iter(
+            format!("SELECT sku, minute, units, revenue_cents FROM {ks}.sales_by_sku_minute"),
+            (),
+        )
+        .await
+        .expect("scan sku sales")
+        .rows_stream::<SkuSalesRow>()
+        .expect("sku sales rows")
+        .try_collect()
+        .await
+        .expect("sku sales rows");
+    for (sku, minute, units, revenue) in rows {
+        let cell = actual.sku_sales.entry((sku, minute.0)).or_default();
+        cell.0 += units.unwrap_or_default();
+        cell.1 += revenue.unwrap_or_default();
+    }
+
+    type MinuteRow = (CqlTimestamp, Option<i64>, Option<i64>, Option<i64>);
+    let rows: Vec<MinuteRow> = session
+        .query_iter(
+            format!("SELECT minute, units, revenue_cents, orders FROM {ks}.sales_by_minute"),
+            (),
+        )
+        .await
+        .expect("scan minute sales")
+        .rows_stream::<MinuteRow>()
+        .expect("minute rows")
+        .try_collect()
+        .await
+        .expect("minute rows");
+    for (minute, units, revenue, orders) in rows {
+        let cell = actual.minute_sales.entry(minute.0).or_default();
+        cell.0 += units.unwrap_or_default();
+        cell.1 += revenue.unwrap_or_default();
+        cell.2 += orders.unwrap_or_default();
+    }
+
+    type InventoryRow = (
+        String,
+        Option<String>,
+        Option<i64>,
+        Option<i64>,
+        Option<i32>,
+        Option<String>,
+    );
+    let rows: Vec<InventoryRow> = session
+        .query_iter(
+            format!(
+                "SELECT sku, order_id, on_hand, reserved, reservation_quantity, reservation_status \
+                 FROM {ks}.inventory"
+            ),
+            (),
+        )
+        .await
+        .expect("scan inventory")
+        .rows_stream::<InventoryRow>()
+        .expect("inventory rows")
+        .try_collect()
+        .await
+        .expect("inventory rows");
+    for (sku, order, on_hand, reserved, quantity, status) in rows {
+        actual.stock.insert(
+            sku.clone(),
+            (on_hand.unwrap_or_default(), reserved.unwrap_or_default()),
+        );
+        if let (Some(order), Some(status)) = (order, status) {
+            actual
+                .reservations
+                .insert((sku, order), (quantity.unwrap_or_default(), status));
+        }
+    }
+    actual
+}
