@@ -151,6 +151,25 @@ async fn metric(galley: &GalleyProcess, name: &str) -> Option<f64> {
     found
 }
 
+/// Waits until galley has applied at least `events` input events: the point
+/// at which a fault lands mid-stream, whatever the machine's speed.
+async fn wait_applied(galley: &GalleyProcess, events: f64, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let applied = metric(galley, "galley_events_applied_total")
+            .await
+            .unwrap_or(0.0);
+        if applied >= events {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "galley applied {applied} events, fewer than {events}, within {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Peak resident set size of a process, from /proc (VmHWM), in KiB.
 fn peak_rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

@@ -9,8 +9,8 @@ use crate::support::process::GalleyProcess;
 use crate::support::scenario::Scenario;
 use crate::support::tcp_proxy::TcpProxy;
 use crate::{
-    admin_get, peak_rss_kib, produce_patiently, require_fault_stack, stack, wait_ready_again,
-    Figures,
+    admin_get, peak_rss_kib, produce_patiently, require_fault_stack, stack, wait_applied,
+    wait_ready_again, Figures,
 };
 
 const OUTAGE: Duration = Duration::from_secs(20);
@@ -34,14 +34,15 @@ async fn outage_mid_stream(component: &str, reason_prefix: &str, seed: u64) {
     galley.wait_ready(Duration::from_secs(60)).await;
     let pid = galley.pid();
 
-    // 12,000 messages at 1,000/s: the outage starts about 4 s in.
+    // 12,000 messages at 1,000/s: the outage starts once galley has applied
+    // a few thousand events (about 4 s in on an idle machine).
     let messages = scenario.generate(12_000, seed);
     let producing = tokio::spawn(produce_patiently(
         scenario.env.topics.clone(),
         messages,
         1_000,
     ));
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    wait_applied(&galley, 4_000.0, Duration::from_secs(60)).await;
 
     let stop_took = tokio::task::block_in_place(|| stack("down", component));
     let down_at = Instant::now();
@@ -148,8 +149,10 @@ async fn slow_and_flaky_database() {
     let mut resets = 0;
     let mut dropped = 0;
     let mut peak_kib = 0;
+    let mut every_three_seconds = tokio::time::interval(Duration::from_secs(3));
+    every_three_seconds.tick().await;
     while !producing.is_finished() {
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        every_three_seconds.tick().await;
         dropped += proxy.reset_connections();
         resets += 1;
         peak_kib = peak_kib.max(peak_rss_kib(pid).unwrap_or(0));

@@ -13,7 +13,7 @@ use galley::shop::generator::{self, Destination, GeneratedMessage, GeneratorSett
 
 use crate::support::process::{galley_command, GalleyProcess};
 use crate::support::scenario::{read_projections, Scenario};
-use crate::{metric, produce_patiently, require_fault_stack, Figures};
+use crate::{metric, produce_patiently, require_fault_stack, wait_applied, Figures};
 
 const ALL_PARTITIONS: f64 = 12.0;
 
@@ -64,7 +64,8 @@ async fn zombie_member_cannot_clobber() {
         messages,
         1_000,
     ));
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Freeze A with work in hand: once it has applied part of the stream.
+    wait_applied(&a, 1_000.0, Duration::from_secs(60)).await;
     a.signal("STOP");
     let stopped_at = Instant::now();
     wait_owned(&b, |n| n == ALL_PARTITIONS, Duration::from_secs(60)).await;
