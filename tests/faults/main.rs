@@ -154,17 +154,25 @@ async fn metric(galley: &GalleyProcess, name: &str) -> Option<f64> {
 /// Waits until galley has applied at least `events` input events: the point
 /// at which a fault lands mid-stream, whatever the machine's speed.
 async fn wait_applied(galley: &GalleyProcess, events: f64, timeout: Duration) {
+    wait_metric_at_least(galley, "galley_events_applied_total", events, timeout).await;
+}
+
+/// Polls a metric (summed over its labels) until it reaches `at_least`.
+async fn wait_metric_at_least(
+    galley: &GalleyProcess,
+    name: &str,
+    at_least: f64,
+    timeout: Duration,
+) {
     let deadline = Instant::now() + timeout;
     loop {
-        let applied = metric(galley, "galley_events_applied_total")
-            .await
-            .unwrap_or(0.0);
-        if applied >= events {
+        let value = metric(galley, name).await.unwrap_or(0.0);
+        if value >= at_least {
             return;
         }
         assert!(
             Instant::now() < deadline,
-            "galley applied {applied} events, fewer than {events}, within {timeout:?}"
+            "{name} is {value}, short of {at_least}, after {timeout:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

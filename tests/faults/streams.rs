@@ -13,7 +13,9 @@ use galley::shop::generator::{self, Destination, GeneratedMessage, GeneratorSett
 
 use crate::support::process::{galley_command, GalleyProcess};
 use crate::support::scenario::{read_projections, Scenario};
-use crate::{metric, produce_patiently, require_fault_stack, wait_applied, Figures};
+use crate::{
+    metric, produce_patiently, require_fault_stack, wait_applied, wait_metric_at_least, Figures,
+};
 
 const ALL_PARTITIONS: f64 = 12.0;
 
@@ -66,16 +68,27 @@ async fn zombie_member_cannot_clobber() {
     ));
     // Freeze A with work in hand: once it has applied part of the stream.
     wait_applied(&a, 1_000.0, Duration::from_secs(60)).await;
+    let a_rebalances = metric(&a, "galley_rebalances_total").await.unwrap_or(0.0);
     a.signal("STOP");
     let stopped_at = Instant::now();
     wait_owned(&b, |n| n == ALL_PARTITIONS, Duration::from_secs(60)).await;
     let takeover = stopped_at.elapsed();
     // B works alone for a while; A is still frozen, with its batch in hand.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let b_applied = metric(&b, "galley_events_applied_total")
+        .await
+        .unwrap_or(0.0);
+    wait_applied(&b, b_applied + 1_000.0, Duration::from_secs(60)).await;
     a.signal("CONT");
     let frozen_for = stopped_at.elapsed();
-    // The thawed zombie finishes what it held, rejoins and works alongside B.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // The thawed zombie finishes what it held, learns it lost its partitions
+    // (a revoke) and rejoins (an assign) to work alongside B.
+    wait_metric_at_least(
+        &a,
+        "galley_rebalances_total",
+        a_rebalances + 2.0,
+        Duration::from_secs(60),
+    )
+    .await;
     let sent = producing.await.expect("producer task");
     let a_exit = a.terminate(Duration::from_secs(40));
     scenario.wait_caught_up(&mut [&mut b]).await;
@@ -115,13 +128,15 @@ async fn scale_out_and_in_mid_stream() {
         messages,
         1_000,
     ));
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The third member joins mid-stream.
+    wait_applied(&a, 1_000.0, Duration::from_secs(60)).await;
     let mut c = GalleyProcess::spawn(&scenario.env, "scale-c");
     let joined_at = Instant::now();
     c.wait_ready(Duration::from_secs(60)).await;
     let c_owned = wait_owned(&c, |n| n > 0.0, Duration::from_secs(60)).await;
     let join_took = joined_at.elapsed();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // It works its share before it leaves.
+    wait_applied(&c, 500.0, Duration::from_secs(60)).await;
     let exit = c.terminate(Duration::from_secs(40));
     let left_at = Instant::now();
     let exit = exit.expect("the third member exits within its shutdown deadline");
