@@ -35,14 +35,6 @@ impl GroupEvents {
         }
     }
 
-    /// The partitions this process owns now.
-    pub fn owned(&self) -> Vec<(String, i32)> {
-        self.inner
-            .lock()
-            .map(|s| s.owned.iter().cloned().collect())
-            .unwrap_or_default()
-    }
-
     fn update(&self, f: impl FnOnce(&mut GroupState)) {
         if let Ok(mut state) = self.inner.lock() {
             f(&mut state);

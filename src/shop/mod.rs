@@ -42,9 +42,7 @@ use crate::codec::Codec;
 use crate::config::TopicsConfig;
 use crate::domain::inventory::{self, Reservation, Stock};
 use crate::domain::order::{self, Order};
-use crate::domain::{
-    minute_of, Emitted, EventIds, EventOrigin, InventoryEvent, OrderEvent, Outcome,
-};
+use crate::domain::{Emitted, EventIds, EventOrigin, InventoryEvent, OrderEvent, Outcome};
 use crate::pipeline::{
     unix_ms, DeadLetter, Effects, InputRecord, OutgoingMessage, Processor, RetryableError,
 };
@@ -936,11 +934,6 @@ impl Processor for ShopProcessor {
                 .any(|(t, q)| q == p && t.as_str() == &**topic)
         });
     }
-}
-
-/// The minute bucket of an event time, re-exported for the query side.
-pub fn sales_minute(event_time_ms: i64) -> i64 {
-    minute_of(event_time_ms)
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ pub mod projections;
 pub mod queries;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session::Session;
@@ -16,6 +16,7 @@ use scylla::client::session_builder::SessionBuilder;
 use scylla::statement::Consistency;
 
 use crate::config::CqlConfig;
+use crate::telemetry as t;
 
 /// Failures talking to the database. Callers branch on these: a query error
 /// is retried with backoff, a schema mismatch stops startup.
@@ -94,4 +95,13 @@ pub async fn ping(session: &Session) -> Result<(), StoreError> {
         .await
         .map(|_| ())
         .map_err(|e| StoreError::query(PING, e))
+}
+
+/// Records one statement's latency and outcome. A success adds zero to the
+/// statement's error counter: the series then exists from the first
+/// statement on, so an alert's `increase()` sees the first failure.
+pub(crate) fn record_statement(statement: &'static str, started: Instant, ok: bool) {
+    metrics::histogram!(t::DB_STATEMENT_DURATION_SECONDS, "statement" => statement)
+        .record(started.elapsed().as_secs_f64());
+    metrics::counter!(t::DB_ERRORS_TOTAL, "statement" => statement).increment(u64::from(!ok));
 }

@@ -15,10 +15,9 @@ use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
 use scylla::value::CqlTimestamp;
 
-use super::StoreError;
+use super::{record_statement, StoreError};
 use crate::domain::inventory::{Reservation, ReservationStatus, Stock};
 use crate::domain::order::{Order, OrderStatus};
-use crate::telemetry as t;
 
 /// A row value together with the offset of the last event applied to it.
 #[derive(Debug, Clone, PartialEq)]
@@ -449,7 +448,7 @@ impl ProjectionStore {
         }
         let started = Instant::now();
         let result = self.session.batch(&batch, values).await;
-        record("write_inventory", started, result.is_ok());
+        record_statement("write_inventory", started, result.is_ok());
         result
             .map(|_| ())
             .map_err(|e| StoreError::query("inventory batch", e))
@@ -486,7 +485,7 @@ impl ProjectionStore {
     {
         let started = Instant::now();
         let result = self.session.execute_unpaged(statement, values).await;
-        record(name, started, result.is_ok());
+        record_statement(name, started, result.is_ok());
         let rows = result
             .map_err(|e| StoreError::query(name, e))?
             .into_rows_result()
@@ -503,16 +502,7 @@ impl ProjectionStore {
     ) -> Result<(), StoreError> {
         let started = Instant::now();
         let result = self.session.execute_unpaged(statement, values).await;
-        record(name, started, result.is_ok());
+        record_statement(name, started, result.is_ok());
         result.map(|_| ()).map_err(|e| StoreError::query(name, e))
     }
-}
-
-/// Records one statement's latency and outcome. A success adds zero to the
-/// statement's error counter: the series then exists from the first
-/// statement on, so an alert's `increase()` sees the first failure.
-fn record(statement: &'static str, started: Instant, ok: bool) {
-    metrics::histogram!(t::DB_STATEMENT_DURATION_SECONDS, "statement" => statement)
-        .record(started.elapsed().as_secs_f64());
-    metrics::counter!(t::DB_ERRORS_TOTAL, "statement" => statement).increment(u64::from(!ok));
 }

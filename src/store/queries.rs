@@ -17,8 +17,8 @@ use scylla::statement::prepared::PreparedStatement;
 use scylla::value::CqlTimestamp;
 
 use super::projections::{self, day_of};
+use super::record_statement;
 use crate::domain::order::Order;
-use crate::telemetry as t;
 
 /// Day partitions of one time window read at once.
 const DAY_READS_IN_FLIGHT: usize = 8;
@@ -191,19 +191,32 @@ impl QueryStore {
     }
 
     pub async fn order(&self, order_id: &str) -> Result<Option<OrderRow>, ReadError> {
-        const NAME: &str = "api_order";
-        let started = Instant::now();
-        let result = self.session.execute_unpaged(&self.order, (order_id,)).await;
-        record(NAME, started, result.is_ok());
-        let rows = result
-            .map_err(|e| unavailable(NAME, e))?
-            .into_rows_result()
-            .map_err(|e| unavailable(NAME, e))?;
-        let row = rows
-            .maybe_first_row::<OrderColumns>()
-            .map_err(|e| bad_row("orders", e))?;
+        let row: Option<OrderColumns> = self
+            .select_one("api_order", "orders", &self.order, (order_id,))
+            .await?;
         row.map(|columns| order_from_columns(order_id, columns))
             .transpose()
+    }
+
+    /// Runs a statement that names a whole primary key and reads its row, if any.
+    async fn select_one<R>(
+        &self,
+        name: &'static str,
+        table: &'static str,
+        statement: &PreparedStatement,
+        values: impl SerializeRow,
+    ) -> Result<Option<R>, ReadError>
+    where
+        R: for<'f> scylla::deserialize::row::DeserializeRow<'f, 'f>,
+    {
+        let started = Instant::now();
+        let result = self.session.execute_unpaged(statement, values).await;
+        record_statement(name, started, result.is_ok());
+        let rows = result
+            .map_err(|e| unavailable(name, e))?
+            .into_rows_result()
+            .map_err(|e| unavailable(name, e))?;
+        rows.maybe_first_row::<R>().map_err(|e| bad_row(table, e))
     }
 
     /// One page of a customer's orders, newest first.
@@ -249,18 +262,10 @@ impl QueryStore {
 
     /// The stock of a SKU; `None` when its partition does not exist at all.
     pub async fn stock(&self, sku: &str) -> Result<Option<StockRow>, ReadError> {
-        const NAME: &str = "api_stock";
         type Row = (Option<i64>, Option<i64>, Option<CqlTimestamp>, Option<i32>);
-        let started = Instant::now();
-        let result = self.session.execute_unpaged(&self.stock, (sku,)).await;
-        record(NAME, started, result.is_ok());
-        let rows = result
-            .map_err(|e| unavailable(NAME, e))?
-            .into_rows_result()
-            .map_err(|e| unavailable(NAME, e))?;
-        let row = rows
-            .maybe_first_row::<Row>()
-            .map_err(|e| bad_row("inventory", e))?;
+        let row: Option<Row> = self
+            .select_one("api_stock", "inventory", &self.stock, (sku,))
+            .await?;
         Ok(row.map(|(on_hand, reserved, updated, partition)| StockRow {
             on_hand: on_hand.unwrap_or(0),
             reserved: reserved.unwrap_or(0),
@@ -410,7 +415,7 @@ impl QueryStore {
             .session
             .execute_single_page(&statement, values, state)
             .await;
-        record(name, started, result.is_ok());
+        record_statement(name, started, result.is_ok());
         let (result, paging) = match result {
             Ok(ok) => ok,
             Err(e) if resumed && refused_request(&e) => {
@@ -458,7 +463,7 @@ impl QueryStore {
             },
             Err(e) => Err(unavailable(name, e)),
         };
-        record(name, started, rows.is_ok());
+        record_statement(name, started, rows.is_ok());
         rows
     }
 }
@@ -505,14 +510,6 @@ fn bad_row(table: &'static str, err: impl std::fmt::Display) -> ReadError {
     ReadError::Row {
         table,
         message: err.to_string(),
-    }
-}
-
-fn record(statement: &'static str, started: Instant, ok: bool) {
-    metrics::histogram!(t::DB_STATEMENT_DURATION_SECONDS, "statement" => statement)
-        .record(started.elapsed().as_secs_f64());
-    if !ok {
-        metrics::counter!(t::DB_ERRORS_TOTAL, "statement" => statement).increment(1);
     }
 }
 

@@ -22,14 +22,8 @@ async fn outage_mid_stream(component: &str, reason_prefix: &str, seed: u64) {
     let started = Instant::now();
     let name = format!("{component}_down");
     let mut scenario = Scenario::new(&format!("{component}down")).await;
-    scenario
-        .env
-        .extra
-        .insert("GALLEY_PIPELINE__RETRY_MAX_BACKOFF".into(), "2s".into());
-    scenario
-        .env
-        .extra
-        .insert("GALLEY_CQL__REQUEST_TIMEOUT".into(), "2s".into());
+    scenario.env.set("GALLEY_PIPELINE__RETRY_MAX_BACKOFF", "2s");
+    scenario.env.set("GALLEY_CQL__REQUEST_TIMEOUT", "2s");
     let mut galley = GalleyProcess::spawn(&scenario.env, &name);
     galley.wait_ready(Duration::from_secs(60)).await;
     let pid = galley.pid();
@@ -123,16 +117,9 @@ async fn slow_and_flaky_database() {
     let proxy = TcpProxy::start(&cql_contact_point()).await;
     scenario
         .env
-        .extra
-        .insert("GALLEY_CQL__CONTACT_POINTS".into(), proxy.addr.to_string());
-    scenario
-        .env
-        .extra
-        .insert("GALLEY_PIPELINE__RETRY_MAX_BACKOFF".into(), "2s".into());
-    scenario
-        .env
-        .extra
-        .insert("GALLEY_CQL__REQUEST_TIMEOUT".into(), "3s".into());
+        .set("GALLEY_CQL__CONTACT_POINTS", proxy.addr.to_string());
+    scenario.env.set("GALLEY_PIPELINE__RETRY_MAX_BACKOFF", "2s");
+    scenario.env.set("GALLEY_CQL__REQUEST_TIMEOUT", "3s");
     let mut galley = GalleyProcess::spawn(&scenario.env, "flaky");
     galley.wait_ready(Duration::from_secs(60)).await;
     let pid = galley.pid().expect("pid");

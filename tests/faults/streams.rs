@@ -312,10 +312,7 @@ async fn bad_events_are_dead_lettered_or_rejected_and_partitions_keep_flowing() 
     let started = Instant::now();
     let mut scenario = Scenario::new("badevents").await;
     scenario.max_event_bytes = 4096;
-    scenario
-        .env
-        .extra
-        .insert("GALLEY_PIPELINE__MAX_EVENT_BYTES".into(), "4096".into());
+    scenario.env.set("GALLEY_PIPELINE__MAX_EVENT_BYTES", "4096");
     let mut galley = GalleyProcess::spawn(&scenario.env, "bad");
     galley.wait_ready(Duration::from_secs(60)).await;
 

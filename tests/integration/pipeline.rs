@@ -19,8 +19,8 @@ async fn projections_equal_the_fold_of_a_generated_stream() {
     let mut scenario = Scenario::new("steady").await;
     // The query API answers /v1 only with a configured token.
     let token = "steady-test-token-0123456789";
-    scenario.env.extra.insert(
-        "GALLEY_API__TOKENS".into(),
+    scenario.env.set(
+        "GALLEY_API__TOKENS",
         format!(
             "[{{name = \"steady\", sha256 = \"{}\"}}]",
             galley::api::auth::token_digest_hex(token.as_bytes())

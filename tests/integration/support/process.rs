@@ -38,6 +38,12 @@ impl GalleyEnv {
         }
     }
 
+    /// Adds a `GALLEY_*` setting for this test's galley processes.
+    pub fn set(&mut self, key: &str, value: impl Into<String>) -> &mut Self {
+        self.extra.insert(key.to_string(), value.into());
+        self
+    }
+
     pub fn topic_names(&self) -> Vec<String> {
         vec![
             self.topics.orders.clone(),
