@@ -39,7 +39,7 @@ pub struct SalesCell {
 /// The columns of an order row that every reader selects, in this order:
 /// customer_id, status, currency, total_cents, paid_cents, lines, timeline,
 /// placed_at, updated_at, then one column of the reader's own choosing.
-pub(crate) type OrderColumns<Extra> = (
+pub type OrderColumns<Extra> = (
     Option<String>,
     Option<String>,
     Option<String>,
@@ -81,6 +81,157 @@ pub(crate) fn order_from_columns<Extra>(
 /// Days since the Unix epoch: the partition bucket of the sales tables.
 pub fn day_of(minute_ms: i64) -> i32 {
     minute_ms.div_euclid(86_400_000) as i32
+}
+
+// The values each write binds, built by pure functions so that what the
+// driver serializes can be measured without a session (`benches/hot_path.rs`).
+// Each is the statement's columns in order, then `USING TIMESTAMP`.
+
+/// `orders_by_customer`: customer_id, placed_at, order_id, status, currency,
+/// total_cents, updated_at, applied_offset, timestamp.
+pub fn order_index_values(order: &Versioned<Order>) -> impl SerializeRow + Send + Sync + '_ {
+    let o = &order.value;
+    (
+        o.customer_id.as_str(),
+        CqlTimestamp(o.placed_at_ms),
+        o.order_id.as_str(),
+        o.status.as_str(),
+        o.currency.as_str(),
+        o.total_cents,
+        CqlTimestamp(o.updated_at_ms),
+        order.applied_offset,
+        order.applied_offset,
+    )
+}
+
+/// `orders`: order_id, customer_id, status, currency, total_cents,
+/// paid_cents, lines (JSON), timeline (JSON), placed_at, updated_at,
+/// source_partition, applied_offset, timestamp. Fails only if `lines` or
+/// `timeline` cannot be encoded as JSON.
+pub fn order_values(
+    order: &Versioned<Order>,
+    partition: i32,
+) -> Result<impl SerializeRow + Send + Sync + '_, StoreError> {
+    let o = &order.value;
+    let encode = |what: &str, r: serde_json::Result<String>| {
+        r.map_err(|e| StoreError::Row {
+            table: "orders",
+            message: format!("order {}: cannot encode {what}: {e}", o.order_id),
+        })
+    };
+    let lines = encode("lines", serde_json::to_string(&o.lines))?;
+    let timeline = encode("timeline", serde_json::to_string(&o.timeline))?;
+    Ok((
+        o.order_id.as_str(),
+        o.customer_id.as_str(),
+        o.status.as_str(),
+        o.currency.as_str(),
+        o.total_cents,
+        o.paid_cents,
+        lines,
+        timeline,
+        CqlTimestamp(o.placed_at_ms),
+        CqlTimestamp(o.updated_at_ms),
+        partition,
+        order.applied_offset,
+        order.applied_offset,
+    ))
+}
+
+/// `sales_by_sku_minute`: sku, day, minute, source_partition, units,
+/// revenue_cents, updated_at, applied_offset, timestamp.
+pub fn sku_sales_values<'a>(
+    sku: &'a str,
+    minute_ms: i64,
+    partition: i32,
+    cell: &Versioned<SalesCell>,
+) -> impl SerializeRow + Send + Sync + 'a {
+    (
+        sku,
+        day_of(minute_ms),
+        CqlTimestamp(minute_ms),
+        partition,
+        cell.value.units,
+        cell.value.revenue_cents,
+        CqlTimestamp(cell.value.updated_at_ms),
+        cell.applied_offset,
+        cell.applied_offset,
+    )
+}
+
+/// `sales_by_minute`: day, minute, source_partition, units, revenue_cents,
+/// orders, updated_at, applied_offset, timestamp.
+pub fn minute_sales_values(
+    minute_ms: i64,
+    partition: i32,
+    cell: &Versioned<SalesCell>,
+) -> impl SerializeRow + Send + Sync {
+    (
+        day_of(minute_ms),
+        CqlTimestamp(minute_ms),
+        partition,
+        cell.value.units,
+        cell.value.revenue_cents,
+        cell.value.orders,
+        CqlTimestamp(cell.value.updated_at_ms),
+        cell.applied_offset,
+        cell.applied_offset,
+    )
+}
+
+/// A stock row of `inventory`: sku, on_hand, reserved, stock_updated_at,
+/// stock_applied_offset, source_partition, timestamp. Owned, because a batch
+/// keeps its values boxed for the whole call.
+pub fn stock_values(
+    stock: &Versioned<Stock>,
+    partition: i32,
+) -> impl SerializeRow + Send + Sync + 'static {
+    let s = &stock.value;
+    (
+        s.sku.clone(),
+        s.on_hand,
+        s.reserved,
+        CqlTimestamp(s.updated_at_ms),
+        stock.applied_offset,
+        partition,
+        stock.applied_offset,
+    )
+}
+
+/// A reservation row of `inventory`: sku, order_id, reservation_quantity,
+/// reservation_status, reservation_applied_offset, timestamp. Owned, like
+/// [`stock_values`].
+pub fn reservation_values(
+    sku: &str,
+    reservation: &Versioned<Reservation>,
+) -> impl SerializeRow + Send + Sync + 'static {
+    (
+        sku.to_owned(),
+        reservation.value.order_id.clone(),
+        reservation.value.quantity,
+        reservation.value.status.as_str(),
+        reservation.applied_offset,
+        reservation.applied_offset,
+    )
+}
+
+/// `partition_progress`: topic, partition, applied_offset,
+/// newest_event_time, updated_at, timestamp.
+pub fn progress_values(
+    topic: &str,
+    partition: i32,
+    applied_offset: i64,
+    newest_event_ms: i64,
+    now_ms: i64,
+) -> impl SerializeRow + Send + Sync + '_ {
+    (
+        topic,
+        partition,
+        applied_offset,
+        CqlTimestamp(newest_event_ms),
+        CqlTimestamp(now_ms),
+        applied_offset,
+    )
 }
 
 /// The prepared statements of every projection, prepared once at startup.
@@ -322,18 +473,7 @@ impl ProjectionStore {
 
     /// Writes an order row and its entry in the customer's list.
     pub async fn write_order_index(&self, order: &Versioned<Order>) -> Result<(), StoreError> {
-        let o = &order.value;
-        let values = (
-            o.customer_id.as_str(),
-            CqlTimestamp(o.placed_at_ms),
-            o.order_id.as_str(),
-            o.status.as_str(),
-            o.currency.as_str(),
-            o.total_cents,
-            CqlTimestamp(o.updated_at_ms),
-            order.applied_offset,
-            order.applied_offset,
-        );
+        let values = order_index_values(order);
         self.execute("upsert_customer_order", &self.upsert_customer_order, values)
             .await
     }
@@ -343,30 +483,7 @@ impl ProjectionStore {
         order: &Versioned<Order>,
         partition: i32,
     ) -> Result<(), StoreError> {
-        let o = &order.value;
-        let encode = |what: &str, r: serde_json::Result<String>| {
-            r.map_err(|e| StoreError::Row {
-                table: "orders",
-                message: format!("order {}: cannot encode {what}: {e}", o.order_id),
-            })
-        };
-        let lines = encode("lines", serde_json::to_string(&o.lines))?;
-        let timeline = encode("timeline", serde_json::to_string(&o.timeline))?;
-        let values = (
-            o.order_id.as_str(),
-            o.customer_id.as_str(),
-            o.status.as_str(),
-            o.currency.as_str(),
-            o.total_cents,
-            o.paid_cents,
-            lines,
-            timeline,
-            CqlTimestamp(o.placed_at_ms),
-            CqlTimestamp(o.updated_at_ms),
-            partition,
-            order.applied_offset,
-            order.applied_offset,
-        );
+        let values = order_values(order, partition)?;
         self.execute("upsert_order", &self.upsert_order, values)
             .await
     }
@@ -378,17 +495,7 @@ impl ProjectionStore {
         partition: i32,
         cell: &Versioned<SalesCell>,
     ) -> Result<(), StoreError> {
-        let values = (
-            sku,
-            day_of(minute_ms),
-            CqlTimestamp(minute_ms),
-            partition,
-            cell.value.units,
-            cell.value.revenue_cents,
-            CqlTimestamp(cell.value.updated_at_ms),
-            cell.applied_offset,
-            cell.applied_offset,
-        );
+        let values = sku_sales_values(sku, minute_ms, partition, cell);
         self.execute("upsert_sku_sales", &self.upsert_sku_sales, values)
             .await
     }
@@ -399,17 +506,7 @@ impl ProjectionStore {
         partition: i32,
         cell: &Versioned<SalesCell>,
     ) -> Result<(), StoreError> {
-        let values = (
-            day_of(minute_ms),
-            CqlTimestamp(minute_ms),
-            partition,
-            cell.value.units,
-            cell.value.revenue_cents,
-            cell.value.orders,
-            CqlTimestamp(cell.value.updated_at_ms),
-            cell.applied_offset,
-            cell.applied_offset,
-        );
+        let values = minute_sales_values(minute_ms, partition, cell);
         self.execute("upsert_minute_sales", &self.upsert_minute_sales, values)
             .await
     }
@@ -422,29 +519,13 @@ impl ProjectionStore {
         reservations: &[&Versioned<Reservation>],
         partition: i32,
     ) -> Result<(), StoreError> {
-        let s = &stock.value;
         let mut batch = Batch::new(BatchType::Unlogged);
         let mut values: Vec<BoxedRow> = Vec::with_capacity(reservations.len() + 1);
         batch.append_statement(self.upsert_stock.clone());
-        values.push(Box::new((
-            s.sku.clone(),
-            s.on_hand,
-            s.reserved,
-            CqlTimestamp(s.updated_at_ms),
-            stock.applied_offset,
-            partition,
-            stock.applied_offset,
-        )));
+        values.push(Box::new(stock_values(stock, partition)));
         for r in reservations {
             batch.append_statement(self.upsert_reservation.clone());
-            values.push(Box::new((
-                s.sku.clone(),
-                r.value.order_id.clone(),
-                r.value.quantity,
-                r.value.status.as_str(),
-                r.applied_offset,
-                r.applied_offset,
-            )));
+            values.push(Box::new(reservation_values(&stock.value.sku, r)));
         }
         let started = Instant::now();
         let result = self.session.batch(&batch, values).await;
@@ -462,14 +543,7 @@ impl ProjectionStore {
         newest_event_ms: i64,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        let values = (
-            topic,
-            partition,
-            applied_offset,
-            CqlTimestamp(newest_event_ms),
-            CqlTimestamp(now_ms),
-            applied_offset,
-        );
+        let values = progress_values(topic, partition, applied_offset, newest_event_ms, now_ms);
         self.execute("upsert_progress", &self.upsert_progress, values)
             .await
     }
