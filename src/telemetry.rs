@@ -21,6 +21,7 @@
 //! Prometheus expects; a batch redone after a crash is counted again by the
 //! process that redoes it, mostly as duplicates.
 
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::time::Duration;
 
@@ -248,6 +249,15 @@ pub fn metric(name: &str) -> Option<&'static MetricDef> {
 pub const LATENCY_BUCKETS_SECONDS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
+/// Buckets for the end-to-end latency, each about 1.25-1.5 times the one
+/// before, from a millisecond to a minute: its p50/p99/p99.9 are what the
+/// service promises, so they must be readable to within a bucket's width
+/// (the coarse latency buckets would put p99 somewhere between 100 and 250 ms).
+pub const END_TO_END_LATENCY_BUCKETS_SECONDS: &[f64] = &[
+    0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0065, 0.008, 0.01, 0.0125, 0.015, 0.02, 0.025,
+    0.03, 0.04, 0.05, 0.065, 0.08, 0.1, 0.125, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.65, 0.8, 1.0, 1.5,
+    2.0, 3.0, 5.0, 10.0, 30.0, 60.0,
+];
 /// Buckets for batch sizes, up to well past the largest `batch_max_events` in use.
 const BATCH_SIZE_BUCKETS: &[f64] = &[
     1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0,
@@ -297,6 +307,11 @@ pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS_SECONDS)?
         .set_buckets_for_metric(Matcher::Full(BATCH_SIZE_EVENTS.into()), BATCH_SIZE_BUCKETS)?
+        // A full-name match wins over the `_seconds` suffix above.
+        .set_buckets_for_metric(
+            Matcher::Full(END_TO_END_LATENCY_SECONDS.into()),
+            END_TO_END_LATENCY_BUCKETS_SECONDS,
+        )?
         .install_recorder()?;
     describe_metrics();
     metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
@@ -325,6 +340,83 @@ fn describe_metrics() {
 /// Records readiness as the [`READY`] gauge.
 pub fn set_ready(ready: bool) {
     metrics::gauge!(READY).set(if ready { 1.0 } else { 0.0 });
+}
+
+/// A histogram bucket's upper bound, ordered so that `+Inf` sorts last.
+#[derive(Debug, Clone, Copy)]
+pub struct BucketBound(pub f64);
+
+impl PartialEq for BucketBound {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
+impl Eq for BucketBound {}
+
+impl PartialOrd for BucketBound {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for BucketBound {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
+/// The cumulative bucket counts of histogram `name` in Prometheus text,
+/// summed over its label sets; for reading quantiles without a Prometheus
+/// server (`make bench` does this around a measured phase).
+pub fn histogram_buckets(text: &str, name: &str) -> anyhow::Result<BTreeMap<BucketBound, u64>> {
+    use anyhow::Context;
+    let prefix = format!("{name}_bucket{{");
+    let mut out: BTreeMap<BucketBound, u64> = BTreeMap::new();
+    for line in text.lines().filter(|l| l.starts_with(&prefix)) {
+        let le = line
+            .split("le=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .with_context(|| format!("no le label in `{line}`"))?;
+        let bound = if le == "+Inf" {
+            f64::INFINITY
+        } else {
+            le.parse().with_context(|| format!("bad le in `{line}`"))?
+        };
+        let count: f64 = line
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("no count in `{line}`"))?;
+        *out.entry(BucketBound(bound)).or_default() += count as u64;
+    }
+    Ok(out)
+}
+
+/// The `q` quantile of cumulative bucket counts `(upper bound, count)`,
+/// interpolated linearly within its bucket as Prometheus'
+/// `histogram_quantile` does; one in the `+Inf` bucket is the last finite bound.
+pub fn histogram_quantile(cumulative: &[(f64, u64)], q: f64) -> f64 {
+    let total = cumulative.last().map(|(_, c)| *c).unwrap_or(0) as f64;
+    let target = q * total;
+    let mut lower = (0.0, 0u64);
+    for &(bound, count) in cumulative {
+        if count as f64 >= target {
+            if bound.is_infinite() {
+                return lower.0;
+            }
+            let width = count.saturating_sub(lower.1) as f64;
+            let into = if width > 0.0 {
+                (target - lower.1 as f64) / width
+            } else {
+                0.0
+            };
+            return lower.0 + (bound - lower.0) * into;
+        }
+        lower = (bound, count);
+    }
+    lower.0
 }
 
 #[cfg(test)]
@@ -394,5 +486,39 @@ mod tests {
         assert!(LATENCY_BUCKETS_SECONDS.first().is_some_and(|b| *b <= 0.001));
         assert!(LATENCY_BUCKETS_SECONDS.last().is_some_and(|b| *b >= 30.0));
         assert!(LATENCY_BUCKETS_SECONDS.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn end_to_end_buckets_are_fine_enough_to_read_quantiles_from() {
+        let b = END_TO_END_LATENCY_BUCKETS_SECONDS;
+        assert!(b.first().is_some_and(|x| *x <= 0.001));
+        assert!(b.last().is_some_and(|x| *x >= 60.0));
+        // Up to three seconds no bucket is more than 1.5 times the one before.
+        assert!(b
+            .windows(2)
+            .all(|w| w[0] < w[1] && (w[1] > 3.0 || w[1] / w[0] <= 1.5 + 1e-9)));
+    }
+
+    #[test]
+    fn quantiles_interpolate_within_their_bucket() {
+        let cumulative = [(0.01, 50), (0.02, 90), (0.04, 100), (f64::INFINITY, 100)];
+        assert!((histogram_quantile(&cumulative, 0.5) - 0.01).abs() < 1e-12);
+        assert!((histogram_quantile(&cumulative, 0.7) - 0.015).abs() < 1e-12);
+        assert!((histogram_quantile(&cumulative, 0.95) - 0.03).abs() < 1e-12);
+        let beyond = [(0.01, 5), (f64::INFINITY, 10)];
+        assert_eq!(histogram_quantile(&beyond, 0.99), 0.01);
+    }
+
+    #[test]
+    fn histogram_buckets_sum_over_label_sets_and_skip_other_metrics() {
+        let text = "x_bucket{topic=\"a\",le=\"0.01\"} 3\n\
+                    x_bucket{topic=\"b\",le=\"0.01\"} 4\n\
+                    x_bucket{topic=\"a\",le=\"+Inf\"} 5\n\
+                    xy_bucket{topic=\"a\",le=\"0.01\"} 100\n\
+                    x_count{topic=\"a\"} 5\n";
+        let b = histogram_buckets(text, "x").expect("parses");
+        assert_eq!(b.len(), 2);
+        assert_eq!(b.get(&BucketBound(0.01)), Some(&7));
+        assert_eq!(b.get(&BucketBound(f64::INFINITY)), Some(&5));
     }
 }

@@ -65,6 +65,25 @@ pub struct InputRecord {
     pub timestamp_ms: Option<i64>,
 }
 
+impl InputRecord {
+    /// Copies a consumed message. Records arrive in runs of one topic, so the
+    /// topic's name is shared with `previous` when it is the same.
+    pub fn copy_of<M: Message>(msg: &M, previous: Option<&InputRecord>) -> InputRecord {
+        let topic: Arc<str> = match previous {
+            Some(prev) if &*prev.topic == msg.topic() => prev.topic.clone(),
+            _ => Arc::from(msg.topic()),
+        };
+        InputRecord {
+            topic,
+            partition: msg.partition(),
+            offset: msg.offset(),
+            key: msg.key().map(<[u8]>::to_vec),
+            payload: msg.payload().map(<[u8]>::to_vec),
+            timestamp_ms: msg.timestamp().to_millis(),
+        }
+    }
+}
+
 /// A message the pipeline publishes on a processor's behalf.
 #[derive(Debug, Clone)]
 pub struct OutgoingMessage {
@@ -242,18 +261,7 @@ async fn fill_batch(
             }
             received = consumer.recv() => match received {
                 Ok(msg) => {
-                    let topic: Arc<str> = match batch.last() {
-                        Some(prev) if &*prev.topic == msg.topic() => prev.topic.clone(),
-                        _ => Arc::from(msg.topic()),
-                    };
-                    batch.push(InputRecord {
-                        topic,
-                        partition: msg.partition(),
-                        offset: msg.offset(),
-                        key: msg.key().map(<[u8]>::to_vec),
-                        payload: msg.payload().map(<[u8]>::to_vec),
-                        timestamp_ms: msg.timestamp().to_millis(),
-                    });
+                    batch.push(InputRecord::copy_of(&msg, batch.last()));
                     if linger_until.is_none() {
                         linger_until = Some(tokio::time::Instant::now() + cfg.batch_linger);
                     }
@@ -518,7 +526,8 @@ fn store_offsets(consumer: &StreamConsumer<PipelineContext>, batch: &[InputRecor
     }
 }
 
-pub(crate) fn unix_ms() -> i64 {
+/// Milliseconds since the Unix epoch, by the wall clock.
+pub fn unix_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)

@@ -30,7 +30,6 @@ pub mod generator;
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::future::Future;
 use std::hash::Hash;
 use std::sync::Arc;
 use std::time::Instant;
@@ -141,6 +140,36 @@ pub struct ShopWrites {
     counts: Vec<Counted>,
 }
 
+impl ShopWrites {
+    /// Moves the rows to write into a value of their own, leaving behind what
+    /// [`Processor::committed`] adopts (cache contents and outcome counts).
+    /// `make bench` uses it to compute a whole backlog's rows through the
+    /// real processor first and write them afterwards, timing the writes alone.
+    pub fn take_rows(&mut self) -> ShopWrites {
+        ShopWrites {
+            customer_index: std::mem::take(&mut self.customer_index),
+            sku_sales: std::mem::take(&mut self.sku_sales),
+            minute_sales: std::mem::take(&mut self.minute_sales),
+            orders: std::mem::take(&mut self.orders),
+            inventory: std::mem::take(&mut self.inventory),
+            progress: std::mem::take(&mut self.progress),
+            cache: HashMap::new(),
+            counts: Vec::new(),
+        }
+    }
+
+    /// Statements [`Processor::write`] executes for these rows (an inventory
+    /// chunk is one batch statement).
+    pub fn statement_count(&self) -> usize {
+        self.customer_index.len()
+            + self.sku_sales.len()
+            + self.minute_sales.len()
+            + self.orders.len()
+            + self.inventory.iter().map(|(_, c)| c.len()).sum::<usize>()
+            + self.progress.len()
+    }
+}
+
 struct InventoryChunk {
     stock: Versioned<Stock>,
     reservations: Vec<Versioned<Reservation>>,
@@ -162,6 +191,19 @@ struct BatchRows {
     reservations: HashMap<ReservationKey, Option<Versioned<Reservation>>>,
     sku_sales: HashMap<(String, i64), Versioned<SalesCell>>,
     minute_sales: HashMap<i64, Versioned<SalesCell>>,
+}
+
+/// A row read for a batch, with its key.
+enum LoadedRow {
+    Order(Option<Versioned<Order>>, String),
+    Stock(Option<Versioned<Stock>>, String),
+    Reservation(Option<Versioned<Reservation>>, ReservationKey),
+}
+
+/// A sales cell read for a batch, with its key.
+enum LoadedCell {
+    Sku(Option<Versioned<SalesCell>>, (String, i64)),
+    Minute(Option<Versioned<SalesCell>>, i64),
 }
 
 /// A sale waiting to be added to its cells.
@@ -351,29 +393,38 @@ impl ShopProcessor {
                 }
             }
         }
+        // One wave of reads for all three tables: a batch waits for the
+        // slowest read once, not once per table.
         let store = &*self.store;
-        let limit = self.settings.max_concurrent_statements;
-        rows.orders.extend(
-            load_all(want_orders, limit, |id| async move {
-                store.load_order(&id).await.map(|v| (id, v))
-            })
-            .await?,
-        );
-        rows.stock.extend(
-            load_all(want_stock, limit, |sku| async move {
-                store.load_stock(&sku).await.map(|v| (sku, v))
-            })
-            .await?,
-        );
-        rows.reservations.extend(
-            load_all(want_reservations, limit, |key| async move {
-                store
-                    .load_reservation(&key.0, &key.1)
-                    .await
-                    .map(|v| (key, v))
-            })
-            .await?,
-        );
+        let reads: Vec<BoxFuture<'_, Result<LoadedRow, StoreError>>> = want_orders
+            .into_iter()
+            .map(|id| async move { Ok(LoadedRow::Order(store.load_order(&id).await?, id)) }.boxed())
+            .chain(want_stock.into_iter().map(|sku| {
+                async move { Ok(LoadedRow::Stock(store.load_stock(&sku).await?, sku)) }.boxed()
+            }))
+            .chain(want_reservations.into_iter().map(|key| {
+                async move {
+                    let row = store.load_reservation(&key.0, &key.1).await?;
+                    Ok(LoadedRow::Reservation(row, key))
+                }
+                .boxed()
+            }))
+            .collect();
+        let limit = self.settings.max_concurrent_statements.max(1);
+        let mut loaded = stream::iter(reads).buffer_unordered(limit);
+        while let Some(row) = loaded.try_next().await? {
+            match row {
+                LoadedRow::Order(v, id) => {
+                    rows.orders.insert(id, v);
+                }
+                LoadedRow::Stock(v, sku) => {
+                    rows.stock.insert(sku, v);
+                }
+                LoadedRow::Reservation(v, key) => {
+                    rows.reservations.insert(key, v);
+                }
+            }
+        }
         Ok(())
     }
 
@@ -412,24 +463,35 @@ impl ShopProcessor {
                 applied_offset: -1,
             })
         };
-        let sku_cells = load_all(want_sku, limit, |key| async move {
-            store
-                .load_sku_sales(&key.0, key.1, partition)
-                .await
-                .map(|v| (key, v))
-        })
-        .await?;
-        rows.sku_sales
-            .extend(sku_cells.into_iter().map(|(k, v)| (k, or_empty(v))));
-        let minute_cells = load_all(want_minute, limit, |minute| async move {
-            store
-                .load_minute_sales(minute, partition)
-                .await
-                .map(|v| (minute, v))
-        })
-        .await?;
-        rows.minute_sales
-            .extend(minute_cells.into_iter().map(|(k, v)| (k, or_empty(v))));
+        // Both tables in one wave of reads, as for the entity rows.
+        let reads: Vec<BoxFuture<'_, Result<LoadedCell, StoreError>>> = want_sku
+            .into_iter()
+            .map(|key| {
+                async move {
+                    let cell = store.load_sku_sales(&key.0, key.1, partition).await?;
+                    Ok(LoadedCell::Sku(cell, key))
+                }
+                .boxed()
+            })
+            .chain(want_minute.into_iter().map(|minute| {
+                async move {
+                    let cell = store.load_minute_sales(minute, partition).await?;
+                    Ok(LoadedCell::Minute(cell, minute))
+                }
+                .boxed()
+            }))
+            .collect();
+        let mut loaded = stream::iter(reads).buffer_unordered(limit.max(1));
+        while let Some(cell) = loaded.try_next().await? {
+            match cell {
+                LoadedCell::Sku(v, key) => {
+                    rows.sku_sales.insert(key, or_empty(v));
+                }
+                LoadedCell::Minute(v, minute) => {
+                    rows.minute_sales.insert(minute, or_empty(v));
+                }
+            }
+        }
         Ok(())
     }
 
@@ -772,22 +834,6 @@ where
     }
 }
 
-/// Reads every key with at most `limit` reads in flight.
-async fn load_all<K, T, F, Fut>(
-    keys: HashSet<K>,
-    limit: usize,
-    read: F,
-) -> Result<Vec<T>, StoreError>
-where
-    F: Fn(K) -> Fut,
-    Fut: Future<Output = Result<T, StoreError>>,
-{
-    stream::iter(keys.into_iter().map(read))
-        .buffer_unordered(limit.max(1))
-        .try_collect()
-        .await
-}
-
 /// Runs futures with at most `limit` in flight; the first error wins.
 async fn run_bounded(
     futures: Vec<BoxFuture<'_, Result<(), StoreError>>>,
@@ -939,6 +985,27 @@ impl Processor for ShopProcessor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn take_rows_moves_the_rows_and_leaves_what_committed_adopts() {
+        let mut writes = ShopWrites::default();
+        writes.progress.push((Arc::from("t"), 0, 41, 1_000));
+        writes.minute_sales.push((0, 60_000, cell(1, 1, 41)));
+        writes.counts.push(Counted {
+            topic: Arc::from("t"),
+            event_type: "OrderPlaced",
+            outcome: Outcome::Applied,
+        });
+        writes
+            .cache
+            .insert((Arc::from("t"), 0), BatchRows::default());
+
+        let rows = writes.take_rows();
+        assert_eq!(rows.statement_count(), 2);
+        assert!(rows.cache.is_empty() && rows.counts.is_empty());
+        assert_eq!(writes.statement_count(), 0);
+        assert_eq!((writes.cache.len(), writes.counts.len()), (1, 1));
+    }
 
     fn sale(offset: i64, sku: &str, units: i64) -> SaleContribution {
         SaleContribution {
