@@ -4,7 +4,7 @@
 
 CARGO ?= cargo
 
-.PHONY: demo test faults fuzz build lint fmt stack-up stack-down stack-status prereqs
+.PHONY: demo test faults bench fuzz build lint fmt stack-up stack-down stack-status prereqs
 
 demo: prereqs
 	scripts/demo
@@ -16,6 +16,11 @@ test: prereqs
 # against a stack of its own; see README "Faults".
 faults: prereqs
 	scripts/faults
+
+# Throughput, CPU, memory, latency and query figures against the local
+# stack, written to bench-results/; see README "Performance".
+bench: prereqs
+	scripts/bench
 
 # Fuzzes the wire-format decoder for FUZZ_SECONDS (default 120); needs nightly.
 fuzz:

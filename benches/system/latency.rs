@@ -1,0 +1,156 @@
+//! (d) End-to-end latency at an open-loop offered load, and the open-loop
+//! sender the loaded query measurement reuses.
+//!
+//! Open loop: event `i` is due at `start + i / rate` whether or not earlier
+//! ones were taken, and carries that due time as its Kafka timestamp, so a
+//! sender or broker falling behind shows up as latency instead of quietly
+//! lowering the load. Latency is galley's own
+//! `galley_end_to_end_latency_seconds` histogram (Kafka timestamp to the
+//! event's rows written), scraped before and after; quantiles are
+//! interpolated within its buckets, which are at most 1.5 times apart.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use galley::codec::Codec;
+use galley::config::Config;
+use galley::shop::generator::GeneratedMessage;
+use galley::telemetry::{histogram_buckets, histogram_quantile};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::process::Galley;
+use crate::setup::BenchEnv;
+use crate::stream;
+use crate::Settings;
+
+const HISTOGRAM: &str = galley::telemetry::END_TO_END_LATENCY_SECONDS;
+/// Seeds of the open-loop streams; the backlog has seed 1.
+const LATENCY_SEED: u64 = 2;
+const LOADED_QUERY_SEED: u64 = 3;
+
+#[derive(Debug, Clone)]
+pub struct Latency {
+    pub offered_eps: f64,
+    pub sent: usize,
+    /// Events the histogram counted (input events, including those galley fed back to itself).
+    pub observed: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+}
+
+pub async fn measure(
+    settings: &Settings,
+    codec: &Codec,
+    env: &BenchEnv,
+    galley: &mut Galley,
+    rate: f64,
+) -> Result<Latency> {
+    let count = (rate * settings.latency_duration.as_secs_f64()).ceil() as usize;
+    let messages = stream::live(codec, count, LATENCY_SEED);
+    let before = histogram_buckets(&galley.scrape().await?, HISTOGRAM)?;
+    let producer = stream::producer(&env.config, 1)?;
+    let (_stop_tx, stop) = watch::channel(false);
+    let sent = send_paced(&producer, &env.config, &messages, rate, stop).await?;
+    galley.wait_drained(env).await?;
+    let after = histogram_buckets(&galley.scrape().await?, HISTOGRAM)?;
+
+    let diff: Vec<(f64, u64)> = after
+        .iter()
+        .map(|(bound, count)| {
+            let earlier = before.get(bound).copied().unwrap_or(0);
+            (bound.0, count.saturating_sub(earlier))
+        })
+        .collect();
+    let observed = diff.last().map(|(_, c)| *c).unwrap_or(0);
+    if observed == 0 {
+        bail!("galley's latency histogram counted nothing during the latency phase");
+    }
+    let ms = |q: f64| histogram_quantile(&diff, q) * 1000.0;
+    let latency = Latency {
+        offered_eps: rate,
+        sent,
+        observed,
+        p50_ms: ms(0.5),
+        p99_ms: ms(0.99),
+        p999_ms: ms(0.999),
+    };
+    println!(
+        "bench: (d) {} events at {:.0}/s: p50 {:.1} ms, p99 {:.1} ms, p99.9 {:.1} ms",
+        latency.sent, rate, latency.p50_ms, latency.p99_ms, latency.p999_ms
+    );
+    Ok(latency)
+}
+
+/// A stream sent open loop in the background until stopped.
+pub struct OpenLoop {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<Result<usize>>,
+}
+
+impl OpenLoop {
+    pub fn start(
+        settings: &Settings,
+        codec: &Codec,
+        env: &BenchEnv,
+        rate: f64,
+    ) -> Result<OpenLoop> {
+        // Enough for the four query measurements and their gaps.
+        let seconds = settings.query_duration.as_secs_f64() * 4.0 + 30.0;
+        let messages = stream::live(codec, (rate * seconds).ceil() as usize, LOADED_QUERY_SEED);
+        let producer = stream::producer(&env.config, 1)?;
+        let config = env.config.clone();
+        let (stop, stop_rx) = watch::channel(false);
+        let task =
+            tokio::spawn(
+                async move { send_paced(&producer, &config, &messages, rate, stop_rx).await },
+            );
+        Ok(OpenLoop { stop, task })
+    }
+
+    pub async fn stop(self) -> Result<usize> {
+        let _ = self.stop.send(true);
+        self.task.await.context("the open-loop sender")?
+    }
+}
+
+/// Sends `messages[i]` at `start + i / rate`, stamped with that time;
+/// returns how many were sent before the end or a stop.
+async fn send_paced(
+    producer: &FutureProducer,
+    config: &Config,
+    messages: &[GeneratedMessage],
+    rate: f64,
+    stop: watch::Receiver<bool>,
+) -> Result<usize> {
+    let started = Instant::now();
+    let start_ms = galley::pipeline::unix_ms();
+    let mut pending: Vec<DeliveryFuture> = Vec::with_capacity(messages.len());
+    let mut next = 0;
+    while next < messages.len() && !*stop.borrow() {
+        let due = ((started.elapsed().as_secs_f64() * rate) as usize + 1).min(messages.len());
+        while next < due {
+            let m = &messages[next];
+            let due_ms = start_ms + (next as f64 * 1000.0 / rate) as i64;
+            let mut record = FutureRecord::to(stream::topic(config, m))
+                .payload(&m.payload)
+                .timestamp(due_ms);
+            if let Some(key) = &m.key {
+                record = record.key(key.as_str());
+            }
+            let delivery = producer
+                .send_result(record)
+                .map_err(|(e, _)| e)
+                .context("queueing an open-loop event")?;
+            pending.push(delivery);
+            next += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    for delivery in pending {
+        stream::acknowledged(delivery).await?;
+    }
+    Ok(next)
+}

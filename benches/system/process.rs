@@ -1,0 +1,295 @@
+//! The galley process under measurement: the release binary started with the
+//! run's config, watched through `/proc` (CPU time, peak RSS) and through the
+//! database (`partition_progress` says which offset each partition's rows
+//! reached), and stopped with SIGTERM like any deployment would.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use galley::kafka;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+
+use crate::query::HttpConnection;
+use crate::setup::BenchEnv;
+use crate::Settings;
+
+/// How often the drain condition is checked; bounds the error of (c)'s time.
+const DRAIN_POLL: Duration = Duration::from_millis(50);
+/// Longest a drain may take before the run gives up.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(1800);
+
+pub struct Galley {
+    child: Option<Child>,
+    started: Instant,
+    log: PathBuf,
+    pub admin: SocketAddr,
+    pub api: SocketAddr,
+    watermarks: Arc<BaseConsumer>,
+}
+
+/// The moment every input partition's rows reached its end.
+pub struct Drained {
+    /// Input events applied (offsets below the ends, from the topics' start).
+    pub events: u64,
+    /// From the process's start.
+    pub elapsed: Duration,
+    pub cpu_seconds: f64,
+    pub peak_rss_mib: f64,
+    /// The end of every input partition at that moment.
+    pub end_offsets: BTreeMap<(String, i32), i64>,
+}
+
+impl Galley {
+    pub async fn start(settings: &Settings, env: &BenchEnv) -> Result<Galley> {
+        let log = env.dir.join("galley.log");
+        let out = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        let err = out.try_clone().context("duplicating the log file")?;
+        let child = Command::new(&settings.galley_bin)
+            .arg("--config")
+            .arg(&env.config_path)
+            .arg("run")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .with_context(|| {
+                format!(
+                    "starting {} (build it with `cargo build --release`)",
+                    settings.galley_bin.display()
+                )
+            })?;
+        let started = Instant::now();
+        let watermarks: BaseConsumer = kafka::base_config(&env.config.kafka)
+            .create()
+            .context("creating the watermark client")?;
+        let mut galley = Galley {
+            child: Some(child),
+            started,
+            log,
+            admin: ([127, 0, 0, 1], 0).into(),
+            api: ([127, 0, 0, 1], 0).into(),
+            watermarks: Arc::new(watermarks),
+        };
+        galley.wait_for_listeners().await?;
+        Ok(galley)
+    }
+
+    /// Reads the listeners' addresses (galley binds port 0) from its JSON log.
+    async fn wait_for_listeners(&mut self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+            for line in text.lines() {
+                let Ok(entry) = serde_json::from_str::<serde_json::Value>(line) else {
+                    continue;
+                };
+                let fields = &entry["fields"];
+                if let Some(addr) = fields["admin"].as_str().and_then(|a| a.parse().ok()) {
+                    self.admin = addr;
+                }
+                if let Some(addr) = fields["api"].as_str().and_then(|a| a.parse().ok()) {
+                    self.api = addr;
+                }
+            }
+            if self.admin.port() != 0 && self.api.port() != 0 {
+                return Ok(());
+            }
+            self.check_alive()?;
+            if Instant::now() > deadline {
+                bail!(
+                    "galley logged no listener addresses; see {}",
+                    self.log.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn check_alive(&mut self) -> Result<()> {
+        if let Some(child) = self.child.as_mut() {
+            if let Ok(Some(status)) = child.try_wait() {
+                bail!(
+                    "galley exited ({status}); its log is {}",
+                    self.log.display()
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until every event in the input topics is applied; the figures
+    /// of (c) are taken at that moment.
+    pub async fn drain_backlog(&mut self, env: &BenchEnv) -> Result<Drained> {
+        let end_offsets = self.wait_drained(env).await?;
+        let elapsed = self.started.elapsed();
+        let pid = self.child.as_ref().map(Child::id).unwrap_or(0);
+        let (cpu_seconds, peak_rss_mib) = proc_usage(pid)?;
+        // galley's own view of where the time went (batch, statement and
+        // publish durations), kept beside its log for whoever reads the run.
+        let metrics = env.dir.join("metrics-after-backlog.txt");
+        std::fs::write(&metrics, self.scrape().await?)
+            .with_context(|| format!("writing {}", metrics.display()))?;
+        Ok(Drained {
+            events: end_offsets.values().map(|o| *o as u64).sum(),
+            elapsed,
+            cpu_seconds,
+            peak_rss_mib,
+            end_offsets,
+        })
+    }
+
+    /// Polls until each input partition's `partition_progress` row holds the
+    /// offset just below the partition's end. Reading the progress before
+    /// the ends makes this safe against events galley feeds back to itself:
+    /// they are published before the batch's rows, so an end read later
+    /// already counts them.
+    pub async fn wait_drained(&mut self, env: &BenchEnv) -> Result<BTreeMap<(String, i32), i64>> {
+        let keyspace = &env.config.cql.keyspace;
+        let statement = env
+            .session
+            .prepare(format!(
+                "SELECT partition, applied_offset FROM {keyspace}.partition_progress WHERE topic = ?"
+            ))
+            .await
+            .context("preparing the progress read")?;
+        let deadline = Instant::now() + DRAIN_TIMEOUT;
+        loop {
+            let mut applied: BTreeMap<(String, i32), i64> = BTreeMap::new();
+            for topic in env.input_topics() {
+                let rows = env
+                    .session
+                    .execute_unpaged(&statement, (topic,))
+                    .await
+                    .context("reading partition_progress")?
+                    .into_rows_result()
+                    .context("reading partition_progress")?;
+                for row in rows
+                    .rows::<(i32, i64)>()
+                    .context("partition_progress rows")?
+                {
+                    let (partition, offset) = row.context("partition_progress row")?;
+                    applied.insert((topic.to_string(), partition), offset);
+                }
+            }
+            let ends = self.end_offsets(env).await?;
+            let behind = ends.iter().any(|(key, end)| {
+                *end > 0 && applied.get(key).is_none_or(|offset| offset + 1 < *end)
+            });
+            if !behind {
+                return Ok(ends);
+            }
+            self.check_alive()?;
+            if Instant::now() > deadline {
+                bail!("galley did not drain within {DRAIN_TIMEOUT:?}");
+            }
+            tokio::time::sleep(DRAIN_POLL).await;
+        }
+    }
+
+    /// The high watermark of every input partition.
+    async fn end_offsets(&self, env: &BenchEnv) -> Result<BTreeMap<(String, i32), i64>> {
+        let client = self.watermarks.clone();
+        let topics: Vec<String> = env.input_topics().map(str::to_string).to_vec();
+        tokio::task::spawn_blocking(move || {
+            let metadata = client
+                .fetch_metadata(None, Duration::from_secs(10))
+                .context("reading topic metadata")?;
+            let mut ends = BTreeMap::new();
+            for topic in metadata
+                .topics()
+                .iter()
+                .filter(|t| topics.iter().any(|n| n == t.name()))
+            {
+                for p in topic.partitions() {
+                    let (_, high) = client
+                        .fetch_watermarks(topic.name(), p.id(), Duration::from_secs(10))
+                        .context("reading a high watermark")?;
+                    ends.insert((topic.name().to_string(), p.id()), high);
+                }
+            }
+            Ok(ends)
+        })
+        .await
+        .context("the watermark task")?
+    }
+
+    /// galley's Prometheus text, from its admin listener.
+    pub async fn scrape(&self) -> Result<String> {
+        let mut conn = HttpConnection::open(self.admin).await?;
+        let (status, body) = conn.get("/metrics", None).await?;
+        if status != 200 {
+            bail!("/metrics answered {status}");
+        }
+        String::from_utf8(body).context("/metrics is not UTF-8")
+    }
+
+    /// SIGTERM, as a deployment stops it; SIGKILL if it does not exit in time.
+    pub async fn stop(mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(40);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+impl Drop for Galley {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// CPU seconds (user + system) and peak resident memory (MiB) of a process.
+fn proc_usage(pid: u32) -> Result<(f64, f64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
+    // Fields after the command name, which may itself hold spaces: state is
+    // the first of them, utime the 12th and stime the 13th.
+    let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |i: usize| -> Result<f64> {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .with_context(|| format!("/proc/{pid}/stat has no field {i}"))
+    };
+    let cpu_seconds = (ticks(11)? + ticks(12)?) / clock_ticks_per_second();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status"))?;
+    let peak_kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .context("no VmHWM in /proc/<pid>/status")?;
+    Ok((cpu_seconds, peak_kib / 1024.0))
+}
+
+fn clock_ticks_per_second() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
