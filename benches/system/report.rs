@@ -75,7 +75,11 @@ impl Report {
     /// Folds in the per-event figures of `cargo bench --bench hot_path`, when
     /// that ran first (scripts/bench runs it).
     pub fn attach_hot_path(&mut self) {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-results/hot_path.json");
+        // Where benches/hot_path.rs writes it: the target directory.
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+        let path = target.join("bench-results/hot_path.json");
         self.hot_path = std::fs::read_to_string(path)
             .ok()
             .and_then(|text| serde_json::from_str(&text).ok());
