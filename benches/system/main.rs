@@ -151,10 +151,10 @@ async fn measure(settings: &Settings, codec: &Codec, env: &BenchEnv) -> Result<R
 
     report.latency = Some(latency::measure(settings, codec, env, &mut galley, half_load).await?);
     let targets = query::Targets::from_backlog(&backlog);
-    report.query_idle = Some(query::measure_all(settings, env, &galley, &targets, None).await?);
+    report.query_idle = Some(query::measure_all(settings, env, &galley, &targets, "idle").await?);
     let load = latency::OpenLoop::start(settings, codec, env, half_load)?;
     report.query_loaded =
-        Some(query::measure_all(settings, env, &galley, &targets, Some(&load)).await?);
+        Some(query::measure_all(settings, env, &galley, &targets, "loaded").await?);
     load.stop().await?;
     galley.wait_drained(env).await?;
     galley.stop().await;

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use galley::kafka;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use scylla::statement::prepared::PreparedStatement;
 
 use crate::query::HttpConnection;
 use crate::setup::BenchEnv;
@@ -31,6 +32,10 @@ pub struct Galley {
     pub admin: SocketAddr,
     pub api: SocketAddr,
     watermarks: Arc<BaseConsumer>,
+    /// Every input partition, listed once: the topics were made with them.
+    partitions: Vec<(String, i32)>,
+    /// Reads one input topic's `partition_progress` rows.
+    progress: PreparedStatement,
 }
 
 /// The moment every input partition's rows reached its end.
@@ -68,13 +73,25 @@ impl Galley {
         let watermarks: BaseConsumer = kafka::base_config(&env.config.kafka)
             .create()
             .context("creating the watermark client")?;
+        let watermarks = Arc::new(watermarks);
+        let partitions = input_partitions(watermarks.clone(), env).await?;
+        let keyspace = &env.config.cql.keyspace;
+        let progress = env
+            .session
+            .prepare(format!(
+                "SELECT partition, applied_offset FROM {keyspace}.partition_progress WHERE topic = ?"
+            ))
+            .await
+            .context("preparing the progress read")?;
         let mut galley = Galley {
             child: Some(child),
             started,
             log,
             admin: ([127, 0, 0, 1], 0).into(),
             api: ([127, 0, 0, 1], 0).into(),
-            watermarks: Arc::new(watermarks),
+            watermarks,
+            partitions,
+            progress,
         };
         galley.wait_for_listeners().await?;
         Ok(galley)
@@ -150,21 +167,13 @@ impl Galley {
     /// they are published before the batch's rows, so an end read later
     /// already counts them.
     pub async fn wait_drained(&mut self, env: &BenchEnv) -> Result<BTreeMap<(String, i32), i64>> {
-        let keyspace = &env.config.cql.keyspace;
-        let statement = env
-            .session
-            .prepare(format!(
-                "SELECT partition, applied_offset FROM {keyspace}.partition_progress WHERE topic = ?"
-            ))
-            .await
-            .context("preparing the progress read")?;
         let deadline = Instant::now() + DRAIN_TIMEOUT;
         loop {
             let mut applied: BTreeMap<(String, i32), i64> = BTreeMap::new();
             for topic in env.input_topics() {
                 let rows = env
                     .session
-                    .execute_unpaged(&statement, (topic,))
+                    .execute_unpaged(&self.progress, (topic,))
                     .await
                     .context("reading partition_progress")?
                     .into_rows_result()
@@ -177,7 +186,7 @@ impl Galley {
                     applied.insert((topic.to_string(), partition), offset);
                 }
             }
-            let ends = self.end_offsets(env).await?;
+            let ends = self.end_offsets().await?;
             let behind = ends.iter().any(|(key, end)| {
                 *end > 0 && applied.get(key).is_none_or(|offset| offset + 1 < *end)
             });
@@ -193,25 +202,16 @@ impl Galley {
     }
 
     /// The high watermark of every input partition.
-    async fn end_offsets(&self, env: &BenchEnv) -> Result<BTreeMap<(String, i32), i64>> {
+    async fn end_offsets(&self) -> Result<BTreeMap<(String, i32), i64>> {
         let client = self.watermarks.clone();
-        let topics: Vec<String> = env.input_topics().map(str::to_string).to_vec();
+        let partitions = self.partitions.clone();
         tokio::task::spawn_blocking(move || {
-            let metadata = client
-                .fetch_metadata(None, Duration::from_secs(10))
-                .context("reading topic metadata")?;
             let mut ends = BTreeMap::new();
-            for topic in metadata
-                .topics()
-                .iter()
-                .filter(|t| topics.iter().any(|n| n == t.name()))
-            {
-                for p in topic.partitions() {
-                    let (_, high) = client
-                        .fetch_watermarks(topic.name(), p.id(), Duration::from_secs(10))
-                        .context("reading a high watermark")?;
-                    ends.insert((topic.name().to_string(), p.id()), high);
-                }
+            for (topic, partition) in partitions {
+                let (_, high) = client
+                    .fetch_watermarks(&topic, partition, Duration::from_secs(10))
+                    .context("reading a high watermark")?;
+                ends.insert((topic, partition), high);
             }
             Ok(ends)
         })
@@ -257,6 +257,28 @@ impl Drop for Galley {
             let _ = child.wait();
         }
     }
+}
+
+/// Every partition of the run's input topics.
+async fn input_partitions(client: Arc<BaseConsumer>, env: &BenchEnv) -> Result<Vec<(String, i32)>> {
+    let topics: Vec<String> = env.input_topics().map(str::to_string).to_vec();
+    tokio::task::spawn_blocking(move || {
+        let metadata = client
+            .fetch_metadata(None, Duration::from_secs(10))
+            .context("reading topic metadata")?;
+        Ok(metadata
+            .topics()
+            .iter()
+            .filter(|t| topics.iter().any(|n| n == t.name()))
+            .flat_map(|t| {
+                t.partitions()
+                    .iter()
+                    .map(|p| (t.name().to_string(), p.id()))
+            })
+            .collect())
+    })
+    .await
+    .context("the metadata task")?
 }
 
 /// CPU seconds (user + system) and peak resident memory (MiB) of a process.

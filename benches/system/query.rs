@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use chrono::SecondsFormat;
 use futures::future::try_join_all;
+use galley::store::projections::day_of;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use hyper::client::conn::http1::SendRequest;
@@ -25,7 +26,6 @@ use scylla::value::CqlTimestamp;
 use serde::Serialize;
 use tokio::net::TcpStream;
 
-use crate::latency::OpenLoop;
 use crate::process::Galley;
 use crate::setup::BenchEnv;
 use crate::stream::Backlog;
@@ -100,17 +100,13 @@ impl Targets {
                 let sku = skus[i % skus.len()].to_string();
                 // Spread windows over the backlog's time, each inside one day.
                 let mut from = first + ((i as i64 * 7_919 * minute) % span) / minute * minute;
-                let day = galley::store::projections::day_of(from);
+                let day = day_of(from);
                 let day_end = (i64::from(day) + 1) * 86_400_000;
                 if from + SALES_WINDOW_MS > day_end {
                     from = day_end - SALES_WINDOW_MS;
                 }
-                (
-                    sku,
-                    galley::store::projections::day_of(from),
-                    from,
-                    from + SALES_WINDOW_MS,
-                )
+                // Moved back within its own day, so `day` still holds.
+                (sku, day, from, from + SALES_WINDOW_MS)
             })
             .collect();
         Targets { order_ids, sales }
@@ -123,9 +119,8 @@ pub async fn measure_all(
     env: &BenchEnv,
     galley: &Galley,
     targets: &Targets,
-    load: Option<&OpenLoop>,
+    phase: &str,
 ) -> Result<QueryFigures> {
-    let phase = if load.is_some() { "loaded" } else { "idle" };
     let concurrency = settings.query_concurrency;
     let duration = settings.query_duration;
     if targets.order_ids.is_empty() || targets.sales.is_empty() {
