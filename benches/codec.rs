@@ -48,16 +48,14 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Fixture {
-        let codec = Codec::new().expect("embedded schemas load");
+        let codec = galley::domain::codec().expect("embedded schemas load");
         let schema = Schema::parse_str(V2_SCHEMA).expect("v2 schema parses");
         let v1_schema = Schema::parse_str(V1_SCHEMA).expect("v1 schema parses");
         let event = OrderEvent::Placed(sample());
         let mut v2 = Vec::new();
-        codec.encode_order(&event, &mut v2).expect("encodes");
+        codec.encode(&event, &mut v2).expect("encodes");
         let mut v1 = Vec::new();
-        codec
-            .encode_order_placed_v1(&sample(), &mut v1)
-            .expect("encodes");
+        sample().encode_v1(&codec, &mut v1).expect("encodes");
         Fixture {
             codec,
             schema,
@@ -69,11 +67,11 @@ impl Fixture {
     }
 
     fn decode_direct(&self) -> OrderEvent {
-        self.codec.decode_order(&self.v2).expect("decodes")
+        self.codec.decode::<OrderEvent>(&self.v2).expect("decodes")
     }
 
     fn decode_resolving(&self) -> OrderEvent {
-        self.codec.decode_order(&self.v1).expect("decodes")
+        self.codec.decode::<OrderEvent>(&self.v1).expect("decodes")
     }
 
     /// What the codec replaces: the deprecated datum function (which builds
@@ -98,7 +96,7 @@ impl Fixture {
 
     fn encode(&self, out: &mut Vec<u8>) {
         out.clear();
-        self.codec.encode_order(&self.event, out).expect("encodes");
+        self.codec.encode(&self.event, out).expect("encodes");
     }
 
     #[allow(deprecated)]

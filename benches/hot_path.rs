@@ -38,7 +38,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
-use galley::codec::{peek_schema_id, Codec, HEADER_LEN};
+use galley::codec::{peek_schema_id, Codec, EventSet, HEADER_LEN};
 use galley::domain::inventory::{self, InventoryDecision, Reservation, Stock};
 use galley::domain::order::{self, Order, OrderDecision};
 use galley::domain::{
@@ -284,8 +284,8 @@ impl Case {
     fn new(codec: &Codec, name: &'static str, input: Input, event: Event) -> Case {
         let mut bytes = Vec::new();
         match &event {
-            Event::Order(e) => codec.encode_order(e, &mut bytes),
-            Event::Inventory(e) => codec.encode_inventory(e, &mut bytes),
+            Event::Order(e) => codec.encode(e, &mut bytes),
+            Event::Inventory(e) => codec.encode(e, &mut bytes),
         }
         .expect("fixture events encode");
         let decision = input.apply(&event);
@@ -437,7 +437,7 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Fixture {
-        let codec = Codec::new().expect("embedded schemas load");
+        let codec = galley::domain::codec().expect("embedded schemas load");
         let ids = |offset| {
             EventIds::new(EventOrigin {
                 topic: ORDERS_TOPIC,
@@ -536,10 +536,16 @@ impl Fixture {
 
     fn decode(&self, case: &Case) -> Event {
         match case.event {
-            Event::Order(_) => Event::Order(self.codec.decode_order(&case.bytes).expect("decodes")),
-            Event::Inventory(_) => {
-                Event::Inventory(self.codec.decode_inventory(&case.bytes).expect("decodes"))
-            }
+            Event::Order(_) => Event::Order(
+                self.codec
+                    .decode::<OrderEvent>(&case.bytes)
+                    .expect("decodes"),
+            ),
+            Event::Inventory(_) => Event::Inventory(
+                self.codec
+                    .decode::<InventoryEvent>(&case.bytes)
+                    .expect("decodes"),
+            ),
         }
     }
 
@@ -549,9 +555,9 @@ impl Fixture {
         for e in emitted {
             let mut payload = Vec::with_capacity(128);
             match e {
-                Emitted::Result(e) => self.codec.encode_result(e, &mut payload),
-                Emitted::Inventory(e) => self.codec.encode_inventory(e, &mut payload),
-                Emitted::Order(e) => self.codec.encode_order(e, &mut payload),
+                Emitted::Result(e) => self.codec.encode(e, &mut payload),
+                Emitted::Inventory(e) => self.codec.encode(e, &mut payload),
+                Emitted::Order(e) => self.codec.encode(e, &mut payload),
             }
             .expect("galley's own events encode");
             out.push(payload);
@@ -692,23 +698,19 @@ impl FastAvro {
         let id = |bytes: &[u8]| peek_schema_id(bytes).expect("galley frames its output");
         let placed_case = &fixture.cases[0];
         let mut v1_bytes = Vec::new();
-        fixture
-            .codec
-            .encode_order_placed_v1(&placed(), &mut v1_bytes)
+        placed()
+            .encode_v1(&fixture.codec, &mut v1_bytes)
             .expect("encodes");
         let mut emitted_ids = (0, 0);
         for e in placed_case.decision.emitted() {
             let mut out = Vec::new();
             match e {
                 Emitted::Result(r @ ResultEvent::OrderStatusChanged(_)) => {
-                    fixture.codec.encode_result(r, &mut out).expect("encodes");
+                    fixture.codec.encode(r, &mut out).expect("encodes");
                     emitted_ids.0 = id(&out);
                 }
                 Emitted::Inventory(i @ InventoryEvent::ReservationRequested(_)) => {
-                    fixture
-                        .codec
-                        .encode_inventory(i, &mut out)
-                        .expect("encodes");
+                    fixture.codec.encode(i, &mut out).expect("encodes");
                     emitted_ids.1 = id(&out);
                 }
                 other => unreachable!("placing an order does not emit {other:?}"),
@@ -867,7 +869,12 @@ fn paths<'a, 's: 'a>(
     add(
         "avro/apache_avro_decode_v2".into(),
         Box::new(move || {
-            black_box(fixture.codec.decode_order(&placed.bytes).expect("decodes"));
+            black_box(
+                fixture
+                    .codec
+                    .decode::<OrderEvent>(&placed.bytes)
+                    .expect("decodes"),
+            );
         }),
     );
     add(
@@ -885,7 +892,12 @@ fn paths<'a, 's: 'a>(
     add(
         "avro/apache_avro_decode_v1_writer".into(),
         Box::new(move || {
-            black_box(fixture.codec.decode_order(&fast.v1_bytes).expect("decodes"));
+            black_box(
+                fixture
+                    .codec
+                    .decode::<OrderEvent>(&fast.v1_bytes)
+                    .expect("decodes"),
+            );
         }),
     );
     add(
@@ -952,7 +964,10 @@ fn check(fixture: &Fixture, fast: &FastAvro, encoders: &mut FastEncoders<'_>) {
         fast.decode_v2_borrowed(&placed_case.bytes).to_owned(),
         *expected
     );
-    let resolved = fixture.codec.decode_order(&fast.v1_bytes).expect("decodes");
+    let resolved = fixture
+        .codec
+        .decode::<OrderEvent>(&fast.v1_bytes)
+        .expect("decodes");
     assert_eq!(OrderEvent::Placed(fast.decode_v1().into()), resolved);
 
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());

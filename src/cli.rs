@@ -12,7 +12,6 @@ use tracing::{info, warn};
 use crate::api;
 use crate::api::freshness::FreshnessView;
 use crate::api::params::Limits;
-use crate::codec::Codec;
 use crate::config::Config;
 use crate::kafka;
 use crate::pipeline::{self, PipelineContext, PipelineHealth, Publisher, Stopped};
@@ -98,7 +97,7 @@ pub fn produce(config: Config, args: ProduceArgs) -> anyhow::Result<()> {
     {
         bail!("--poison-fraction and --invalid-fraction must be between 0 and 1");
     }
-    let codec = Codec::new().context("loading schemas")?;
+    let codec = crate::domain::codec().context("loading schemas")?;
     let defaults = GeneratorSettings::default();
     let span = defaults.step_ms * args.count as i64;
     let settings = GeneratorSettings {
@@ -191,7 +190,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 
 async fn run_async(config: Config) -> anyhow::Result<()> {
     let metrics_handle = crate::telemetry::init_metrics()?;
-    let codec = Arc::new(Codec::new().context("loading schemas")?);
+    let codec = Arc::new(crate::domain::codec().context("loading schemas")?);
     let session = store::connect(&config.cql).await?;
     migrate::check(&session, &config.cql.keyspace).await?;
     let projections =

@@ -104,7 +104,7 @@ fn main() -> Result<()> {
 
 async fn run(settings: Settings) -> Result<()> {
     let started = Instant::now();
-    let codec = Codec::new().context("loading schemas")?;
+    let codec = galley::domain::codec().context("loading schemas")?;
     let env = BenchEnv::create(&settings).await?;
     let result = measure(&settings, &codec, &env).await;
     if settings.keep {

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use galley::codec::Codec;
 use galley::pipeline::{InputRecord, Processor};
 use galley::shop::{ShopProcessor, ShopWrites};
 use galley::store::projections::ProjectionStore;
@@ -26,7 +25,7 @@ pub async fn measure(env: &BenchEnv, batches: &[Vec<InputRecord>]) -> Result<Wri
     let store = ProjectionStore::prepare(env.session.clone(), &env.write_keyspace)
         .await
         .context("preparing the write keyspace's statements")?;
-    let codec = Codec::new().context("loading schemas")?;
+    let codec = galley::domain::codec().context("loading schemas")?;
     let mut processor = ShopProcessor::new(Arc::new(codec), Arc::new(store), env.shop_settings());
 
     let computing = Instant::now();

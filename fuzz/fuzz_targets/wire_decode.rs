@@ -8,17 +8,18 @@
 use std::sync::OnceLock;
 
 use galley::codec::Codec;
+use galley::domain::{InventoryEvent, OrderEvent, ResultEvent};
 use libfuzzer_sys::fuzz_target;
 
 static CODEC: OnceLock<Codec> = OnceLock::new();
 
 fuzz_target!(|data: &[u8]| {
     // Schemas are parsed once, as in galley itself.
-    let codec = CODEC.get_or_init(|| match Codec::new() {
+    let codec = CODEC.get_or_init(|| match galley::domain::codec() {
         Ok(codec) => codec,
         Err(e) => panic!("embedded schemas must load: {e}"),
     });
-    let _ = codec.decode_order(data);
-    let _ = codec.decode_inventory(data);
-    let _ = codec.decode_result(data);
+    let _ = codec.decode::<OrderEvent>(data);
+    let _ = codec.decode::<InventoryEvent>(data);
+    let _ = codec.decode::<ResultEvent>(data);
 });

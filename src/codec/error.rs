@@ -70,7 +70,9 @@ pub enum EncodeError {
     #[error("unknown schema id {0}: not in schemas/manifest.toml")]
     UnknownSchemaId(u32),
     #[error("no schema version {version} of {record} in schemas/manifest.toml")]
-    UnknownVersion { record: &'static str, version: u32 },
+    UnknownVersion { record: String, version: u32 },
+    #[error("no event set of the {topic} topic is registered with this codec")]
+    Unregistered { topic: &'static str },
     #[error("schema id {schema_id}: value does not fit the schema: {message}")]
     Body { schema_id: u32, message: String },
 }

@@ -4,8 +4,17 @@
 //! Every event carries its own event time (`event_time_ms`, milliseconds since
 //! the Unix epoch). Handlers read time only from events, never from a clock,
 //! so that replaying the same input computes the same output.
+//!
+//! Each event type is declared once, here: its payload struct, and one line
+//! in its topic's [`event_set!`](crate::event_set) naming the struct and its
+//! key field. That line gives the codec its decode and encode dispatch, the
+//! record name (the struct's name, which the manifest must list on the same
+//! topic) and the event's key and event time; nothing else lists event types.
 
 use serde::{Deserialize, Serialize};
+
+pub use crate::codec::EventSet;
+use crate::codec::{Codec, CodecError, EncodeError};
 
 /// Milliseconds since the Unix epoch, as carried by Avro `timestamp-millis`.
 pub type EpochMillis = i64;
@@ -18,17 +27,19 @@ pub struct OrderLine {
     pub unit_price_cents: i64,
 }
 
-/// Events on the orders topic, keyed by order id.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum OrderEvent {
-    Placed(OrderPlaced),
-    PaymentCaptured(PaymentCaptured),
-    PaymentFailed(PaymentFailed),
-    Shipped(OrderShipped),
-    Delivered(OrderDelivered),
-    Cancelled(OrderCancelled),
-    /// Published by galley's inventory handler, re-keyed by order id.
-    StockOutcome(StockReservationOutcome),
+crate::event_set! {
+    /// Events on the orders topic, keyed by order id.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub enum OrderEvent: "orders" {
+        Placed(OrderPlaced) keyed by order_id,
+        PaymentCaptured(PaymentCaptured) keyed by order_id,
+        PaymentFailed(PaymentFailed) keyed by order_id,
+        Shipped(OrderShipped) keyed by order_id,
+        Delivered(OrderDelivered) keyed by order_id,
+        Cancelled(OrderCancelled) keyed by order_id,
+        /// Published by galley's inventory handler, re-keyed by order id.
+        StockOutcome(StockReservationOutcome) keyed by order_id,
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,6 +50,29 @@ pub struct OrderPlaced {
     /// ISO 4217 code. Added in schema version 2; older writers decode as "EUR".
     pub currency: String,
     pub event_time_ms: EpochMillis,
+}
+
+impl OrderPlaced {
+    /// Appends this event written with schema version 1 of `OrderPlaced` (no
+    /// `currency`), as a producer that predates version 2 would send it. For
+    /// tests and sample data; galley itself always writes the latest.
+    pub fn encode_v1(&self, codec: &Codec, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        /// Version 1's fields only: its schema has no `currency` to write.
+        #[derive(Serialize)]
+        struct OrderPlacedV1<'a> {
+            order_id: &'a str,
+            customer_id: &'a str,
+            lines: &'a [OrderLine],
+            event_time_ms: i64,
+        }
+        let v1 = OrderPlacedV1 {
+            order_id: &self.order_id,
+            customer_id: &self.customer_id,
+            lines: &self.lines,
+            event_time_ms: self.event_time_ms,
+        };
+        codec.encode_version("OrderPlaced", 1, &v1, out)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,18 +121,20 @@ pub struct StockReservationOutcome {
     pub event_time_ms: EpochMillis,
 }
 
-/// Events on the inventory topic, keyed by SKU.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum InventoryEvent {
-    Received(StockReceived),
-    Adjusted(StockAdjusted),
-    /// Published by galley's order handler when an order is placed.
-    ReservationRequested(StockReservationRequested),
-    /// Published by galley's order handler when a reserved order is cancelled.
-    ReleaseRequested(StockReleaseRequested),
-    /// Published by galley's order handler when an order ships: the reserved
-    /// units leave the warehouse.
-    FulfilmentRequested(StockFulfilmentRequested),
+crate::event_set! {
+    /// Events on the inventory topic, keyed by SKU.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub enum InventoryEvent: "inventory" {
+        Received(StockReceived) keyed by sku,
+        Adjusted(StockAdjusted) keyed by sku,
+        /// Published by galley's order handler when an order is placed.
+        ReservationRequested(StockReservationRequested) keyed by sku,
+        /// Published by galley's order handler when a reserved order is cancelled.
+        ReleaseRequested(StockReleaseRequested) keyed by sku,
+        /// Published by galley's order handler when an order ships: the reserved
+        /// units leave the warehouse.
+        FulfilmentRequested(StockFulfilmentRequested) keyed by sku,
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -142,14 +178,16 @@ pub struct StockFulfilmentRequested {
     pub event_time_ms: EpochMillis,
 }
 
-/// Result events galley publishes on the results topic.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ResultEvent {
-    OrderStatusChanged(OrderStatusChanged),
-    OrderRejected(OrderRejected),
-    StockReserved(StockReserved),
-    StockShort(StockShort),
-    LowStockAlert(LowStockAlert),
+crate::event_set! {
+    /// Result events galley publishes on the results topic.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub enum ResultEvent: "results" {
+        OrderStatusChanged(OrderStatusChanged) keyed by order_id,
+        OrderRejected(OrderRejected) keyed by order_id,
+        StockReserved(StockReserved) keyed by sku,
+        StockShort(StockShort) keyed by sku,
+        LowStockAlert(LowStockAlert) keyed by sku,
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -208,79 +246,6 @@ pub struct LowStockAlert {
     pub event_time_ms: EpochMillis,
 }
 
-impl OrderEvent {
-    /// The Kafka key this event travels under.
-    pub fn order_id(&self) -> &str {
-        match self {
-            OrderEvent::Placed(e) => &e.order_id,
-            OrderEvent::PaymentCaptured(e) => &e.order_id,
-            OrderEvent::PaymentFailed(e) => &e.order_id,
-            OrderEvent::Shipped(e) => &e.order_id,
-            OrderEvent::Delivered(e) => &e.order_id,
-            OrderEvent::Cancelled(e) => &e.order_id,
-            OrderEvent::StockOutcome(e) => &e.order_id,
-        }
-    }
-
-    pub fn event_time_ms(&self) -> EpochMillis {
-        match self {
-            OrderEvent::Placed(e) => e.event_time_ms,
-            OrderEvent::PaymentCaptured(e) => e.event_time_ms,
-            OrderEvent::PaymentFailed(e) => e.event_time_ms,
-            OrderEvent::Shipped(e) => e.event_time_ms,
-            OrderEvent::Delivered(e) => e.event_time_ms,
-            OrderEvent::Cancelled(e) => e.event_time_ms,
-            OrderEvent::StockOutcome(e) => e.event_time_ms,
-        }
-    }
-
-    /// The Avro record name, also used as the `event_type` metric label.
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            OrderEvent::Placed(_) => "OrderPlaced",
-            OrderEvent::PaymentCaptured(_) => "PaymentCaptured",
-            OrderEvent::PaymentFailed(_) => "PaymentFailed",
-            OrderEvent::Shipped(_) => "OrderShipped",
-            OrderEvent::Delivered(_) => "OrderDelivered",
-            OrderEvent::Cancelled(_) => "OrderCancelled",
-            OrderEvent::StockOutcome(_) => "StockReservationOutcome",
-        }
-    }
-}
-
-impl InventoryEvent {
-    /// The Kafka key this event travels under.
-    pub fn sku(&self) -> &str {
-        match self {
-            InventoryEvent::Received(e) => &e.sku,
-            InventoryEvent::Adjusted(e) => &e.sku,
-            InventoryEvent::ReservationRequested(e) => &e.sku,
-            InventoryEvent::ReleaseRequested(e) => &e.sku,
-            InventoryEvent::FulfilmentRequested(e) => &e.sku,
-        }
-    }
-
-    pub fn event_time_ms(&self) -> EpochMillis {
-        match self {
-            InventoryEvent::Received(e) => e.event_time_ms,
-            InventoryEvent::Adjusted(e) => e.event_time_ms,
-            InventoryEvent::ReservationRequested(e) => e.event_time_ms,
-            InventoryEvent::ReleaseRequested(e) => e.event_time_ms,
-            InventoryEvent::FulfilmentRequested(e) => e.event_time_ms,
-        }
-    }
-
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            InventoryEvent::Received(_) => "StockReceived",
-            InventoryEvent::Adjusted(_) => "StockAdjusted",
-            InventoryEvent::ReservationRequested(_) => "StockReservationRequested",
-            InventoryEvent::ReleaseRequested(_) => "StockReleaseRequested",
-            InventoryEvent::FulfilmentRequested(_) => "StockFulfilmentRequested",
-        }
-    }
-}
-
 impl ResultEvent {
     pub fn event_id(&self) -> &str {
         match self {
@@ -291,25 +256,13 @@ impl ResultEvent {
             ResultEvent::LowStockAlert(e) => &e.event_id,
         }
     }
+}
 
-    /// The Kafka key: the order id for order results, the SKU for stock results.
-    pub fn key(&self) -> &str {
-        match self {
-            ResultEvent::OrderStatusChanged(e) => &e.order_id,
-            ResultEvent::OrderRejected(e) => &e.order_id,
-            ResultEvent::StockReserved(e) => &e.sku,
-            ResultEvent::StockShort(e) => &e.sku,
-            ResultEvent::LowStockAlert(e) => &e.sku,
-        }
-    }
-
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            ResultEvent::OrderStatusChanged(_) => "OrderStatusChanged",
-            ResultEvent::OrderRejected(_) => "OrderRejected",
-            ResultEvent::StockReserved(_) => "StockReserved",
-            ResultEvent::StockShort(_) => "StockShort",
-            ResultEvent::LowStockAlert(_) => "LowStockAlert",
-        }
-    }
+/// A codec for the shop's three event sets, checked against the manifest.
+pub fn codec() -> Result<Codec, CodecError> {
+    Codec::builder()
+        .register::<OrderEvent>()
+        .register::<InventoryEvent>()
+        .register::<ResultEvent>()
+        .build()
 }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::order::check_id;
 use super::{
-    Emitted, EpochMillis, EventIds, InventoryEvent, LowStockAlert, OrderEvent, Outcome,
+    Emitted, EpochMillis, EventIds, EventSet, InventoryEvent, LowStockAlert, OrderEvent, Outcome,
     ResultEvent, StockFulfilmentRequested, StockReleaseRequested, StockReservationOutcome,
     StockReservationRequested, StockReserved, StockShort, ValidationError,
 };
@@ -108,7 +108,7 @@ pub struct InventoryDecision {
 
 /// Poison checks: an event that fails them is malformed, not merely refused.
 pub fn validate(event: &InventoryEvent) -> Result<(), ValidationError> {
-    check_id("sku", event.sku())?;
+    check_id("sku", event.key())?;
     if event.event_time_ms() <= 0 {
         return Err(ValidationError::new(
             "event_time_ms",
@@ -157,7 +157,7 @@ pub fn apply(
     low_stock_threshold: i64,
     ids: &mut EventIds,
 ) -> InventoryDecision {
-    let before = stock.cloned().unwrap_or_else(|| Stock::empty(event.sku()));
+    let before = stock.cloned().unwrap_or_else(|| Stock::empty(event.key()));
     let mut step = Step {
         before,
         reservation: reservation.cloned(),

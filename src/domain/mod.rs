@@ -3,6 +3,8 @@
 //! input always computes the same output, which is what lets a replay after a
 //! crash converge on the same projections and re-send identical result events.
 
+#[cfg(test)]
+mod codec_tests;
 pub mod events;
 pub mod inventory;
 pub mod order;

@@ -18,10 +18,10 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    minute_of, Emitted, EpochMillis, EventIds, InventoryEvent, OrderCancelled, OrderEvent,
-    OrderPlaced, OrderRejected, OrderStatusChanged, Outcome, PaymentCaptured, PaymentFailed,
-    ResultEvent, StockFulfilmentRequested, StockReleaseRequested, StockReservationOutcome,
-    StockReservationRequested, ValidationError,
+    minute_of, Emitted, EpochMillis, EventIds, EventSet, InventoryEvent, OrderCancelled,
+    OrderEvent, OrderPlaced, OrderRejected, OrderStatusChanged, Outcome, PaymentCaptured,
+    PaymentFailed, ResultEvent, StockFulfilmentRequested, StockReleaseRequested,
+    StockReservationOutcome, StockReservationRequested, ValidationError,
 };
 
 /// Longest order, customer or SKU id accepted, in bytes. Ids become partition
@@ -182,7 +182,7 @@ pub struct OrderDecision {
 /// Poison checks: an event that fails them is malformed, not merely refused.
 /// Business rules (is this transition allowed now?) live in [`apply`].
 pub fn validate(event: &OrderEvent) -> Result<(), ValidationError> {
-    check_id("order_id", event.order_id())?;
+    check_id("order_id", event.key())?;
     if event.event_time_ms() <= 0 {
         return Err(ValidationError::new(
             "event_time_ms",
@@ -714,7 +714,7 @@ fn rejected(
 ) -> Emitted {
     Emitted::Result(ResultEvent::OrderRejected(OrderRejected {
         event_id: ids.next_id(),
-        order_id: event.order_id().to_owned(),
+        order_id: event.key().to_owned(),
         event_type: event.type_name().to_owned(),
         status: status.map(|s| s.as_str().to_owned()),
         reason: reason.to_owned(),

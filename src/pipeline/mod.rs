@@ -31,10 +31,12 @@
 //! leaves the group.
 
 mod consumer;
+mod dead_letter;
 mod publish;
 mod retry;
 
 pub use consumer::{GroupEvents, PipelineContext};
+pub use dead_letter::{DeadLetter, DeadLetterStage, ErrorClass};
 pub use publish::Publisher;
 pub use retry::Backoff;
 
@@ -93,23 +95,6 @@ pub struct OutgoingMessage {
     pub headers: Vec<(&'static str, Vec<u8>)>,
     /// The event type, a metric label.
     pub event_type: &'static str,
-}
-
-/// A poison record and why it could not be processed.
-#[derive(Debug, Clone)]
-pub struct DeadLetter {
-    pub topic: Arc<str>,
-    pub partition: i32,
-    pub offset: i64,
-    pub key: Option<Vec<u8>>,
-    pub payload: Option<Vec<u8>>,
-    /// A stable class name such as `bad_magic` or `validation` (a metric label).
-    pub error_class: &'static str,
-    /// The event's type when its bytes could be decoded, else `unknown` (a metric label).
-    pub event_type: &'static str,
-    pub message: String,
-    /// Where in processing it failed: `decode` or `validate`.
-    pub stage: &'static str,
 }
 
 /// What a processor computed for one batch.
@@ -428,14 +413,14 @@ fn report_dead_letters(dead_letters: &[DeadLetter], dead_letter_topic: &str) {
             topic = %d.topic,
             partition = d.partition,
             offset = d.offset,
-            error_class = d.error_class,
-            stage = d.stage,
+            error_class = d.error_class.as_str(),
+            stage = d.stage.as_str(),
             event_type = d.event_type,
             dead_letter_topic,
             "poison event sent to the dead-letter topic"
         );
         *counts
-            .entry((&d.topic, d.event_type, d.error_class))
+            .entry((&d.topic, d.event_type, d.error_class.as_str()))
             .or_default() += 1;
     }
     for ((topic, event_type, error_class), n) in counts {

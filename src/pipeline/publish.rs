@@ -103,7 +103,7 @@ impl Publisher {
                 })
                 .insert(Header {
                     key: dlq_headers::CLASS,
-                    value: Some(d.error_class.as_bytes()),
+                    value: Some(d.error_class.as_str().as_bytes()),
                 })
                 .insert(Header {
                     key: dlq_headers::MESSAGE,
@@ -111,7 +111,7 @@ impl Publisher {
                 })
                 .insert(Header {
                     key: dlq_headers::STAGE,
-                    value: Some(d.stage.as_bytes()),
+                    value: Some(d.stage.as_str().as_bytes()),
                 })
                 .insert(Header {
                     key: dlq_headers::CONNECTOR,

@@ -14,7 +14,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 
-use crate::codec::Codec;
+use crate::codec::{Codec, EventSet};
 use crate::domain::{
     InventoryEvent, OrderCancelled, OrderDelivered, OrderEvent, OrderLine, OrderPlaced,
     OrderShipped, PaymentCaptured, PaymentFailed, StockAdjusted, StockReceived,
@@ -131,11 +131,11 @@ pub fn generate(
     let push_order =
         |out: &mut Vec<GeneratedMessage>, summary: &mut StreamSummary, event: OrderEvent| {
             let mut payload = Vec::new();
-            if codec.encode_order(&event, &mut payload).is_ok() {
+            if codec.encode(&event, &mut payload).is_ok() {
                 *summary.by_label.entry(event.type_name()).or_default() += 1;
                 out.push(GeneratedMessage {
                     destination: Destination::Orders,
-                    key: Some(event.order_id().to_string()),
+                    key: Some(event.key().to_string()),
                     payload,
                     poison_class: None,
                     label: event.type_name(),
@@ -145,11 +145,11 @@ pub fn generate(
     let push_inventory =
         |out: &mut Vec<GeneratedMessage>, summary: &mut StreamSummary, event: InventoryEvent| {
             let mut payload = Vec::new();
-            if codec.encode_inventory(&event, &mut payload).is_ok() {
+            if codec.encode(&event, &mut payload).is_ok() {
                 *summary.by_label.entry(event.type_name()).or_default() += 1;
                 out.push(GeneratedMessage {
                     destination: Destination::Inventory,
-                    key: Some(event.sku().to_string()),
+                    key: Some(event.key().to_string()),
                     payload,
                     poison_class: None,
                     label: event.type_name(),
@@ -355,7 +355,7 @@ fn poison(codec: &Codec, rng: &mut StdRng, skus: &[String], time: i64) -> Genera
             quantity: 5,
             event_time_ms: time,
         });
-        let _ = codec.encode_inventory(&event, &mut bytes);
+        let _ = codec.encode(&event, &mut bytes);
         bytes
     };
     let (class, key, payload): (&'static str, Option<String>, Vec<u8>) =
@@ -390,7 +390,7 @@ fn poison(codec: &Codec, rng: &mut StdRng, skus: &[String], time: i64) -> Genera
                     quantity: 0,
                     event_time_ms: time,
                 });
-                let _ = codec.encode_inventory(&event, &mut bytes);
+                let _ = codec.encode(&event, &mut bytes);
                 ("validation", Some(sku), bytes)
             }
         };
@@ -485,7 +485,7 @@ mod tests {
 
     #[test]
     fn splitting_keeps_each_order_placed_before_the_rest_of_its_life() {
-        let codec = Codec::new().expect("codec");
+        let codec = crate::domain::codec().expect("codec");
         let settings = GeneratorSettings {
             count: 2000,
             ..GeneratorSettings::default()
@@ -517,7 +517,7 @@ mod tests {
 
     #[test]
     fn the_same_seed_generates_the_same_stream() {
-        let codec = Codec::new().expect("codec");
+        let codec = crate::domain::codec().expect("codec");
         let settings = GeneratorSettings {
             count: 500,
             ..GeneratorSettings::default()
@@ -533,7 +533,7 @@ mod tests {
 
     #[test]
     fn poison_messages_are_of_the_requested_share_and_all_decode_as_poison() {
-        let codec = Codec::new().expect("codec");
+        let codec = crate::domain::codec().expect("codec");
         let settings = GeneratorSettings {
             count: 4000,
             poison_fraction: 0.05,
@@ -546,7 +546,7 @@ mod tests {
             .collect();
         assert!((100..=300).contains(&poison.len()), "{}", poison.len());
         for m in poison {
-            let decoded = codec.decode_inventory(&m.payload);
+            let decoded = codec.decode::<InventoryEvent>(&m.payload);
             match m.poison_class {
                 Some("missing_key") => assert!(decoded.is_ok() && m.key.is_none()),
                 Some("validation") => {

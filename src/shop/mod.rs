@@ -37,13 +37,16 @@ use std::time::Instant;
 use futures::future::{BoxFuture, FutureExt};
 use futures::stream::{self, StreamExt, TryStreamExt};
 
-use crate::codec::Codec;
+use crate::codec::{Codec, EventSet};
 use crate::config::TopicsConfig;
 use crate::domain::inventory::{self, Reservation, Stock};
 use crate::domain::order::{self, Order};
-use crate::domain::{Emitted, EventIds, EventOrigin, InventoryEvent, OrderEvent, Outcome};
+use crate::domain::{
+    Emitted, EventIds, EventOrigin, InventoryEvent, OrderEvent, Outcome, ValidationError,
+};
 use crate::pipeline::{
-    unix_ms, DeadLetter, Effects, InputRecord, OutgoingMessage, Processor, RetryableError,
+    unix_ms, DeadLetter, DeadLetterStage, Effects, ErrorClass, InputRecord, OutgoingMessage,
+    Processor, RetryableError,
 };
 use crate::store::cache::RowCache;
 use crate::store::projections::{ProjectionStore, SalesCell, Versioned};
@@ -111,6 +114,13 @@ enum Decoded {
 }
 
 impl Decoded {
+    fn key(&self) -> &str {
+        match self {
+            Decoded::Order(e) => e.key(),
+            Decoded::Inventory(e) => e.key(),
+        }
+    }
+
     fn type_name(&self) -> &'static str {
         match self {
             Decoded::Order(e) => e.type_name(),
@@ -227,88 +237,69 @@ impl ShopProcessor {
     }
 
     fn decode(&self, record: &InputRecord) -> Result<Decoded, Box<DeadLetter>> {
-        // Until the bytes decode, the event's type is unknown; after, a
-        // validation or key failure names it (a bounded metric label).
-        let dead_typed = |class: &'static str,
-                          stage: &'static str,
-                          event_type: &'static str,
-                          message: String| {
-            Box::new(DeadLetter {
-                topic: record.topic.clone(),
-                partition: record.partition,
-                offset: record.offset,
-                key: record.key.clone(),
-                payload: record.payload.clone(),
-                error_class: class,
-                event_type,
-                message,
-                stage,
-            })
-        };
-        let dead = |class: &'static str, stage: &'static str, message: String| {
-            dead_typed(class, stage, UNKNOWN_EVENT_TYPE, message)
-        };
+        use DeadLetterStage::Decode;
         let Some(payload) = record.payload.as_deref() else {
-            return Err(dead("empty", "decode", "record has no value".into()));
+            return Err(poison(
+                record,
+                ErrorClass::Empty,
+                Decode,
+                None,
+                "record has no value".into(),
+            ));
         };
         if payload.len() > self.settings.max_event_bytes {
-            return Err(dead(
-                "oversize",
-                "decode",
-                format!(
-                    "value of {} bytes exceeds pipeline.max_event_bytes ({})",
-                    payload.len(),
-                    self.settings.max_event_bytes
-                ),
-            ));
+            let message = format!(
+                "value of {} bytes exceeds pipeline.max_event_bytes ({})",
+                payload.len(),
+                self.settings.max_event_bytes
+            );
+            return Err(poison(record, ErrorClass::Oversize, Decode, None, message));
         }
         let topic = &*record.topic;
-        let (decoded, expected_key) = if topic == self.settings.topics.orders {
-            let event = self
-                .codec
-                .decode_order(payload)
-                .map_err(|e| dead(e.class(), "decode", e.to_string()))?;
-            order::validate(&event).map_err(|e| {
-                dead_typed("validation", "validate", event.type_name(), e.to_string())
-            })?;
-            let key = event.order_id().to_string();
-            (Decoded::Order(event), key)
+        let decoded = if topic == self.settings.topics.orders {
+            Decoded::Order(self.decode_valid(record, payload, order::validate)?)
         } else if topic == self.settings.topics.inventory {
-            let event = self
-                .codec
-                .decode_inventory(payload)
-                .map_err(|e| dead(e.class(), "decode", e.to_string()))?;
-            inventory::validate(&event).map_err(|e| {
-                dead_typed("validation", "validate", event.type_name(), e.to_string())
-            })?;
-            let key = event.sku().to_string();
-            (Decoded::Inventory(event), key)
+            Decoded::Inventory(self.decode_valid(record, payload, inventory::validate)?)
         } else {
-            return Err(dead(
-                "unknown_topic",
-                "decode",
-                format!("galley does not handle topic {topic}"),
+            let message = format!("galley does not handle topic {topic}");
+            return Err(poison(
+                record,
+                ErrorClass::UnknownTopic,
+                Decode,
+                None,
+                message,
             ));
         };
-        let event_type = decoded.type_name();
-        match record.key.as_deref() {
-            None => Err(dead_typed(
-                "missing_key",
-                "validate",
-                event_type,
-                format!("record has no key; expected `{expected_key}`"),
-            )),
-            Some(k) if k != expected_key.as_bytes() => Err(dead_typed(
-                "key_mismatch",
-                "validate",
-                event_type,
-                format!(
-                    "record key `{}` differs from the event's key `{expected_key}`",
-                    String::from_utf8_lossy(k)
-                ),
-            )),
-            Some(_) => Ok(decoded),
-        }
+        check_key(record, decoded.key(), decoded.type_name())?;
+        Ok(decoded)
+    }
+
+    /// Decodes a record of `S`'s topic and checks its content.
+    fn decode_valid<S: EventSet>(
+        &self,
+        record: &InputRecord,
+        payload: &[u8],
+        validate: impl Fn(&S) -> Result<(), ValidationError>,
+    ) -> Result<S, Box<DeadLetter>> {
+        let event = self.codec.decode::<S>(payload).map_err(|e| {
+            poison(
+                record,
+                ErrorClass::from(&e),
+                DeadLetterStage::Decode,
+                None,
+                e.to_string(),
+            )
+        })?;
+        validate(&event).map_err(|e| {
+            poison(
+                record,
+                ErrorClass::Validation,
+                DeadLetterStage::Validate,
+                Some(event.type_name()),
+                e.to_string(),
+            )
+        })?;
+        Ok(event)
     }
 
     fn encode(&self, emitted: &Emitted) -> Result<OutgoingMessage, RetryableError> {
@@ -320,21 +311,21 @@ impl ShopProcessor {
                 e.key(),
                 e.type_name(),
                 e.event_id(),
-                self.codec.encode_result(e, &mut payload),
+                self.codec.encode(e, &mut payload),
             ),
             Emitted::Inventory(e) => (
                 &topics.inventory,
-                e.sku(),
+                e.key(),
                 e.type_name(),
                 inventory_event_id(e),
-                self.codec.encode_inventory(e, &mut payload),
+                self.codec.encode(e, &mut payload),
             ),
             Emitted::Order(e) => (
                 &topics.orders,
-                e.order_id(),
+                e.key(),
                 e.type_name(),
                 order_event_id(e),
-                self.codec.encode_order(e, &mut payload),
+                self.codec.encode(e, &mut payload),
             ),
         };
         // Our own events always fit our own schemas; failing here is a
@@ -374,11 +365,11 @@ impl ShopProcessor {
             for (_, event) in events {
                 match event {
                     Decoded::Order(e) => {
-                        let id = e.order_id().to_string();
+                        let id = e.key().to_string();
                         stage(&mut rows.orders, &mut cache.orders, &mut want_orders, id);
                     }
                     Decoded::Inventory(e) => {
-                        let sku = e.sku().to_string();
+                        let sku = e.key().to_string();
                         if let Some(order_id) = reservation_order(e) {
                             let key = (sku.clone(), order_id.to_string());
                             stage(
@@ -535,7 +526,7 @@ impl ShopProcessor {
             });
             let (outcome, emitted) = match event {
                 Decoded::Order(e) => {
-                    let slot = rows.orders.entry(e.order_id().to_string()).or_insert(None);
+                    let slot = rows.orders.entry(e.key().to_string()).or_insert(None);
                     if slot
                         .as_ref()
                         .is_some_and(|v| v.applied_offset >= record.offset)
@@ -561,7 +552,7 @@ impl ShopProcessor {
                                     value,
                                     applied_offset: record.offset,
                                 });
-                                dirty_orders.insert(e.order_id().to_string(), ());
+                                dirty_orders.insert(e.key().to_string(), ());
                             }
                         }
                         for sale in decision.sales {
@@ -578,7 +569,7 @@ impl ShopProcessor {
                     }
                 }
                 Decoded::Inventory(e) => {
-                    let sku = e.sku().to_string();
+                    let sku = e.key().to_string();
                     let stock_slot = rows.stock.entry(sku.clone()).or_insert(None);
                     if stock_slot
                         .as_ref()
@@ -684,6 +675,57 @@ impl ShopProcessor {
 /// watermark the cell had before the event: the first line moves the
 /// watermark to the event's own offset, so asking again at a later line
 /// would give the wrong answer.
+/// A dead letter for `record`. Until the bytes decode, the event's type is
+/// unknown; after, a validation or key failure names it (a bounded label).
+fn poison(
+    record: &InputRecord,
+    error_class: ErrorClass,
+    stage: DeadLetterStage,
+    event_type: Option<&'static str>,
+    message: String,
+) -> Box<DeadLetter> {
+    Box::new(DeadLetter {
+        topic: record.topic.clone(),
+        partition: record.partition,
+        offset: record.offset,
+        key: record.key.clone(),
+        payload: record.payload.clone(),
+        error_class,
+        event_type: event_type.unwrap_or(UNKNOWN_EVENT_TYPE),
+        message,
+        stage,
+    })
+}
+
+/// The record's Kafka key must be the event's own key.
+fn check_key(
+    record: &InputRecord,
+    expected: &str,
+    event_type: &'static str,
+) -> Result<(), Box<DeadLetter>> {
+    let (class, message) = match record.key.as_deref() {
+        Some(k) if k == expected.as_bytes() => return Ok(()),
+        None => (
+            ErrorClass::MissingKey,
+            format!("record has no key; expected `{expected}`"),
+        ),
+        Some(k) => (
+            ErrorClass::KeyMismatch,
+            format!(
+                "record key `{}` differs from the event's key `{expected}`",
+                String::from_utf8_lossy(k)
+            ),
+        ),
+    };
+    Err(poison(
+        record,
+        class,
+        DeadLetterStage::Validate,
+        Some(event_type),
+        message,
+    ))
+}
+
 fn add_sales(
     sales: &[SaleContribution],
     sku_cells: &mut HashMap<(String, i64), Versioned<SalesCell>>,

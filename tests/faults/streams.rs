@@ -319,7 +319,7 @@ async fn bad_events_are_dead_lettered_or_rejected_and_partitions_keep_flowing() 
     let codec = scenario.codec.clone();
     let encode_order = |e: &OrderEvent| {
         let mut out = Vec::new();
-        codec.encode_order(e, &mut out).expect("encode");
+        codec.encode(e, &mut out).expect("encode");
         out
     };
     let time = 1_767_225_600_000;
@@ -368,7 +368,7 @@ async fn bad_events_are_dead_lettered_or_rejected_and_partitions_keep_flowing() 
         // An inventory record, valid in itself, on the orders topic.
         let mut inventory = Vec::new();
         codec
-            .encode_inventory(
+            .encode(
                 &InventoryEvent::Received(StockReceived {
                     sku: "SKU-00001".into(),
                     quantity: 5,

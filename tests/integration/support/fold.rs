@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 
-use galley::codec::Codec;
+use galley::codec::{Codec, EventSet};
 use galley::domain::{minute_of, InventoryEvent, OrderEvent, OrderLine};
 
 /// One message read back from an input topic.
@@ -269,7 +269,7 @@ fn screen(
     let (decoded, key, event_type) = match input {
         Input::Orders => {
             let event = codec
-                .decode_order(payload)
+                .decode::<OrderEvent>(payload)
                 .map_err(|e| Poison::undecoded(e.class()))?;
             let event_type = event.type_name();
             if !order_is_valid(&event) {
@@ -278,12 +278,12 @@ fn screen(
                     event_type,
                 });
             }
-            let key = event.order_id().as_bytes().to_vec();
+            let key = event.key().as_bytes().to_vec();
             (Decoded::Order(event), key, event_type)
         }
         Input::Inventory => {
             let event = codec
-                .decode_inventory(payload)
+                .decode::<InventoryEvent>(payload)
                 .map_err(|e| Poison::undecoded(e.class()))?;
             let event_type = event.type_name();
             if !inventory_is_valid(&event) {
@@ -292,7 +292,7 @@ fn screen(
                     event_type,
                 });
             }
-            let key = event.sku().as_bytes().to_vec();
+            let key = event.key().as_bytes().to_vec();
             (Decoded::Inventory(event), key, event_type)
         }
     };
@@ -339,7 +339,7 @@ fn lines_ok(lines: &[OrderLine]) -> bool {
 }
 
 fn order_is_valid(event: &OrderEvent) -> bool {
-    if !id_ok(event.order_id()) || event.event_time_ms() <= 0 {
+    if !id_ok(event.key()) || event.event_time_ms() <= 0 {
         return false;
     }
     match event {
@@ -356,7 +356,7 @@ fn order_is_valid(event: &OrderEvent) -> bool {
 }
 
 fn inventory_is_valid(event: &InventoryEvent) -> bool {
-    if !id_ok(event.sku()) || event.event_time_ms() <= 0 {
+    if !id_ok(event.key()) || event.event_time_ms() <= 0 {
         return false;
     }
     match event {
@@ -386,7 +386,7 @@ fn apply_order(expected: &mut Expected, prefix: String, event: &OrderEvent) -> H
         next: 0,
         emitted,
     };
-    let order_id = event.order_id().to_string();
+    let order_id = event.key().to_string();
     let time = event.event_time_ms();
 
     let Some(order) = orders.get_mut(&order_id) else {
@@ -591,7 +591,7 @@ fn apply_inventory(
         next: 0,
         emitted,
     };
-    let sku = event.sku().to_string();
+    let sku = event.key().to_string();
     let (on_hand_before, reserved_before) = stock.get(&sku).copied().unwrap_or((0, 0));
     let available_before = on_hand_before - reserved_before;
     let mut on_hand = on_hand_before;
@@ -755,7 +755,7 @@ mod tests {
     impl Stream {
         fn new() -> Self {
             Self {
-                codec: Codec::new().expect("codec"),
+                codec: galley::domain::codec().expect("codec"),
                 messages: Vec::new(),
             }
         }
@@ -778,17 +778,15 @@ mod tests {
 
         fn order(&mut self, event: OrderEvent) -> i64 {
             let mut bytes = Vec::new();
-            self.codec.encode_order(&event, &mut bytes).expect("encode");
-            let key = event.order_id().as_bytes().to_vec();
+            self.codec.encode(&event, &mut bytes).expect("encode");
+            let key = event.key().as_bytes().to_vec();
             self.raw(ORDERS, Some(&key), Some(bytes))
         }
 
         fn inventory(&mut self, event: InventoryEvent) -> i64 {
             let mut bytes = Vec::new();
-            self.codec
-                .encode_inventory(&event, &mut bytes)
-                .expect("encode");
-            let key = event.sku().as_bytes().to_vec();
+            self.codec.encode(&event, &mut bytes).expect("encode");
+            let key = event.key().as_bytes().to_vec();
             self.raw(INVENTORY, Some(&key), Some(bytes))
         }
 
@@ -1091,10 +1089,10 @@ mod tests {
     #[test]
     fn poison_classes() {
         let mut s = Stream::new();
-        let codec = Codec::new().expect("codec");
+        let codec = galley::domain::codec().expect("codec");
         let good = placed("o1", vec![line("A", 1, 100)], T0);
         let mut good_bytes = Vec::new();
-        codec.encode_order(&good, &mut good_bytes).expect("encode");
+        codec.encode(&good, &mut good_bytes).expect("encode");
 
         let empty = s.raw(ORDERS, Some(b"o1"), None);
         let oversize = s.raw(ORDERS, Some(b"o1"), Some(vec![0u8; 5000]));
@@ -1112,7 +1110,7 @@ mod tests {
         // An inventory record on the orders topic.
         let mut inv_bytes = Vec::new();
         codec
-            .encode_inventory(
+            .encode(
                 &InventoryEvent::Received(StockReceived {
                     sku: "A".into(),
                     quantity: 1,

@@ -131,7 +131,7 @@ impl Scenario {
             env,
             keyspace,
             _topics: topics,
-            codec: Arc::new(Codec::new().expect("codec")),
+            codec: Arc::new(galley::domain::codec().expect("codec")),
             max_event_bytes: 1024 * 1024,
         }
     }
