@@ -722,6 +722,241 @@ fn rejected(
     }))
 }
 
+// --- simulated customer journey ------------------------------------------------
+//
+// The stream generator (`shop::generator`) walks orders through the moves
+// below. They live next to the handler so that the moves a customer makes and
+// the rules that accept or refuse them change together.
+
+use super::{OrderDelivered, OrderShipped};
+
+/// An order as the stream generator simulates it. This is the customer's side
+/// of the story, not the handler's [`Order`]: the simulation never sees stock
+/// answers, so it never sees `confirmed` or a shortage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JourneyOrder {
+    pub order_id: String,
+    pub total_cents: i64,
+    /// What the customer has paid so far: what a refund would give back.
+    pub paid_cents: i64,
+    pub status: OrderStatus,
+    /// Set by a move that ends the journey: the customer does nothing more.
+    pub over: bool,
+}
+
+impl JourneyOrder {
+    /// The journey of an order that was just placed.
+    pub fn placed(placed: &OrderPlaced) -> Self {
+        // Saturating like the handler's total, so both agree on what is owed.
+        let total_cents = placed.lines.iter().fold(0i64, |sum, line| {
+            sum.saturating_add(i64::from(line.quantity).saturating_mul(line.unit_price_cents))
+        });
+        Self {
+            order_id: placed.order_id.clone(),
+            total_cents,
+            paid_cents: 0,
+            status: OrderStatus::Placed,
+            over: false,
+        }
+    }
+
+    /// Moves the simulated order past `event`, which `step` built.
+    pub fn advance(&mut self, step: &JourneyMove, event: &OrderEvent) {
+        if let OrderEvent::PaymentCaptured(captured) = event {
+            self.paid_cents = captured.amount_cents;
+        }
+        self.status = step.then;
+        self.over = step.ends_journey;
+    }
+
+    /// Whether the customer has nothing left to do with this order.
+    pub fn is_over(&self) -> bool {
+        self.over || journey_moves(self.status).next().is_none()
+    }
+}
+
+/// The varied content the generator drew for one move. Moves stay pure: the
+/// generator owns the randomness and hands its draws in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JourneyDraw {
+    pub event_time_ms: EpochMillis,
+    /// Any number; a move picks its carrier, reason and so on with it.
+    pub choice: u32,
+}
+
+/// Builds the event of one move for one order.
+pub type BuildMove = fn(&JourneyOrder, JourneyDraw) -> OrderEvent;
+
+/// A step a customer (or the shop's back office) takes with an order.
+#[derive(Debug, Clone, Copy)]
+pub struct JourneyMove {
+    /// The simulated statuses the move can be taken from.
+    pub from: &'static [OrderStatus],
+    /// Relative to the other moves from the same status.
+    pub weight: u32,
+    pub build: BuildMove,
+    /// The order's status once the handler applied the move (stock reserved).
+    pub then: OrderStatus,
+    /// Whether the customer does nothing more with the order afterwards, even
+    /// if moves leave its new status (those are for orders that got there
+    /// another way).
+    pub ends_journey: bool,
+}
+
+/// An event sent at the wrong moment on purpose, which [`apply`] must refuse.
+#[derive(Debug, Clone, Copy)]
+pub struct RefusedMove {
+    pub from: &'static [OrderStatus],
+    /// Relative to the other refused moves from the same status.
+    pub weight: u32,
+    pub build: BuildMove,
+    /// Why the handler refuses it.
+    pub reason: &'static str,
+}
+
+/// The simulated customer journey: every move an order can make, from which
+/// simulated status, how often, and where it leads. A journey is over after a
+/// move that ends it, or in a status no move leaves.
+///
+/// Adding an order event to generated streams means adding its move here
+/// (and, if sending it at the wrong moment is worth testing, an entry in
+/// [`REFUSED_MOVES`]); the generator picks moves from these tables and needs
+/// no change. A move that only some orders in a status should make gets its
+/// own path: for a refund of paid orders that are cancelled, a cancellation
+/// from `Paid` that does not end the journey and a refund from `Cancelled`
+/// that does (cancellations of unpaid orders end theirs, so they never reach
+/// it); for a few delivered orders coming back, a rarer delivery that does
+/// not end the journey, followed by the refund.
+pub static JOURNEY: &[JourneyMove] = &[
+    JourneyMove {
+        from: &[OrderStatus::Placed, OrderStatus::PaymentFailed],
+        weight: 8,
+        build: cancel_by_customer,
+        then: OrderStatus::Cancelled,
+        ends_journey: true,
+    },
+    // After a failed payment the customer retries with another card or gives up.
+    JourneyMove {
+        from: &[OrderStatus::Placed],
+        weight: 6,
+        build: decline_payment,
+        then: OrderStatus::PaymentFailed,
+        ends_journey: false,
+    },
+    JourneyMove {
+        from: &[OrderStatus::Placed, OrderStatus::PaymentFailed],
+        weight: 86,
+        build: capture_full_payment,
+        then: OrderStatus::Paid,
+        ends_journey: false,
+    },
+    JourneyMove {
+        from: &[OrderStatus::Paid],
+        weight: 1,
+        build: ship_with_carrier,
+        then: OrderStatus::Shipped,
+        ends_journey: false,
+    },
+    JourneyMove {
+        from: &[OrderStatus::Shipped],
+        weight: 1,
+        build: deliver,
+        then: OrderStatus::Delivered,
+        ends_journey: true,
+    },
+];
+
+/// The invalid transitions generated streams carry on purpose.
+pub static REFUSED_MOVES: &[RefusedMove] = &[
+    RefusedMove {
+        from: &[
+            OrderStatus::Placed,
+            OrderStatus::PaymentFailed,
+            OrderStatus::Paid,
+        ],
+        weight: 1,
+        build: deliver,
+        reason: "invalid_transition",
+    },
+    RefusedMove {
+        from: &[OrderStatus::Shipped],
+        weight: 1,
+        build: capture_full_payment,
+        reason: "already_paid",
+    },
+];
+
+/// The reason [`apply`] gives for [`unplaced_order_event`].
+pub const UNPLACED_ORDER_REASON: &str = "unknown_order";
+
+/// The moves an order in simulated `status` can make.
+pub fn journey_moves(status: OrderStatus) -> impl Iterator<Item = &'static JourneyMove> {
+    JOURNEY.iter().filter(move |m| m.from.contains(&status))
+}
+
+/// The refused moves that can be sent for an order in simulated `status`.
+pub fn refused_moves(status: OrderStatus) -> impl Iterator<Item = &'static RefusedMove> {
+    REFUSED_MOVES
+        .iter()
+        .filter(move |m| m.from.contains(&status))
+}
+
+/// An event for an order nobody placed.
+pub fn unplaced_order_event(order_id: String, draw: JourneyDraw) -> OrderEvent {
+    OrderEvent::Delivered(OrderDelivered {
+        order_id,
+        event_time_ms: draw.event_time_ms,
+    })
+}
+
+const CANCEL_REASONS: [&str; 3] = ["customer_request", "changed_mind", "found_cheaper"];
+const DECLINE_REASONS: [&str; 3] = ["card_declined", "insufficient_funds", "card_expired"];
+const CARRIERS: [&str; 3] = ["parcelco", "dhl", "ups"];
+
+fn pick(choices: &[&'static str], draw: JourneyDraw) -> String {
+    let index = usize::try_from(draw.choice).unwrap_or(0) % choices.len().max(1);
+    choices.get(index).copied().unwrap_or_default().to_owned()
+}
+
+fn cancel_by_customer(order: &JourneyOrder, draw: JourneyDraw) -> OrderEvent {
+    OrderEvent::Cancelled(OrderCancelled {
+        order_id: order.order_id.clone(),
+        reason: pick(&CANCEL_REASONS, draw),
+        event_time_ms: draw.event_time_ms,
+    })
+}
+
+fn decline_payment(order: &JourneyOrder, draw: JourneyDraw) -> OrderEvent {
+    OrderEvent::PaymentFailed(PaymentFailed {
+        order_id: order.order_id.clone(),
+        reason: pick(&DECLINE_REASONS, draw),
+        event_time_ms: draw.event_time_ms,
+    })
+}
+
+fn capture_full_payment(order: &JourneyOrder, draw: JourneyDraw) -> OrderEvent {
+    OrderEvent::PaymentCaptured(PaymentCaptured {
+        order_id: order.order_id.clone(),
+        amount_cents: order.total_cents,
+        event_time_ms: draw.event_time_ms,
+    })
+}
+
+fn ship_with_carrier(order: &JourneyOrder, draw: JourneyDraw) -> OrderEvent {
+    OrderEvent::Shipped(OrderShipped {
+        order_id: order.order_id.clone(),
+        carrier: pick(&CARRIERS, draw),
+        event_time_ms: draw.event_time_ms,
+    })
+}
+
+fn deliver(order: &JourneyOrder, draw: JourneyDraw) -> OrderEvent {
+    OrderEvent::Delivered(OrderDelivered {
+        order_id: order.order_id.clone(),
+        event_time_ms: draw.event_time_ms,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

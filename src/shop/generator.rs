@@ -3,6 +3,10 @@
 //! lifecycle interleaved with each other, a chosen share of invalid
 //! transitions, and a chosen share of poison messages of every kind.
 //!
+//! Which moves an order makes, how often, and which wrong moves are sent on
+//! purpose come from the journey tables next to the order handler
+//! ([`crate::domain::order::JOURNEY`]); this module only draws from them.
+//!
 //! The same seed and settings always generate the same stream.
 
 use std::collections::BTreeMap;
@@ -15,9 +19,9 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 
 use crate::codec::{Codec, EventSet};
+use crate::domain::order::{self, JourneyDraw, JourneyMove, JourneyOrder, RefusedMove};
 use crate::domain::{
-    InventoryEvent, OrderCancelled, OrderDelivered, OrderEvent, OrderLine, OrderPlaced,
-    OrderShipped, PaymentCaptured, PaymentFailed, StockAdjusted, StockReceived,
+    InventoryEvent, OrderEvent, OrderLine, OrderPlaced, StockAdjusted, StockReceived,
 };
 
 /// Which input topic a generated message is for.
@@ -91,19 +95,61 @@ impl StreamSummary {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Step {
-    Pay,
-    Ship,
-    Deliver,
-    Done,
+/// Share of non-poison messages that are stock movements after the opening stock.
+const STOCK_MOVEMENT_SHARE: f64 = 0.04;
+/// Share of SKUs that open scarce, so that shortages happen.
+const SCARCE_SKU_SHARE: f64 = 0.15;
+/// Chance of placing a new order even when an active one could move on, so
+/// that many orders are in flight at once.
+const NEW_ORDER_CHANCE: f64 = 0.3;
+/// Share of invalid transitions sent for an order nobody placed.
+const UNPLACED_ORDER_SHARE: f64 = 0.3;
+
+/// What the simulated shop sells and who buys.
+struct Catalog {
+    skus: Vec<String>,
+    prices: Vec<i64>,
+    customers: Vec<String>,
 }
 
+impl Catalog {
+    fn new(rng: &mut StdRng, skus: usize, customers: usize) -> Self {
+        let skus: Vec<String> = (0..skus.max(1)).map(|i| format!("SKU-{i:05}")).collect();
+        let prices = skus
+            .iter()
+            .map(|_| rng.random_range(199..=19_999))
+            .collect();
+        let customers = (0..customers.max(1)).map(|i| format!("C-{i:06}")).collect();
+        Self {
+            skus,
+            prices,
+            customers,
+        }
+    }
+
+    fn random_sku(&self, rng: &mut StdRng) -> String {
+        self.skus[rng.random_range(0..self.skus.len())].clone()
+    }
+}
+
+/// An order still on its journey, and the stream position from which its
+/// next move may be sent.
 struct ActiveOrder {
-    id: String,
-    total: i64,
-    next: Step,
+    journey: JourneyOrder,
     ready_at: usize,
+}
+
+/// The state of one stream being generated.
+struct StreamBuilder<'a> {
+    codec: &'a Codec,
+    settings: &'a GeneratorSettings,
+    rng: StdRng,
+    catalog: Catalog,
+    active: Vec<ActiveOrder>,
+    orders_placed: usize,
+    time: i64,
+    out: Vec<GeneratedMessage>,
+    summary: StreamSummary,
 }
 
 /// Generates a whole stream. Deterministic in `settings`.
@@ -111,296 +157,348 @@ pub fn generate(
     codec: &Codec,
     settings: &GeneratorSettings,
 ) -> (Vec<GeneratedMessage>, StreamSummary) {
-    let mut rng = StdRng::seed_from_u64(settings.seed);
-    let mut out: Vec<GeneratedMessage> = Vec::with_capacity(settings.count);
-    let mut summary = StreamSummary::default();
-    let skus: Vec<String> = (0..settings.skus.max(1))
-        .map(|i| format!("SKU-{i:05}"))
-        .collect();
-    let customers: Vec<String> = (0..settings.customers.max(1))
-        .map(|i| format!("C-{i:06}"))
-        .collect();
-    let prices: Vec<i64> = skus
-        .iter()
-        .map(|_| rng.random_range(199..=19_999))
-        .collect();
-    let mut active: Vec<ActiveOrder> = Vec::new();
-    let mut next_order = 0usize;
-    let mut time = settings.start_ms;
+    let mut stream = StreamBuilder::new(codec, settings);
+    stream.opening_stock();
+    while !stream.is_full() {
+        stream.next_message();
+    }
+    (stream.out, stream.summary)
+}
 
-    let push_order =
-        |out: &mut Vec<GeneratedMessage>, summary: &mut StreamSummary, event: OrderEvent| {
-            let mut payload = Vec::new();
-            if codec.encode(&event, &mut payload).is_ok() {
-                *summary.by_label.entry(event.type_name()).or_default() += 1;
-                out.push(GeneratedMessage {
-                    destination: Destination::Orders,
-                    key: Some(event.key().to_string()),
-                    payload,
-                    poison_class: None,
-                    label: event.type_name(),
-                });
-            }
-        };
-    let push_inventory =
-        |out: &mut Vec<GeneratedMessage>, summary: &mut StreamSummary, event: InventoryEvent| {
-            let mut payload = Vec::new();
-            if codec.encode(&event, &mut payload).is_ok() {
-                *summary.by_label.entry(event.type_name()).or_default() += 1;
-                out.push(GeneratedMessage {
-                    destination: Destination::Inventory,
-                    key: Some(event.key().to_string()),
-                    payload,
-                    poison_class: None,
-                    label: event.type_name(),
-                });
-            }
-        };
-
-    // Opening stock: most SKUs well stocked, a few scarce so that shortages happen.
-    for sku in &skus {
-        if out.len() >= settings.count {
-            break;
+impl<'a> StreamBuilder<'a> {
+    fn new(codec: &'a Codec, settings: &'a GeneratorSettings) -> Self {
+        let mut rng = StdRng::seed_from_u64(settings.seed);
+        let catalog = Catalog::new(&mut rng, settings.skus, settings.customers);
+        Self {
+            codec,
+            settings,
+            rng,
+            catalog,
+            active: Vec::new(),
+            orders_placed: 0,
+            time: settings.start_ms,
+            out: Vec::with_capacity(settings.count),
+            summary: StreamSummary::default(),
         }
-        let quantity = if rng.random_bool(0.15) {
-            rng.random_range(1..=5)
-        } else {
-            rng.random_range(200..=600)
-        };
-        time += settings.step_ms;
-        push_inventory(
-            &mut out,
-            &mut summary,
-            InventoryEvent::Received(StockReceived {
-                sku: sku.clone(),
-                quantity,
-                event_time_ms: time,
-            }),
-        );
     }
 
-    while out.len() < settings.count {
-        time += settings.step_ms;
-        let position = out.len();
-        if rng.random_bool(settings.poison_fraction.clamp(0.0, 1.0)) {
-            let message = poison(codec, &mut rng, &skus, time);
-            *summary.by_label.entry("poison").or_default() += 1;
-            if let Some(class) = message.poison_class {
-                *summary.by_poison_class.entry(class).or_default() += 1;
+    fn is_full(&self) -> bool {
+        self.out.len() >= self.settings.count
+    }
+
+    /// Most SKUs well stocked, a few scarce.
+    fn opening_stock(&mut self) {
+        for index in 0..self.catalog.skus.len() {
+            if self.is_full() {
+                break;
             }
-            out.push(message);
-            continue;
-        }
-        let roll: f64 = rng.random();
-        if roll < 0.04 {
-            let sku = skus[rng.random_range(0..skus.len())].clone();
-            let event = if rng.random_bool(0.7) {
-                InventoryEvent::Received(StockReceived {
-                    sku,
-                    quantity: rng.random_range(10..=100),
-                    event_time_ms: time,
-                })
+            let quantity = if self.rng.random_bool(SCARCE_SKU_SHARE) {
+                self.rng.random_range(1..=5)
             } else {
-                let delta = rng.random_range(-5..=5);
-                InventoryEvent::Adjusted(StockAdjusted {
-                    sku,
-                    delta: if delta == 0 { -1 } else { delta },
-                    reason: "cycle_count".into(),
-                    event_time_ms: time,
-                })
+                self.rng.random_range(200..=600)
             };
-            push_inventory(&mut out, &mut summary, event);
-            continue;
+            self.time += self.settings.step_ms;
+            let sku = self.catalog.skus[index].clone();
+            self.push_inventory(stock_received(sku, quantity, self.time));
         }
-        if roll < 0.04 + settings.invalid_fraction {
-            summary.invalid_transitions += 1;
-            let event = invalid_event(&mut rng, &active, next_order, time);
-            push_order(&mut out, &mut summary, event);
-            continue;
+    }
+
+    fn next_message(&mut self) {
+        self.time += self.settings.step_ms;
+        if self.rng.random_bool(share(self.settings.poison_fraction)) {
+            self.push_poison();
+            return;
         }
-        let ready = active.iter().position(|o| o.ready_at <= position);
-        let start_new = ready.is_none() || rng.random_bool(0.3);
-        if start_new {
-            let id = format!("O-{:x}-{next_order:07}", settings.seed);
-            next_order += 1;
-            summary.orders += 1;
-            let customer = customers[rng.random_range(0..customers.len())].clone();
-            let line_count = rng.random_range(1..=3);
-            let mut lines: Vec<OrderLine> = Vec::with_capacity(line_count);
-            for _ in 0..line_count {
-                let i = rng.random_range(0..skus.len());
-                if lines.iter().any(|l| l.sku == skus[i]) {
-                    continue;
-                }
-                lines.push(OrderLine {
-                    sku: skus[i].clone(),
-                    quantity: rng.random_range(1..=4),
-                    unit_price_cents: prices[i],
-                });
-            }
-            let total = lines
-                .iter()
-                .map(|l| i64::from(l.quantity) * l.unit_price_cents)
-                .sum();
-            push_order(
-                &mut out,
-                &mut summary,
-                OrderEvent::Placed(OrderPlaced {
-                    order_id: id.clone(),
-                    customer_id: customer,
-                    lines,
-                    currency: "EUR".into(),
-                    event_time_ms: time,
-                }),
-            );
-            active.push(ActiveOrder {
-                id,
-                total,
-                next: Step::Pay,
-                ready_at: position + settings.lifecycle_gap,
-            });
-            continue;
+        let roll: f64 = self.rng.random();
+        if roll < STOCK_MOVEMENT_SHARE {
+            let event = stock_movement(&mut self.rng, &self.catalog, self.time);
+            self.push_inventory(event);
+            return;
         }
-        let Some(index) = ready else { continue };
-        let order = &mut active[index];
-        let order_id = order.id.clone();
-        let event = match order.next {
-            Step::Pay => {
-                let r: f64 = rng.random();
-                if r < 0.08 {
-                    order.next = Step::Done;
-                    OrderEvent::Cancelled(OrderCancelled {
-                        order_id,
-                        reason: "customer_request".into(),
-                        event_time_ms: time,
-                    })
-                } else if r < 0.14 {
-                    // A failed payment; the customer retries later.
-                    OrderEvent::PaymentFailed(PaymentFailed {
-                        order_id,
-                        reason: "card_declined".into(),
-                        event_time_ms: time,
-                    })
-                } else {
-                    order.next = Step::Ship;
-                    OrderEvent::PaymentCaptured(PaymentCaptured {
-                        order_id,
-                        amount_cents: order.total,
-                        event_time_ms: time,
-                    })
-                }
-            }
-            Step::Ship => {
-                order.next = Step::Deliver;
-                OrderEvent::Shipped(OrderShipped {
-                    order_id,
-                    carrier: "parcelco".into(),
-                    event_time_ms: time,
-                })
-            }
-            Step::Deliver | Step::Done => {
-                order.next = Step::Done;
-                OrderEvent::Delivered(OrderDelivered {
-                    order_id,
-                    event_time_ms: time,
-                })
-            }
+        if roll < STOCK_MOVEMENT_SHARE + self.settings.invalid_fraction {
+            self.push_refused_move();
+            return;
+        }
+        let position = self.out.len();
+        match self.active.iter().position(|o| o.ready_at <= position) {
+            Some(index) if !self.rng.random_bool(NEW_ORDER_CHANCE) => self.advance_order(index),
+            _ => self.place_order(),
+        }
+    }
+
+    fn place_order(&mut self) {
+        let order_id = format!("O-{:x}-{:07}", self.settings.seed, self.orders_placed);
+        self.orders_placed += 1;
+        self.summary.orders += 1;
+        let (placed, journey) = new_order(&mut self.rng, &self.catalog, order_id, self.time);
+        self.active.push(ActiveOrder {
+            journey,
+            ready_at: self.out.len() + self.settings.lifecycle_gap,
+        });
+        self.push_order(placed);
+    }
+
+    fn advance_order(&mut self, index: usize) {
+        let ready_at = self.out.len() + self.settings.lifecycle_gap;
+        let order = &mut self.active[index];
+        let event = next_move(&mut self.rng, &mut order.journey, self.time);
+        order.ready_at = ready_at;
+        if event.is_none() || order.journey.is_over() {
+            self.active.swap_remove(index);
+        }
+        if let Some(event) = event {
+            self.push_order(event);
+        }
+    }
+
+    /// An order event that the state machine must refuse.
+    fn push_refused_move(&mut self) {
+        self.summary.invalid_transitions += 1;
+        let mut event = None;
+        if !self.active.is_empty() && !self.rng.random_bool(UNPLACED_ORDER_SHARE) {
+            let index = self.rng.random_range(0..self.active.len());
+            let journey = &self.active[index].journey;
+            event = refused_move(&mut self.rng, journey, self.time).map(|(_, event)| event);
+        }
+        let event = match event {
+            Some(event) => event,
+            None => unplaced_order_move(&mut self.rng, self.orders_placed, self.time),
         };
-        order.ready_at = position + settings.lifecycle_gap;
-        if order.next == Step::Done {
-            active.swap_remove(index);
+        self.push_order(event);
+    }
+
+    fn push_poison(&mut self) {
+        if let Some(message) = poison(self.codec, &mut self.rng, &self.catalog, self.time) {
+            self.push(message);
         }
-        push_order(&mut out, &mut summary, event);
     }
-    (out, summary)
+
+    fn push_order(&mut self, event: OrderEvent) {
+        let Some(payload) = order_payload(self.codec, &event) else {
+            return;
+        };
+        self.push(GeneratedMessage {
+            destination: Destination::Orders,
+            key: Some(event.key().to_string()),
+            payload,
+            poison_class: None,
+            label: event.type_name(),
+        });
+    }
+
+    fn push_inventory(&mut self, event: InventoryEvent) {
+        let Some(payload) = inventory_payload(self.codec, &event) else {
+            return;
+        };
+        self.push(GeneratedMessage {
+            destination: Destination::Inventory,
+            key: Some(event.key().to_string()),
+            payload,
+            poison_class: None,
+            label: event.type_name(),
+        });
+    }
+
+    fn push(&mut self, message: GeneratedMessage) {
+        *self.summary.by_label.entry(message.label).or_default() += 1;
+        if let Some(class) = message.poison_class {
+            *self.summary.by_poison_class.entry(class).or_default() += 1;
+        }
+        self.out.push(message);
+    }
 }
 
-/// An order event that the state machine must refuse.
-fn invalid_event(
+/// A probability from a setting, where anything out of range means never or always.
+fn share(fraction: f64) -> f64 {
+    if fraction.is_nan() {
+        0.0
+    } else {
+        fraction.clamp(0.0, 1.0)
+    }
+}
+
+/// A new order of one to three distinct SKUs, and its journey.
+fn new_order(
     rng: &mut StdRng,
-    active: &[ActiveOrder],
-    next_order: usize,
+    catalog: &Catalog,
+    order_id: String,
     time: i64,
-) -> OrderEvent {
-    if active.is_empty() || rng.random_bool(0.3) {
-        // An event for an order nobody placed.
-        return OrderEvent::Delivered(OrderDelivered {
-            order_id: format!("O-UNKNOWN-{next_order:07}-{}", rng.random_range(0..1000)),
-            event_time_ms: time,
+) -> (OrderEvent, JourneyOrder) {
+    let customer_id = catalog.customers[rng.random_range(0..catalog.customers.len())].clone();
+    let line_count = rng.random_range(1..=3);
+    let mut lines: Vec<OrderLine> = Vec::with_capacity(line_count);
+    for _ in 0..line_count {
+        let i = rng.random_range(0..catalog.skus.len());
+        if lines.iter().any(|l| l.sku == catalog.skus[i]) {
+            continue;
+        }
+        lines.push(OrderLine {
+            sku: catalog.skus[i].clone(),
+            quantity: rng.random_range(1..=4),
+            unit_price_cents: catalog.prices[i],
         });
     }
-    let order = &active[rng.random_range(0..active.len())];
-    match order.next {
-        // Delivered before shipping.
-        Step::Pay | Step::Ship => OrderEvent::Delivered(OrderDelivered {
-            order_id: order.id.clone(),
-            event_time_ms: time,
-        }),
-        // Paid twice.
-        Step::Deliver | Step::Done => OrderEvent::PaymentCaptured(PaymentCaptured {
-            order_id: order.id.clone(),
-            amount_cents: order.total,
-            event_time_ms: time,
-        }),
+    let placed = OrderPlaced {
+        order_id,
+        customer_id,
+        lines,
+        currency: "EUR".into(),
+        event_time_ms: time,
+    };
+    let journey = JourneyOrder::placed(&placed);
+    (OrderEvent::Placed(placed), journey)
+}
+
+/// The customer's next move with an order, picked from the journey table by
+/// weight; advances the simulated order. `None` once its journey is over.
+fn next_move(rng: &mut StdRng, journey: &mut JourneyOrder, time: i64) -> Option<OrderEvent> {
+    if journey.is_over() {
+        return None;
+    }
+    let moves: Vec<&JourneyMove> = order::journey_moves(journey.status).collect();
+    let step = pick_weighted(rng, &moves, |m| m.weight)?;
+    let event = (step.build)(journey, draw(rng, time));
+    journey.advance(step, &event);
+    Some(event)
+}
+
+/// An event sent for an order at a moment its status does not allow, and the
+/// move it came from. `None` when nothing is refused in that status.
+fn refused_move(
+    rng: &mut StdRng,
+    journey: &JourneyOrder,
+    time: i64,
+) -> Option<(&'static RefusedMove, OrderEvent)> {
+    let moves: Vec<&RefusedMove> = order::refused_moves(journey.status).collect();
+    let refused = pick_weighted(rng, &moves, |m| m.weight)?;
+    Some((refused, (refused.build)(journey, draw(rng, time))))
+}
+
+/// An event for an order id nobody placed.
+fn unplaced_order_move(rng: &mut StdRng, orders_placed: usize, time: i64) -> OrderEvent {
+    let order_id = format!("O-UNKNOWN-{orders_placed:07}-{}", rng.random_range(0..1000));
+    order::unplaced_order_event(order_id, draw(rng, time))
+}
+
+fn draw(rng: &mut StdRng, time: i64) -> JourneyDraw {
+    JourneyDraw {
+        event_time_ms: time,
+        choice: rng.random(),
     }
 }
 
-/// A message that must go to the dead-letter topic, of a random kind.
-fn poison(codec: &Codec, rng: &mut StdRng, skus: &[String], time: i64) -> GeneratedMessage {
-    let sku = skus[rng.random_range(0..skus.len())].clone();
-    let valid = {
-        let mut bytes = Vec::new();
-        let event = InventoryEvent::Received(StockReceived {
-            sku: sku.clone(),
-            quantity: 5,
-            event_time_ms: time,
-        });
-        let _ = codec.encode(&event, &mut bytes);
-        bytes
-    };
+/// One of `items`, each as likely as its weight; `None` if all weigh nothing.
+fn pick_weighted<'t, T>(
+    rng: &mut StdRng,
+    items: &[&'t T],
+    weight: impl Fn(&T) -> u32,
+) -> Option<&'t T> {
+    let total: u64 = items.iter().map(|item| u64::from(weight(item))).sum();
+    if total == 0 {
+        return None;
+    }
+    let mut ticket = rng.random_range(0..total);
+    for item in items {
+        let w = u64::from(weight(item));
+        if ticket < w {
+            return Some(item);
+        }
+        ticket -= w;
+    }
+    None
+}
+
+/// A delivery (most of the time) or a cycle-count correction.
+fn stock_movement(rng: &mut StdRng, catalog: &Catalog, time: i64) -> InventoryEvent {
+    let sku = catalog.random_sku(rng);
+    if rng.random_bool(0.7) {
+        return stock_received(sku, rng.random_range(10..=100), time);
+    }
+    let delta = rng.random_range(-5..=5);
+    InventoryEvent::Adjusted(StockAdjusted {
+        sku,
+        delta: if delta == 0 { -1 } else { delta },
+        reason: "cycle_count".into(),
+        event_time_ms: time,
+    })
+}
+
+fn stock_received(sku: String, quantity: i32, time: i64) -> InventoryEvent {
+    InventoryEvent::Received(StockReceived {
+        sku,
+        quantity,
+        event_time_ms: time,
+    })
+}
+
+/// The only call into the codec for order events, so that a change of its
+/// encode API stays in one place.
+fn order_payload(codec: &Codec, event: &OrderEvent) -> Option<Vec<u8>> {
+    let mut payload = Vec::new();
+    codec.encode(event, &mut payload).ok()?;
+    Some(payload)
+}
+
+/// The only call into the codec for inventory events.
+fn inventory_payload(codec: &Codec, event: &InventoryEvent) -> Option<Vec<u8>> {
+    let mut payload = Vec::new();
+    codec.encode(event, &mut payload).ok()?;
+    Some(payload)
+}
+
+/// A message that must go to the dead-letter topic, of a random kind. `None`
+/// only if the codec cannot encode the valid event the poison starts from.
+fn poison(
+    codec: &Codec,
+    rng: &mut StdRng,
+    catalog: &Catalog,
+    time: i64,
+) -> Option<GeneratedMessage> {
+    let sku = catalog.random_sku(rng);
+    let mut valid = inventory_payload(codec, &stock_received(sku.clone(), 5, time))?;
     let (class, key, payload): (&'static str, Option<String>, Vec<u8>) =
         match rng.random_range(0..6) {
-            0 => {
-                let len = rng.random_range(1..64);
-                let mut bytes: Vec<u8> = (0..len).map(|_| rng.random()).collect();
-                // Random bytes that happen to start like the wire format are a different case.
-                bytes[0] = bytes[0].max(1);
-                ("bad_magic", Some(sku), bytes)
-            }
+            0 => ("bad_magic", Some(sku), random_non_wire_bytes(rng)),
             1 => {
-                let mut bytes = valid;
-                bytes[0] = 7;
-                ("bad_magic", Some(sku), bytes)
+                if let Some(magic) = valid.first_mut() {
+                    *magic = 7;
+                }
+                ("bad_magic", Some(sku), valid)
             }
             2 => {
-                let mut bytes = valid;
-                bytes[1..5].copy_from_slice(&9_999u32.to_be_bytes());
-                ("unknown_schema_id", Some(sku), bytes)
+                if let Some(schema_id) = valid.get_mut(1..5) {
+                    schema_id.copy_from_slice(&9_999u32.to_be_bytes());
+                }
+                ("unknown_schema_id", Some(sku), valid)
             }
             3 => {
-                let mut bytes = valid;
-                bytes.truncate(7);
-                ("bad_body", Some(sku), bytes)
+                valid.truncate(7);
+                ("bad_body", Some(sku), valid)
             }
             4 => ("missing_key", None, valid),
             _ => {
-                let mut bytes = Vec::new();
-                let event = InventoryEvent::Received(StockReceived {
-                    sku: sku.clone(),
-                    quantity: 0,
-                    event_time_ms: time,
-                });
-                let _ = codec.encode(&event, &mut bytes);
-                ("validation", Some(sku), bytes)
+                let invalid = inventory_payload(codec, &stock_received(sku.clone(), 0, time))?;
+                ("validation", Some(sku), invalid)
             }
         };
-    GeneratedMessage {
+    Some(GeneratedMessage {
         destination: Destination::Inventory,
         key,
         payload,
         poison_class: Some(class),
         label: "poison",
+    })
+}
+
+/// Random bytes that do not start like the wire format: random bytes that
+/// happen to are a different poison case.
+fn random_non_wire_bytes(rng: &mut StdRng) -> Vec<u8> {
+    let len = rng.random_range(1..64);
+    let mut bytes: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+    if let Some(first) = bytes.first_mut() {
+        *first = (*first).max(1);
     }
+    bytes
 }
 
 /// Splits a stream into what upstream sends first (orders placed, stock
@@ -559,5 +657,115 @@ mod tests {
         }
         assert_eq!(summary.total(), 4000);
         assert!(summary.orders > 100);
+    }
+
+    /// One order event applied by the real handler, with ids of its own.
+    fn handle(
+        current: Option<&order::Order>,
+        event: &OrderEvent,
+        offset: &mut i64,
+    ) -> order::OrderDecision {
+        *offset += 1;
+        let origin = crate::domain::EventOrigin {
+            topic: "journey",
+            partition: 0,
+            offset: *offset,
+        };
+        assert_eq!(order::validate(event), Ok(()), "not poison: {event:?}");
+        order::apply(current, event, &mut crate::domain::EventIds::new(origin))
+    }
+
+    /// Places an order as the generator does and reserves every line of it.
+    fn placed_and_reserved(
+        rng: &mut StdRng,
+        catalog: &Catalog,
+        order_id: String,
+        offset: &mut i64,
+    ) -> (order::Order, JourneyOrder) {
+        let (placed, journey) = new_order(rng, catalog, order_id, 1_767_225_600_000);
+        let decision = handle(None, &placed, offset);
+        let mut current = decision.state.expect("placing creates the order");
+        for line in current.lines.clone() {
+            let answer = OrderEvent::StockOutcome(crate::domain::StockReservationOutcome {
+                event_id: format!("reservation-{offset}"),
+                order_id: journey.order_id.clone(),
+                sku: line.sku,
+                quantity: line.quantity,
+                reserved: true,
+                event_time_ms: 1_767_225_600_000,
+            });
+            let decision = handle(Some(&current), &answer, offset);
+            assert_eq!(decision.outcome, crate::domain::Outcome::Applied);
+            current = decision.state.expect("a reservation keeps the order");
+        }
+        (current, journey)
+    }
+
+    #[test]
+    fn every_journey_move_is_accepted_by_the_order_handler() {
+        use crate::domain::order::OrderStatus;
+        use crate::domain::Outcome;
+
+        let mut moves_seen = std::collections::BTreeSet::new();
+        let mut refusals_seen = std::collections::BTreeSet::new();
+        let mut offset = 0;
+        for seed in 0..2_000u64 {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let catalog = Catalog::new(&mut rng, 20, 50);
+            let (mut current, mut journey) =
+                placed_and_reserved(&mut rng, &catalog, format!("O-{seed}"), &mut offset);
+            let mut time = current.updated_at_ms;
+            while !journey.is_over() {
+                time += 1_000;
+                if let Some((refused, event)) = refused_move(&mut rng, &journey, time) {
+                    let decision = handle(Some(&current), &event, &mut offset);
+                    assert_eq!(
+                        decision.outcome,
+                        Outcome::Rejected {
+                            reason: refused.reason
+                        },
+                        "{event:?} when {}",
+                        journey.status
+                    );
+                    refusals_seen.insert((journey.status.as_str(), event.type_name()));
+                }
+                let from = journey.status;
+                let event = next_move(&mut rng, &mut journey, time).expect("journey not over");
+                let decision = handle(Some(&current), &event, &mut offset);
+                assert_eq!(decision.outcome, Outcome::Applied, "{event:?} when {from}");
+                current = decision.state.expect("an applied move keeps the order");
+                assert_eq!(current.status, journey.status, "{event:?} when {from}");
+                moves_seen.insert((from.as_str(), event.type_name()));
+            }
+            let unplaced = unplaced_order_move(&mut rng, 0, time);
+            assert_eq!(
+                handle(None, &unplaced, &mut offset).outcome,
+                Outcome::Rejected {
+                    reason: order::UNPLACED_ORDER_REASON
+                }
+            );
+        }
+        // Every entry of both tables was generated at least once.
+        let sample = JourneyOrder {
+            order_id: "O-sample".into(),
+            total_cents: 100,
+            paid_cents: 0,
+            status: OrderStatus::Placed,
+            over: false,
+        };
+        let every = |from: &'static [OrderStatus], build: order::BuildMove| {
+            let name = build(&sample, draw(&mut StdRng::seed_from_u64(0), 1)).type_name();
+            from.iter().map(move |status| (status.as_str(), name))
+        };
+        for step in order::JOURNEY {
+            for pair in every(step.from, step.build) {
+                assert!(moves_seen.contains(&pair), "never generated: {pair:?}");
+            }
+        }
+        for refused in order::REFUSED_MOVES {
+            for pair in every(refused.from, refused.build) {
+                assert!(refusals_seen.contains(&pair), "never generated: {pair:?}");
+            }
+        }
     }
 }
