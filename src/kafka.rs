@@ -20,7 +20,7 @@ pub fn base_config(cfg: &KafkaConfig) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &cfg.brokers)
         .set("client.id", &cfg.client_id)
-        .set("security.protocol", &cfg.security_protocol)
+        .set("security.protocol", cfg.security_protocol.as_ref())
         // Fail fast on a broker that is down, but keep reconnecting in the background.
         .set("reconnect.backoff.ms", "100")
         .set("reconnect.backoff.max.ms", "2000")
@@ -32,7 +32,7 @@ pub fn base_config(cfg: &KafkaConfig) -> ClientConfig {
         // `sasl.password`. A `ClientConfig` is never logged or printed: its
         // `Debug` would show the password.
         .set_log_level(RDKafkaLogLevel::Warning);
-    if cfg.security_protocol.starts_with("sasl") {
+    if cfg.security_protocol.uses_sasl() {
         c.set("sasl.mechanism", &cfg.sasl_mechanism)
             .set("sasl.username", &cfg.sasl_username)
             .set("sasl.password", cfg.sasl_password.expose());

@@ -28,7 +28,7 @@ use std::time::Duration;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::{fmt, prelude::*, EnvFilter};
 
-use crate::config::LogConfig;
+use crate::config::{LogConfig, LogFormat};
 
 /// Input events polled from Kafka. Labels: topic.
 pub const EVENTS_CONSUMED_TOTAL: &str = "galley_events_consumed_total";
@@ -284,16 +284,17 @@ pub fn init_logging(cfg: &LogConfig) {
         }
     }
     let registry = tracing_subscriber::registry().with(filter);
-    let result = if cfg.format == "json" {
-        registry
+    let result = match cfg.format {
+        LogFormat::Json => registry
             .with(fmt::layer().json().with_current_span(false))
-            .try_init()
-    } else {
-        // Colour only for a person at a terminal, never into files or pipes.
-        let ansi = std::io::stderr().is_terminal() && std::io::stdout().is_terminal();
-        registry
-            .with(fmt::layer().with_target(false).with_ansi(ansi))
-            .try_init()
+            .try_init(),
+        LogFormat::Text => {
+            // Colour only for a person at a terminal, never into files or pipes.
+            let ansi = std::io::stderr().is_terminal() && std::io::stdout().is_terminal();
+            registry
+                .with(fmt::layer().with_target(false).with_ansi(ansi))
+                .try_init()
+        }
     };
     // A second init (tests, embedded use) keeps the first subscriber.
     let _ = result;

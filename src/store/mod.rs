@@ -15,7 +15,7 @@ use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
 use scylla::statement::Consistency;
 
-use crate::config::CqlConfig;
+use crate::config::{CqlConfig, CqlConsistency};
 use crate::telemetry as t;
 
 /// Failures talking to the database. Callers branch on these: a query error
@@ -47,24 +47,22 @@ impl StoreError {
     }
 }
 
-/// Parses a consistency level name as written in config.
-pub fn parse_consistency(name: &str) -> Option<Consistency> {
-    match name.to_ascii_lowercase().as_str() {
-        "one" => Some(Consistency::One),
-        "local_one" => Some(Consistency::LocalOne),
-        "local_quorum" => Some(Consistency::LocalQuorum),
-        "quorum" => Some(Consistency::Quorum),
-        "all" => Some(Consistency::All),
-        _ => None,
+/// The driver's level for the configured one.
+fn driver_consistency(level: CqlConsistency) -> Consistency {
+    match level {
+        CqlConsistency::One => Consistency::One,
+        CqlConsistency::LocalOne => Consistency::LocalOne,
+        CqlConsistency::LocalQuorum => Consistency::LocalQuorum,
+        CqlConsistency::Quorum => Consistency::Quorum,
+        CqlConsistency::All => Consistency::All,
     }
 }
 
 /// Opens a session with galley's consistency and timeouts. The keyspace is
 /// not selected: statements name it, so one session can serve migrations too.
 pub async fn connect(cfg: &CqlConfig) -> Result<Arc<Session>, StoreError> {
-    let consistency = parse_consistency(&cfg.consistency).unwrap_or(Consistency::LocalQuorum);
     let profile = ExecutionProfile::builder()
-        .consistency(consistency)
+        .consistency(driver_consistency(cfg.consistency))
         .request_timeout(Some(cfg.request_timeout))
         .build();
     let mut builder = SessionBuilder::new()

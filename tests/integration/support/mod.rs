@@ -12,7 +12,7 @@ pub mod topics;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
-use galley::config::CqlConfig;
+use galley::config::{CqlConfig, CqlConsistency};
 use scylla::client::session::Session;
 
 /// Kafka bootstrap address of the local stack.
@@ -43,7 +43,7 @@ pub fn cql_config(keyspace: &str) -> CqlConfig {
     CqlConfig {
         contact_points: vec![cql_contact_point()],
         keyspace: keyspace.to_string(),
-        consistency: "one".into(),
+        consistency: CqlConsistency::One,
         ..CqlConfig::default()
     }
 }
