@@ -302,73 +302,42 @@ async fn process_batch<P: Processor>(
     health: &PipelineHealth,
     batch: &[InputRecord],
     shutdown: &mut watch::Receiver<bool>,
-    mut deadline: Option<Instant>,
+    deadline: Option<Instant>,
 ) -> BatchOutcome {
     let started = Instant::now();
     metrics::gauge!(t::EVENTS_IN_FLIGHT).set(batch.len() as f64);
-    let mut backoff = Backoff::new(cfg.retry_initial_backoff, cfg.retry_max_backoff);
-    // Retry warnings name the records they hold up, by partition and offset range.
-    let span = BatchSpan(batch);
+    let mut retry = StepRetry {
+        backoff: Backoff::new(cfg.retry_initial_backoff, cfg.retry_max_backoff),
+        cfg,
+        health,
+        shutdown,
+        deadline,
+        batch,
+    };
 
     // Each step retries on its own: a later failure never repeats an earlier success.
     let effects = loop {
         match processor.prepare(batch).await {
-            Ok(effects) => {
-                health.db_ok.store(true, Ordering::Relaxed);
-                break effects;
-            }
-            Err(e) => {
-                health.db_ok.store(false, Ordering::Relaxed);
-                metrics::counter!(t::BATCH_RETRIES_TOTAL, "step" => "prepare").increment(1);
-                warn!(error = %e, records = %span, events = batch.len(), "preparing batch failed; retrying");
-                if !backoff.wait(shutdown, &mut deadline, cfg).await {
-                    return BatchOutcome::Abandoned;
-                }
-            }
+            Ok(effects) => break retry.succeeded(Step::Prepare, effects),
+            Err(e) if retry.failed(Step::Prepare, &e).await => {}
+            Err(_) => return BatchOutcome::Abandoned,
         }
     };
-
-    backoff.reset();
     loop {
-        match publisher
+        let published = publisher
             .publish_all(&effects.messages, &effects.dead_letters)
-            .await
-        {
-            Ok(()) => {
-                health.kafka_ok.store(true, Ordering::Relaxed);
-                break;
-            }
-            Err(e) => {
-                health.kafka_ok.store(false, Ordering::Relaxed);
-                metrics::counter!(t::BATCH_RETRIES_TOTAL, "step" => "publish").increment(1);
-                warn!(
-                    error = %e,
-                    records = %span,
-                    events = batch.len(),
-                    "publishing failed; retrying the whole batch's messages"
-                );
-                if !backoff.wait(shutdown, &mut deadline, cfg).await {
-                    return BatchOutcome::Abandoned;
-                }
-            }
+            .await;
+        match published {
+            Ok(()) => break retry.succeeded(Step::Publish, ()),
+            Err(e) if retry.failed(Step::Publish, &e).await => {}
+            Err(_) => return BatchOutcome::Abandoned,
         }
     }
-
-    backoff.reset();
     loop {
         match processor.write(&effects.writes).await {
-            Ok(()) => {
-                health.db_ok.store(true, Ordering::Relaxed);
-                break;
-            }
-            Err(e) => {
-                health.db_ok.store(false, Ordering::Relaxed);
-                metrics::counter!(t::BATCH_RETRIES_TOTAL, "step" => "write").increment(1);
-                warn!(error = %e, records = %span, events = batch.len(), "writing rows failed; retrying");
-                if !backoff.wait(shutdown, &mut deadline, cfg).await {
-                    return BatchOutcome::Abandoned;
-                }
-            }
+            Ok(()) => break retry.succeeded(Step::Write, ()),
+            Err(e) if retry.failed(Step::Write, &e).await => {}
+            Err(_) => return BatchOutcome::Abandoned,
         }
     }
     processor.committed(effects.writes);
@@ -384,12 +353,86 @@ async fn process_batch<P: Processor>(
     BatchOutcome::Done
 }
 
+/// The steps of a batch, each retried on its own.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    Prepare,
+    Publish,
+    Write,
+}
+
+impl Step {
+    const ALL: [Step; 3] = [Step::Prepare, Step::Publish, Step::Write];
+
+    /// The `step` label of the retry counter.
+    fn label(self) -> &'static str {
+        match self {
+            Step::Prepare => "prepare",
+            Step::Publish => "publish",
+            Step::Write => "write",
+        }
+    }
+
+    /// The dependency the step waits on, as readiness reports it.
+    fn health_flag(self, health: &PipelineHealth) -> &AtomicBool {
+        match self {
+            Step::Prepare | Step::Write => &health.db_ok,
+            Step::Publish => &health.kafka_ok,
+        }
+    }
+
+    fn retrying(self) -> &'static str {
+        match self {
+            Step::Prepare => "preparing batch failed; retrying",
+            Step::Publish => "publishing failed; retrying the whole batch's messages",
+            Step::Write => "writing rows failed; retrying",
+        }
+    }
+}
+
+/// What a failed step needs to report itself and wait before its next try.
+struct StepRetry<'a> {
+    backoff: Backoff,
+    cfg: &'a PipelineConfig,
+    health: &'a PipelineHealth,
+    shutdown: &'a mut watch::Receiver<bool>,
+    deadline: Option<Instant>,
+    batch: &'a [InputRecord],
+}
+
+impl StepRetry<'_> {
+    fn succeeded<T>(&mut self, step: Step, value: T) -> T {
+        step.health_flag(self.health).store(true, Ordering::Relaxed);
+        self.backoff.reset();
+        value
+    }
+
+    /// Reports the failure and waits out the backoff; false when the batch
+    /// must be abandoned (shutdown deadline passed).
+    async fn failed(&mut self, step: Step, error: &RetryableError) -> bool {
+        step.health_flag(self.health)
+            .store(false, Ordering::Relaxed);
+        metrics::counter!(t::BATCH_RETRIES_TOTAL, "step" => step.label()).increment(1);
+        // Retry warnings name the records they hold up, by partition and offset range.
+        warn!(
+            error = %error,
+            records = %BatchSpan(self.batch),
+            events = self.batch.len(),
+            "{}",
+            step.retrying()
+        );
+        self.backoff
+            .wait(self.shutdown, &mut self.deadline, self.cfg)
+            .await
+    }
+}
+
 /// Creates the series that must exist before anything happens, so that
 /// `rate()` and `increase()` see their first increment and dashboards show
 /// a zero rather than no data.
 fn register_metrics() {
-    for step in ["prepare", "publish", "write"] {
-        metrics::counter!(t::BATCH_RETRIES_TOTAL, "step" => step).increment(0);
+    for step in Step::ALL {
+        metrics::counter!(t::BATCH_RETRIES_TOTAL, "step" => step.label()).increment(0);
     }
     metrics::counter!(t::CONSUMER_ERRORS_TOTAL).increment(0);
     metrics::gauge!(t::EVENTS_IN_FLIGHT).set(0.0);

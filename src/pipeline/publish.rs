@@ -66,102 +66,22 @@ impl Publisher {
             return Ok(());
         }
         let timeout = Timeout::After(self.delivery_timeout);
-        let mut pending = Vec::with_capacity(messages.len() + dead_letters.len());
+        let mut labels = Vec::with_capacity(messages.len() + dead_letters.len());
+        let mut pending = Vec::with_capacity(labels.capacity());
         for m in messages {
-            let mut headers = OwnedHeaders::new_with_capacity(m.headers.len());
-            for (name, value) in &m.headers {
-                headers = headers.insert(Header {
-                    key: name,
-                    value: Some(value.as_slice()),
-                });
-            }
-            let record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&m.topic)
-                .key(m.key.as_slice())
-                .payload(m.payload.as_slice())
-                .headers(headers);
-            pending.push((
-                m.topic.as_str(),
-                m.event_type,
-                self.producer.send(record, timeout),
-            ));
+            labels.push((m.topic.as_str(), m.event_type));
+            pending.push(self.producer.send(message_record(m), timeout));
         }
         for d in dead_letters {
-            let partition = d.partition.to_string();
-            let offset = d.offset.to_string();
-            let headers = OwnedHeaders::new_with_capacity(7)
-                .insert(Header {
-                    key: dlq_headers::TOPIC,
-                    value: Some(d.topic.as_bytes()),
-                })
-                .insert(Header {
-                    key: dlq_headers::PARTITION,
-                    value: Some(partition.as_bytes()),
-                })
-                .insert(Header {
-                    key: dlq_headers::OFFSET,
-                    value: Some(offset.as_bytes()),
-                })
-                .insert(Header {
-                    key: dlq_headers::CLASS,
-                    value: Some(d.error_class.as_str().as_bytes()),
-                })
-                .insert(Header {
-                    key: dlq_headers::MESSAGE,
-                    value: Some(d.message.as_bytes()),
-                })
-                .insert(Header {
-                    key: dlq_headers::STAGE,
-                    value: Some(d.stage.as_str().as_bytes()),
-                })
-                .insert(Header {
-                    key: dlq_headers::CONNECTOR,
-                    value: Some("galley".as_bytes()),
-                });
-            let mut record: FutureRecord<'_, [u8], [u8]> =
-                FutureRecord::to(&self.dead_letter_topic).headers(headers);
-            if let Some(key) = &d.key {
-                record = record.key(key.as_slice());
-            }
-            if let Some(payload) = &d.payload {
-                record = record.payload(payload.as_slice());
-            }
-            pending.push((
-                self.dead_letter_topic.as_str(),
-                "DeadLetter",
-                self.producer.send(record, timeout),
-            ));
+            let record = dead_letter_record(&self.dead_letter_topic, d);
+            labels.push((self.dead_letter_topic.as_str(), "DeadLetter"));
+            pending.push(self.producer.send(record, timeout));
         }
-        let (labels, futures): (Vec<_>, Vec<_>) =
-            pending.into_iter().map(|(t, e, f)| ((t, e), f)).unzip();
-        let results = join_all(futures).await;
-        let mut first_error = None;
-        // Tallied first, so that the registry is touched once per label set, not per message.
-        let mut published: BTreeMap<(&str, &'static str), u64> = BTreeMap::new();
-        let mut failed: BTreeMap<&str, u64> = BTreeMap::new();
-        for ((topic, event_type), result) in labels.into_iter().zip(results) {
-            match result {
-                Ok(_) => {
-                    *published.entry((topic, event_type)).or_default() += 1;
-                    // A zero keeps the topic's error series in existence, so
-                    // that an alert's `increase()` sees its first failure.
-                    failed.entry(topic).or_default();
-                }
-                Err((e, _)) => {
-                    *failed.entry(topic).or_default() += 1;
-                    if first_error.is_none() {
-                        first_error = Some(format!("publish to {topic} failed: {e}"));
-                    }
-                }
-            }
-        }
-        for ((topic, event_type), n) in published {
-            metrics::counter!(t::EVENTS_PUBLISHED_TOTAL, "topic" => topic.to_string(), "event_type" => event_type)
-                .increment(n);
-        }
-        for (topic, n) in failed {
-            metrics::counter!(t::PUBLISH_ERRORS_TOTAL, "topic" => topic.to_string()).increment(n);
-        }
-        match first_error {
+        let results = join_all(pending).await;
+        let outcomes = labels
+            .into_iter()
+            .zip(results.iter().map(|r| r.as_ref().err().map(|(e, _)| e)));
+        match count_deliveries(outcomes) {
             None => Ok(()),
             Some(message) => Err(RetryableError(message)),
         }
@@ -173,4 +93,87 @@ impl Publisher {
             tracing::warn!(error = %e, "producer flush at shutdown");
         }
     }
+}
+
+fn message_record(m: &OutgoingMessage) -> FutureRecord<'_, [u8], [u8]> {
+    let mut headers = OwnedHeaders::new_with_capacity(m.headers.len());
+    for (name, value) in &m.headers {
+        headers = headers.insert(Header {
+            key: name,
+            value: Some(value.as_slice()),
+        });
+    }
+    FutureRecord::to(&m.topic)
+        .key(m.key.as_slice())
+        .payload(m.payload.as_slice())
+        .headers(headers)
+}
+
+/// The poison record as it was, with Kafka Connect's headers saying where it
+/// came from and why it failed.
+fn dead_letter_record<'a>(topic: &'a str, d: &'a DeadLetter) -> FutureRecord<'a, [u8], [u8]> {
+    let partition = d.partition.to_string();
+    let offset = d.offset.to_string();
+    let headers = [
+        (dlq_headers::TOPIC, d.topic.as_bytes()),
+        (dlq_headers::PARTITION, partition.as_bytes()),
+        (dlq_headers::OFFSET, offset.as_bytes()),
+        (dlq_headers::CLASS, d.error_class.as_str().as_bytes()),
+        (dlq_headers::MESSAGE, d.message.as_bytes()),
+        (dlq_headers::STAGE, d.stage.as_str().as_bytes()),
+        (dlq_headers::CONNECTOR, "galley".as_bytes()),
+    ]
+    .into_iter()
+    // Header values are copied into the record here.
+    .fold(
+        OwnedHeaders::new_with_capacity(7),
+        |headers, (key, value)| {
+            headers.insert(Header {
+                key,
+                value: Some(value),
+            })
+        },
+    );
+    let mut record = FutureRecord::to(topic).headers(headers);
+    if let Some(key) = &d.key {
+        record = record.key(key.as_slice());
+    }
+    if let Some(payload) = &d.payload {
+        record = record.payload(payload.as_slice());
+    }
+    record
+}
+
+/// Counts published messages and failures per label set (touching the
+/// registry once per set, not per message); returns the first failure.
+fn count_deliveries<'a, E: std::fmt::Display>(
+    outcomes: impl Iterator<Item = ((&'a str, &'static str), Option<E>)>,
+) -> Option<String> {
+    let mut first_error = None;
+    let mut published: BTreeMap<(&str, &'static str), u64> = BTreeMap::new();
+    let mut failed: BTreeMap<&str, u64> = BTreeMap::new();
+    for ((topic, event_type), error) in outcomes {
+        match error {
+            None => {
+                *published.entry((topic, event_type)).or_default() += 1;
+                // A zero keeps the topic's error series in existence, so
+                // that an alert's `increase()` sees its first failure.
+                failed.entry(topic).or_default();
+            }
+            Some(e) => {
+                *failed.entry(topic).or_default() += 1;
+                if first_error.is_none() {
+                    first_error = Some(format!("publish to {topic} failed: {e}"));
+                }
+            }
+        }
+    }
+    for ((topic, event_type), n) in published {
+        metrics::counter!(t::EVENTS_PUBLISHED_TOTAL, "topic" => topic.to_string(), "event_type" => event_type)
+            .increment(n);
+    }
+    for (topic, n) in failed {
+        metrics::counter!(t::PUBLISH_ERRORS_TOTAL, "topic" => topic.to_string()).increment(n);
+    }
+    first_error
 }
