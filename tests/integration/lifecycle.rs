@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use rdkafka::consumer::Consumer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -74,6 +75,9 @@ async fn sigterm_lets_an_in_flight_request_finish_and_exits_zero() {
 
     galley.signal("TERM");
     wait_until_refused(galley.api).await;
+    // Only once the pipeline has drained and left the group would a process
+    // that does not wait for its listeners exit: hold the request past that.
+    wait_until_group_is_empty(&scenario).await;
     assert!(
         galley.is_running(),
         "galley exited with a request in flight; log:\n{}",
@@ -117,6 +121,34 @@ async fn read_head(stream: &mut TcpStream) -> String {
         head.push(byte[0]);
     }
     String::from_utf8_lossy(&head).into_owned()
+}
+
+/// Polls until the test's consumer group has no members: galley's pipeline
+/// has drained, committed and left it.
+async fn wait_until_group_is_empty(scenario: &Scenario) {
+    let client = scenario.admin_consumer();
+    let group = scenario.env.group.as_str();
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        // A broker round trip; the test's runtime has threads to spare.
+        let groups = tokio::task::block_in_place(|| {
+            client.fetch_group_list(Some(group), Duration::from_secs(5))
+        })
+        .expect("describe the consumer group");
+        let members = groups
+            .groups()
+            .iter()
+            .find(|g| g.name() == group)
+            .map_or(0, |g| g.members().len());
+        if members == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{group} still has {members} member(s) {PATIENCE:?} after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Polls until nothing accepts connections on `addr`: galley has seen the
