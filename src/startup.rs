@@ -2,9 +2,9 @@
 //! part from the config (Kafka clients, the CQL stores, the shop's
 //! processor, both HTTP listeners, bound before anything is served), and
 //! [`Application::run_until_stopped`] runs them until a shutdown signal,
-//! then stops them in order: the pipeline drains and commits, the listeners
-//! answer the requests in flight, the background tasks end, all within
-//! `pipeline.shutdown_deadline`.
+//! then stops them: the pipeline drains and commits while the listeners
+//! answer the requests in flight and the background tasks end; whatever is
+//! still running `pipeline.shutdown_deadline` after the signal is given up.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -164,17 +164,19 @@ impl Application {
             stop_rx,
         );
         tokio::pin!(pipeline, shutdown);
-        let stopped = tokio::select! {
-            stopped = &mut pipeline => stopped,
+        // The listeners and background tasks stop while the pipeline drains,
+        // so their deadline runs from the signal, as the pipeline's does.
+        let (stopped, stop_asked) = tokio::select! {
+            stopped = &mut pipeline => (stopped, Instant::now()),
             () = &mut shutdown => {
+                let asked = Instant::now();
                 info!("shutdown asked; draining");
                 let _ = stop_tx.send(true);
-                pipeline.await
+                (pipeline.await, asked)
             }
         };
         // The pipeline stops only on the signal, but should it end by
         // itself, the listeners and tasks must stop with it.
-        let stop_asked = Instant::now();
         let _ = stop_tx.send(true);
         flusher.flush(PUBLISHER_FLUSH_TIMEOUT);
         companions
