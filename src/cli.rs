@@ -1,23 +1,19 @@
 //! What each subcommand does. `main.rs` parses arguments and calls these.
 
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::FutureProducer;
-use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::api;
-use crate::api::freshness::FreshnessView;
-use crate::api::params::Limits;
 use crate::config::Config;
 use crate::kafka;
-use crate::pipeline::{self, PipelineContext, PipelineHealth, Publisher, Stopped};
+use crate::pipeline;
 use crate::shop::generator::{self, GeneratorSettings};
-use crate::shop::{ShopProcessor, ShopSettings};
-use crate::store::{self, migrate, projections::ProjectionStore, queries::QueryStore};
+use crate::startup::{Application, ReadyFile};
+use crate::store::{self, migrate};
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
@@ -152,6 +148,20 @@ pub fn produce(config: Config, args: ProduceArgs) -> anyhow::Result<()> {
     })
 }
 
+/// `galley check-config`: prints the configuration, secrets redacted by
+/// their types' `Debug`.
+pub fn check_config(config: &Config) -> anyhow::Result<()> {
+    use std::io::Write;
+    writeln!(std::io::stdout().lock(), "{config:#?}").context("writing to standard output")
+}
+
+/// `galley hash-token`: prints the digest of the token on standard input.
+pub fn print_token_digest() -> anyhow::Result<()> {
+    let digest = hash_token(std::io::stdin().lock())?;
+    println!("{digest}");
+    Ok(())
+}
+
 /// Shortest token `galley hash-token` accepts: shorter ones can be guessed.
 const MIN_TOKEN_BYTES: usize = 16;
 
@@ -183,136 +193,39 @@ pub fn hash_token(mut input: impl std::io::Read) -> anyhow::Result<String> {
     Ok(api::auth::token_digest_hex(token))
 }
 
-/// `galley run`: the service, until SIGTERM or SIGINT.
-pub fn run(config: Config) -> anyhow::Result<()> {
-    runtime()?.block_on(run_async(config))
+#[derive(Debug, Default, clap::Args)]
+pub struct RunArgs {
+    /// Once both listeners are bound, write {"api", "admin", "pid"} here as
+    /// JSON (atomically: a reader never sees half of it); removed on exit.
+    #[arg(long, value_name = "PATH")]
+    pub ready_file: Option<PathBuf>,
 }
 
-async fn run_async(config: Config) -> anyhow::Result<()> {
-    let metrics_handle = crate::telemetry::init_metrics()?;
-    let codec = Arc::new(crate::domain::codec().context("loading schemas")?);
-    let session = store::connect(&config.cql).await?;
-    migrate::check(&session, &config.cql.keyspace).await?;
-    let projections =
-        Arc::new(ProjectionStore::prepare(session.clone(), &config.cql.keyspace).await?);
-    let queries = Arc::new(QueryStore::prepare(session.clone(), &config.cql.keyspace).await?);
+/// How long, after the service has stopped, blocking calls still under way
+/// (broker metadata reads) may hold up the exit.
+const BLOCKING_CALLS_GRACE: Duration = Duration::from_secs(5);
 
-    let producer: FutureProducer = kafka::producer_config(&config.kafka)
-        .create()
-        .context("creating the Kafka producer")?;
-    let consumer: StreamConsumer<PipelineContext> = kafka::consumer_config(&config.kafka)
-        .create_with_context(PipelineContext::new())
-        .context("creating the Kafka consumer")?;
-    let consumer = Arc::new(consumer);
-    consumer
-        .subscribe(&[&config.topics.orders, &config.topics.inventory])
-        .context("subscribing to the input topics")?;
-
-    let health = PipelineHealth::new();
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
-
-    let admin_state = api::admin::AdminState {
-        metrics: metrics_handle,
-        health: health.clone(),
-        session: session.clone(),
-        producer: producer.clone(),
-    };
-    tokio::spawn(api::admin::watch_readiness(
-        admin_state.clone(),
-        api::admin::READINESS_CHECK_INTERVAL,
-        shutdown_rx.clone(),
-    ));
-    let admin = api::serve(
-        "admin.listen",
-        config.admin_addr(),
-        api::admin::router(admin_state),
-        shutdown_rx.clone(),
-    )
-    .await?;
-    info!(admin = %admin, "admin listener up");
-    let freshness = FreshnessView::new();
-    let query_state = api::query::QueryState {
-        store: queries.clone(),
-        freshness: freshness.clone(),
-        limits: Limits::from_config(&config.api),
-        orders_topic: Arc::from(config.topics.orders.as_str()),
-        inventory_topic: Arc::from(config.topics.inventory.as_str()),
-    };
-    let query = api::serve(
-        "api.listen",
-        config.api_addr(),
-        api::query::router(query_state, &config.api)?,
-        shutdown_rx.clone(),
-    )
-    .await?;
-    // Token names only: the digests are not secret, but say nothing needless.
-    let token_names: Vec<&str> = config.api.tokens.iter().map(|t| t.name.as_str()).collect();
-    info!(api = %query, tokens = ?token_names, "query listener up");
-    if token_names.is_empty() {
-        warn!("no api.tokens configured: every /v1 request is refused with 401");
-    }
-
-    let lag = tokio::spawn(api::freshness::track(
-        consumer.clone(),
-        queries,
-        vec![
-            config.topics.orders.clone(),
-            config.topics.inventory.clone(),
-        ],
-        config.pipeline.lag_refresh_interval,
-        freshness,
-        shutdown_rx.clone(),
-    ));
-
-    let publisher = Publisher::new(
-        producer.clone(),
-        config.topics.dead_letter.clone(),
-        config.kafka.delivery_timeout,
-    );
-    let processor = ShopProcessor::new(
-        codec,
-        projections,
-        ShopSettings {
-            topics: config.topics.clone(),
-            low_stock_threshold: config.shop.low_stock_threshold,
-            max_event_bytes: config.pipeline.max_event_bytes,
-            max_concurrent_statements: config.cql.max_concurrent_statements,
-        },
-    );
-
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        info!("shutdown asked; draining");
-        let _ = shutdown_tx.send(true);
+/// `galley run`: the service, until SIGTERM or SIGINT.
+pub fn run(config: Config, args: RunArgs) -> anyhow::Result<()> {
+    let runtime = runtime()?;
+    let result = runtime.block_on(async {
+        let app = Application::build(config).await?;
+        if let Some(path) = &args.ready_file {
+            ReadyFile::of(&app).write_atomically(path)?;
+            info!(path = %path.display(), "ready file written");
+        }
+        app.run_until_stopped(wait_for_signal()).await
     });
-
-    info!(
-        orders = %config.topics.orders,
-        inventory = %config.topics.inventory,
-        group = %config.kafka.group_id,
-        "galley running"
-    );
-    let stopped = pipeline::run(
-        consumer,
-        publisher.clone(),
-        processor,
-        config.pipeline.clone(),
-        health,
-        shutdown_rx,
-    )
-    .await;
-    publisher.flush(Duration::from_secs(5));
-    lag.abort();
-    match stopped {
-        Stopped::Drained => {
-            info!("stopped cleanly");
-            Ok(())
-        }
-        Stopped::DeadlineExceeded => {
-            warn!("stopped at the deadline with work unfinished; it will be redone");
-            bail!("shutdown deadline exceeded")
+    if let Some(path) = &args.ready_file {
+        // A ready file that outlives the process would point at dead ports.
+        if let Err(e) = std::fs::remove_file(path) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                warn!(error = %e, path = %path.display(), "cannot remove the ready file");
+            }
         }
     }
+    runtime.shutdown_timeout(BLOCKING_CALLS_GRACE);
+    result
 }
 
 async fn wait_for_signal() {
@@ -337,7 +250,7 @@ async fn wait_for_signal() {
 /// and re-publishes nothing for events already applied. Refused while the
 /// group has active members: their commits would undo the reset.
 pub fn replay(config: Config) -> anyhow::Result<()> {
-    use rdkafka::consumer::{BaseConsumer, CommitMode};
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
     use rdkafka::{Offset, TopicPartitionList};
 
     let timeout = Duration::from_secs(10);

@@ -12,6 +12,7 @@
 //! - [`shop`]: the reference domain wired into the engine, and its event generator.
 //! - [`telemetry`]: logging setup and every metric name.
 //! - [`cli`]: what each subcommand does, for the thin `main.rs`.
+//! - [`startup`]: `galley run`'s composition root: builds, binds, runs until stopped.
 //! - [`kafka`]: client configuration shared by every producer, consumer and admin client.
 
 pub mod api;
@@ -22,5 +23,6 @@ pub mod domain;
 pub mod kafka;
 pub mod pipeline;
 pub mod shop;
+pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use galley::{cli, config::Config, telemetry};
 
 #[derive(Parser)]
 #[command(
@@ -22,13 +23,13 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Consume, apply, publish and serve until SIGTERM or SIGINT.
-    Run,
+    Run(cli::RunArgs),
     /// Create the keyspace and apply CQL migrations (idempotent).
     Migrate,
     /// Create galley's topics if they do not exist.
-    CreateTopics(galley::cli::CreateTopicsArgs),
+    CreateTopics(cli::CreateTopicsArgs),
     /// Generate and send a realistic stream of shop events.
-    Produce(galley::cli::ProduceArgs),
+    Produce(cli::ProduceArgs),
     /// Reset the consumer group to the earliest offsets of the input topics
     /// (refused while any `galley run` of the group is active).
     Replay,
@@ -42,37 +43,28 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // Needs no configuration: it only turns a token into its digest.
     if let Command::HashToken = cli.command {
-        return match galley::cli::hash_token(std::io::stdin().lock()) {
-            Ok(digest) => {
-                println!("{digest}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("galley: {e:#}");
-                ExitCode::FAILURE
-            }
-        };
+        return exit_code(cli::print_token_digest());
     }
-    let config = match galley::config::Config::load(cli.config.as_deref()) {
+    let config = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("galley: invalid configuration: {e}");
             return ExitCode::from(2);
         }
     };
-    galley::telemetry::init_logging(&config.log);
-    let result = match cli.command {
-        Command::Run => galley::cli::run(config),
-        Command::Migrate => galley::cli::migrate(config),
-        Command::CreateTopics(args) => galley::cli::create_topics(config, args),
-        Command::Produce(args) => galley::cli::produce(config, args),
-        Command::Replay => galley::cli::replay(config),
-        Command::CheckConfig => {
-            println!("{config:#?}");
-            Ok(())
-        }
+    telemetry::init_logging(&config.log);
+    exit_code(match cli.command {
+        Command::Run(args) => cli::run(config, args),
+        Command::Migrate => cli::migrate(config),
+        Command::CreateTopics(args) => cli::create_topics(config, args),
+        Command::Produce(args) => cli::produce(config, args),
+        Command::Replay => cli::replay(config),
+        Command::CheckConfig => cli::check_config(&config),
         Command::HashToken => Ok(()),
-    };
+    })
+}
+
+fn exit_code(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

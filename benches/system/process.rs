@@ -29,6 +29,8 @@ pub struct Galley {
     child: Option<Child>,
     started: Instant,
     log: PathBuf,
+    /// Where galley writes its listeners' addresses (`--ready-file`).
+    ready_file: PathBuf,
     pub admin: SocketAddr,
     pub api: SocketAddr,
     watermarks: Arc<BaseConsumer>,
@@ -55,10 +57,19 @@ impl Galley {
         let log = env.dir.join("galley.log");
         let out = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         let err = out.try_clone().context("duplicating the log file")?;
+        let ready_file = env.dir.join("galley.ready");
+        // A file left by an earlier galley in this dir would name dead ports.
+        match std::fs::remove_file(&ready_file) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("removing {}", ready_file.display())),
+        }
         let child = Command::new(&settings.galley_bin)
             .arg("--config")
             .arg(&env.config_path)
             .arg("run")
+            .arg("--ready-file")
+            .arg(&ready_file)
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
@@ -87,6 +98,7 @@ impl Galley {
             child: Some(child),
             started,
             log,
+            ready_file,
             admin: ([127, 0, 0, 1], 0).into(),
             api: ([127, 0, 0, 1], 0).into(),
             watermarks,
@@ -97,35 +109,35 @@ impl Galley {
         Ok(galley)
     }
 
-    /// Reads the listeners' addresses (galley binds port 0) from its JSON log.
+    /// Reads the listeners' addresses (galley binds port 0) from its ready file.
     async fn wait_for_listeners(&mut self) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-            for line in text.lines() {
-                let Ok(entry) = serde_json::from_str::<serde_json::Value>(line) else {
-                    continue;
-                };
-                let fields = &entry["fields"];
-                if let Some(addr) = fields["admin"].as_str().and_then(|a| a.parse().ok()) {
-                    self.admin = addr;
-                }
-                if let Some(addr) = fields["api"].as_str().and_then(|a| a.parse().ok()) {
-                    self.api = addr;
-                }
-            }
-            if self.admin.port() != 0 && self.api.port() != 0 {
+            if let Some((api, admin)) = self.ready_addresses() {
+                self.api = api;
+                self.admin = admin;
                 return Ok(());
             }
             self.check_alive()?;
             if Instant::now() > deadline {
                 bail!(
-                    "galley logged no listener addresses; see {}",
+                    "galley wrote no ready file {} within a minute; see {}",
+                    self.ready_file.display(),
                     self.log.display()
                 );
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// (api, admin) from the ready file, once galley has written it (whole:
+    /// it renames the file into place).
+    fn ready_addresses(&self) -> Option<(SocketAddr, SocketAddr)> {
+        let text = std::fs::read_to_string(&self.ready_file).ok()?;
+        let ready: serde_json::Value = serde_json::from_str(&text).ok()?;
+        let api = ready["api"].as_str()?.parse().ok()?;
+        let admin = ready["admin"].as_str()?.parse().ok()?;
+        Some((api, admin))
     }
 
     fn check_alive(&mut self) -> Result<()> {

@@ -164,7 +164,9 @@ fn summarize(
     }
 }
 
-/// Refreshes `view` and the lag gauges every `interval` until shutdown.
+/// Refreshes `view` and the lag gauges every `interval` until shutdown. A
+/// refresh under way when shutdown comes is abandoned: its broker calls can
+/// take seconds, and the process is stopping.
 pub async fn track(
     consumer: Arc<StreamConsumer<PipelineContext>>,
     store: Arc<QueryStore>,
@@ -174,7 +176,10 @@ pub async fn track(
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
-        refresh(&consumer, &store, &topics, &view).await;
+        tokio::select! {
+            _ = refresh(&consumer, &store, &topics, &view) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = shutdown.wait_for(|s| *s) => return,

@@ -4,6 +4,7 @@
 //! them when it ends, so tests run in parallel.
 
 mod api;
+mod lifecycle;
 mod observability;
 mod pipeline;
 mod stack;

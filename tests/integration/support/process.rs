@@ -54,9 +54,10 @@ impl GalleyEnv {
     }
 }
 
-/// A running `galley run`. It binds its listeners on port 0 and logs the
-/// addresses it got, which [`GalleyProcess::wait_ready`] reads back: picking
-/// a free port for it would race with every other socket on the machine.
+/// A running `galley run`. It binds its listeners on port 0 and writes the
+/// addresses it got to its ready file, which [`GalleyProcess::wait_ready`]
+/// reads back: picking a free port for it would race with every other
+/// socket on the machine.
 pub struct GalleyProcess {
     child: Option<Child>,
     /// Known once `wait_ready` has returned.
@@ -64,6 +65,9 @@ pub struct GalleyProcess {
     /// Known once `wait_ready` has returned.
     pub api: SocketAddr,
     pub log: PathBuf,
+    /// `--ready-file`, in a directory of this process's own, removed on drop.
+    pub ready_file: PathBuf,
+    _ready_dir: tempfile::TempDir,
 }
 
 impl GalleyProcess {
@@ -73,8 +77,15 @@ impl GalleyProcess {
         let log = log_dir.join(format!("{}-{name}.log", env.group));
         let out = File::create(&log).expect("log file");
         let err = out.try_clone().expect("log file");
+        let ready_dir = tempfile::tempdir().expect("ready file dir");
+        let ready_file = ready_dir.path().join("galley.ready");
         let mut cmd = galley_command(env, name);
-        cmd.arg("run").stdin(Stdio::null()).stdout(out).stderr(err);
+        cmd.arg("run")
+            .arg("--ready-file")
+            .arg(&ready_file)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err);
         let child = cmd.spawn().expect("spawn galley");
         let unknown: SocketAddr = ([127, 0, 0, 1], 0).into();
         Self {
@@ -82,6 +93,8 @@ impl GalleyProcess {
             admin: unknown,
             api: unknown,
             log,
+            ready_file,
+            _ready_dir: ready_dir,
         }
     }
 
@@ -112,6 +125,12 @@ impl GalleyProcess {
     /// SIGTERM, then waits for the exit up to `deadline`; returns the status.
     pub fn terminate(&mut self, deadline: Duration) -> Option<ExitStatus> {
         self.signal("TERM");
+        self.wait_exit(deadline)
+    }
+
+    /// Waits up to `deadline` for the process to exit and returns its status;
+    /// past the deadline it is killed and None is returned.
+    pub fn wait_exit(&mut self, deadline: Duration) -> Option<ExitStatus> {
         let mut child = self.child.take()?;
         let until = Instant::now() + deadline;
         loop {
@@ -135,24 +154,17 @@ impl GalleyProcess {
         }
     }
 
-    /// The listener addresses galley logged, once it has logged both.
-    fn logged_addresses(&self) -> Option<(SocketAddr, SocketAddr)> {
-        let text = std::fs::read_to_string(&self.log).ok()?;
-        let mut admin = None;
-        let mut api = None;
-        for line in text.lines() {
-            let Ok(entry) = serde_json::from_str::<serde_json::Value>(line) else {
-                continue;
-            };
-            let fields = &entry["fields"];
-            if let Some(addr) = fields["admin"].as_str().and_then(|a| a.parse().ok()) {
-                admin = Some(addr);
-            }
-            if let Some(addr) = fields["api"].as_str().and_then(|a| a.parse().ok()) {
-                api = Some(addr);
-            }
+    /// The listener addresses in the ready file, once this process has
+    /// written it (the pid tells it from a file an earlier process left).
+    pub fn ready_addresses(&self) -> Option<(SocketAddr, SocketAddr)> {
+        let text = std::fs::read_to_string(&self.ready_file).ok()?;
+        let ready: serde_json::Value = serde_json::from_str(&text).ok()?;
+        if ready["pid"].as_u64() != self.pid().map(u64::from) {
+            return None;
         }
-        Some((admin?, api?))
+        let admin = ready["admin"].as_str()?.parse().ok()?;
+        let api = ready["api"].as_str()?.parse().ok()?;
+        Some((admin, api))
     }
 
     /// Polls /readyz until it answers 200; panics with the log tail otherwise.
@@ -160,7 +172,7 @@ impl GalleyProcess {
         let deadline = Instant::now() + timeout;
         loop {
             if self.admin.port() == 0 {
-                if let Some((admin, api)) = self.logged_addresses() {
+                if let Some((admin, api)) = self.ready_addresses() {
                     self.admin = admin;
                     self.api = api;
                 }

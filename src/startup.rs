@@ -1,0 +1,415 @@
+//! The composition root of `galley run`: [`Application::build`] makes every
+//! part from the config (Kafka clients, the CQL stores, the shop's
+//! processor, both HTTP listeners, bound before anything is served), and
+//! [`Application::run_until_stopped`] runs them until a shutdown signal,
+//! then stops them: the pipeline drains and commits while the listeners
+//! answer the requests in flight and the background tasks end; whatever is
+//! still running `pipeline.shutdown_deadline` after the signal is given up.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::producer::FutureProducer;
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use crate::api::admin::{self, AdminState};
+use crate::api::freshness::{self, FreshnessView};
+use crate::api::params::Limits;
+use crate::api::{self, Listener, Serving};
+use crate::codec::Codec;
+use crate::config::Config;
+use crate::kafka;
+use crate::pipeline::{self, PipelineContext, PipelineHealth, Publisher, Stopped};
+use crate::shop::{ShopProcessor, ShopSettings};
+use crate::store::{self, migrate, projections::ProjectionStore, queries::QueryStore};
+
+/// How long the producer may take to deliver what is queued once the pipeline has stopped.
+const PUBLISHER_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
+type InputConsumer = Arc<StreamConsumer<PipelineContext>>;
+
+/// galley, built and bound, not yet running.
+pub struct Application {
+    config: Config,
+    api: Listener,
+    admin: Listener,
+    consumer: InputConsumer,
+    publisher: Publisher,
+    processor: ShopProcessor,
+    health: Arc<PipelineHealth>,
+    watchers: Watchers,
+}
+
+/// What the background tasks beside the pipeline read.
+struct Watchers {
+    admin_state: AdminState,
+    freshness: FreshnessView,
+    queries: Arc<QueryStore>,
+}
+
+/// The tasks that run beside the pipeline and are stopped after it.
+struct Companions {
+    api: Serving,
+    admin: Serving,
+    readiness: JoinHandle<()>,
+    freshness: JoinHandle<()>,
+}
+
+impl Application {
+    /// Connects to the database and Kafka, checks the schema, prepares the
+    /// statements and binds both listeners. Nothing is consumed or served yet.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let metrics = crate::telemetry::init_metrics()?;
+        let codec = Arc::new(crate::domain::codec().context("loading schemas")?);
+        let session = store::connect(&config.cql).await?;
+        migrate::check(&session, &config.cql.keyspace).await?;
+        let projections =
+            Arc::new(ProjectionStore::prepare(session.clone(), &config.cql.keyspace).await?);
+        let queries = Arc::new(QueryStore::prepare(session.clone(), &config.cql.keyspace).await?);
+        let producer: FutureProducer = kafka::producer_config(&config.kafka)
+            .create()
+            .context("creating the Kafka producer")?;
+        let consumer = subscribed_consumer(&config)?;
+
+        let health = PipelineHealth::new();
+        let admin_state = AdminState {
+            metrics,
+            health: health.clone(),
+            session,
+            producer: producer.clone(),
+        };
+        let admin = Listener::bind(
+            "admin.listen",
+            config.admin_addr(),
+            admin::router(admin_state.clone()),
+        )
+        .await?;
+        info!(admin = %admin.local_addr(), "admin listener bound");
+        let freshness = FreshnessView::new();
+        let api = bind_query_listener(&config, queries.clone(), freshness.clone()).await?;
+
+        let publisher = Publisher::new(
+            producer,
+            config.topics.dead_letter.clone(),
+            config.kafka.delivery_timeout,
+        );
+        let processor = shop_processor(&config, codec, projections);
+        Ok(Self {
+            config,
+            api,
+            admin,
+            consumer,
+            publisher,
+            processor,
+            health,
+            watchers: Watchers {
+                admin_state,
+                freshness,
+                queries,
+            },
+        })
+    }
+
+    /// Where the query API listens.
+    pub fn api_addr(&self) -> SocketAddr {
+        self.api.local_addr()
+    }
+
+    /// Where the admin routes (/healthz, /readyz, /metrics) listen.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin.local_addr()
+    }
+
+    /// Consumes, applies, publishes and serves until `shutdown` completes,
+    /// then stops everything. Fails when the pipeline had to give up a batch
+    /// at the shutdown deadline (it will be processed again).
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<()> {
+        let Self {
+            config,
+            api,
+            admin,
+            consumer,
+            publisher,
+            processor,
+            health,
+            watchers,
+        } = self;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let companions = Companions::start(api, admin, watchers, &consumer, &config, &stop_rx);
+        let flusher = publisher.clone();
+        info!(
+            orders = %config.topics.orders,
+            inventory = %config.topics.inventory,
+            group = %config.kafka.group_id,
+            "galley running"
+        );
+        let pipeline = pipeline::run(
+            consumer,
+            publisher,
+            processor,
+            config.pipeline.clone(),
+            health,
+            stop_rx,
+        );
+        tokio::pin!(pipeline, shutdown);
+        // The listeners and background tasks stop while the pipeline drains,
+        // so their deadline runs from the signal, as the pipeline's does.
+        let (stopped, stop_asked) = tokio::select! {
+            stopped = &mut pipeline => (stopped, Instant::now()),
+            () = &mut shutdown => {
+                let asked = Instant::now();
+                info!("shutdown asked; draining");
+                let _ = stop_tx.send(true);
+                (pipeline.await, asked)
+            }
+        };
+        // The pipeline stops only on the signal, but should it end by
+        // itself, the listeners and tasks must stop with it.
+        let _ = stop_tx.send(true);
+        flusher.flush(PUBLISHER_FLUSH_TIMEOUT);
+        companions
+            .stop_by(stop_asked + config.pipeline.shutdown_deadline)
+            .await;
+        match stopped {
+            Stopped::Drained => {
+                info!("stopped cleanly");
+                Ok(())
+            }
+            Stopped::DeadlineExceeded => {
+                warn!("stopped at the deadline with work unfinished; it will be redone");
+                bail!("shutdown deadline exceeded")
+            }
+        }
+    }
+}
+
+impl Companions {
+    fn start(
+        api: Listener,
+        admin: Listener,
+        watchers: Watchers,
+        consumer: &InputConsumer,
+        config: &Config,
+        stop: &watch::Receiver<bool>,
+    ) -> Self {
+        let readiness = tokio::spawn(admin::watch_readiness(
+            watchers.admin_state,
+            admin::READINESS_CHECK_INTERVAL,
+            stop.clone(),
+        ));
+        let freshness = tokio::spawn(freshness::track(
+            consumer.clone(),
+            watchers.queries,
+            vec![
+                config.topics.orders.clone(),
+                config.topics.inventory.clone(),
+            ],
+            config.pipeline.lag_refresh_interval,
+            watchers.freshness,
+            stop.clone(),
+        ));
+        Self {
+            api: api.serve(stop.clone()),
+            admin: admin.serve(stop.clone()),
+            readiness,
+            freshness,
+        }
+    }
+
+    /// Waits for the listeners to answer their requests in flight and for
+    /// the background tasks to end, giving up on whatever is left at `deadline`.
+    async fn stop_by(self, deadline: Instant) {
+        let (api, admin) =
+            tokio::join!(self.api.finish_by(deadline), self.admin.finish_by(deadline));
+        join_task_by("readiness watcher", self.readiness, deadline).await;
+        join_task_by("freshness tracker", self.freshness, deadline).await;
+        info!(api = ?api, admin = ?admin, "listeners stopped");
+    }
+}
+
+async fn join_task_by(name: &'static str, mut task: JoinHandle<()>, deadline: Instant) {
+    match tokio::time::timeout_at(deadline, &mut task).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => warn!(task = name, error = %e, "task failed"),
+        Err(_) => {
+            warn!(
+                task = name,
+                "task still running at the shutdown deadline; stopping it"
+            );
+            task.abort();
+        }
+    }
+}
+
+fn subscribed_consumer(config: &Config) -> anyhow::Result<InputConsumer> {
+    let consumer: StreamConsumer<PipelineContext> = kafka::consumer_config(&config.kafka)
+        .create_with_context(PipelineContext::new())
+        .context("creating the Kafka consumer")?;
+    consumer
+        .subscribe(&[&config.topics.orders, &config.topics.inventory])
+        .context("subscribing to the input topics")?;
+    Ok(Arc::new(consumer))
+}
+
+async fn bind_query_listener(
+    config: &Config,
+    queries: Arc<QueryStore>,
+    freshness: FreshnessView,
+) -> anyhow::Result<Listener> {
+    let state = api::query::QueryState {
+        store: queries,
+        freshness,
+        limits: Limits::from_config(&config.api),
+        orders_topic: Arc::from(config.topics.orders.as_str()),
+        inventory_topic: Arc::from(config.topics.inventory.as_str()),
+    };
+    let listener = Listener::bind(
+        "api.listen",
+        config.api_addr(),
+        api::query::router(state, &config.api)?,
+    )
+    .await?;
+    // Token names only: the digests are not secret, but say nothing needless.
+    let token_names: Vec<&str> = config.api.tokens.iter().map(|t| t.name.as_str()).collect();
+    info!(api = %listener.local_addr(), tokens = ?token_names, "query listener bound");
+    if token_names.is_empty() {
+        warn!("no api.tokens configured: every /v1 request is refused with 401");
+    }
+    Ok(listener)
+}
+
+fn shop_processor(
+    config: &Config,
+    codec: Arc<Codec>,
+    projections: Arc<ProjectionStore>,
+) -> ShopProcessor {
+    ShopProcessor::new(
+        codec,
+        projections,
+        ShopSettings {
+            topics: config.topics.clone(),
+            low_stock_threshold: config.shop.low_stock_threshold,
+            max_event_bytes: config.pipeline.max_event_bytes,
+            max_concurrent_statements: config.cql.max_concurrent_statements,
+        },
+    )
+}
+
+/// What `galley run --ready-file` writes once both listeners are bound: a
+/// supervisor or test learns the ports (port 0 picks free ones) without
+/// reading logs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReadyFile {
+    pub api: SocketAddr,
+    pub admin: SocketAddr,
+    pub pid: u32,
+}
+
+impl ReadyFile {
+    /// The ready file of this process for `app`.
+    pub fn of(app: &Application) -> Self {
+        Self {
+            api: app.api_addr(),
+            admin: app.admin_addr(),
+            pid: std::process::id(),
+        }
+    }
+
+    /// Writes the file so that a reader sees either nothing or all of it:
+    /// a temporary file in the same directory (same file system, so the
+    /// rename is atomic), synced, then renamed over `path`.
+    pub fn write_atomically(&self, path: &Path) -> anyhow::Result<()> {
+        let json = serde_json::to_vec(self).context("serializing the ready file")?;
+        let temporary = temporary_sibling(path)?;
+        let written = std::fs::File::create(&temporary)
+            .and_then(|mut file| {
+                file.write_all(&json)?;
+                file.sync_all()
+            })
+            .and_then(|()| std::fs::rename(&temporary, path));
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&temporary);
+            return Err(e).with_context(|| format!("writing the ready file {}", path.display()));
+        }
+        Ok(())
+    }
+}
+
+/// `.<name>.<pid>.tmp` beside `path`: hidden, and never shared by two processes.
+fn temporary_sibling(path: &Path) -> anyhow::Result<PathBuf> {
+    let Some(name) = path.file_name() else {
+        bail!("the ready file {} names no file", path.display());
+    };
+    let mut temporary = std::ffi::OsString::from(".");
+    temporary.push(name);
+    temporary.push(format!(".{}.tmp", std::process::id()));
+    Ok(path.with_file_name(temporary))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ready_file() -> ReadyFile {
+        ReadyFile {
+            api: ([127, 0, 0, 1], 8080).into(),
+            admin: ([127, 0, 0, 1], 9090).into(),
+            pid: 4242,
+        }
+    }
+
+    #[test]
+    fn the_ready_file_is_json_naming_both_listeners_and_the_pid() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("galley.ready");
+        ready_file().write_atomically(&path).expect("write");
+
+        let text = std::fs::read_to_string(&path).expect("read back");
+        let json: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+        assert_eq!(
+            json,
+            serde_json::json!({"api": "127.0.0.1:8080", "admin": "127.0.0.1:9090", "pid": 4242})
+        );
+    }
+
+    #[test]
+    fn the_ready_file_replaces_an_old_one_and_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("galley.ready");
+        std::fs::write(&path, "stale, from an earlier run").expect("old file");
+        ready_file().write_atomically(&path).expect("write");
+
+        let text = std::fs::read_to_string(&path).expect("read back");
+        assert!(
+            serde_json::from_str::<serde_json::Value>(&text).is_ok(),
+            "{text}"
+        );
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("list dir")
+            .map(|entry| entry.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("galley.ready")]);
+    }
+
+    #[test]
+    fn a_ready_file_in_a_missing_directory_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("missing").join("galley.ready");
+        let err = ready_file()
+            .write_atomically(&path)
+            .expect_err("no such directory");
+        assert!(format!("{err:#}").contains("galley.ready"), "{err:#}");
+    }
+}
