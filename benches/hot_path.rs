@@ -45,10 +45,11 @@ use galley::domain::{
     Emitted, EventIds, EventOrigin, InventoryEvent, OrderEvent, OrderLine, OrderPlaced,
     OrderShipped, PaymentCaptured, ResultEvent, StockReservationOutcome, StockReservationRequested,
 };
-use galley::store::projections::{
+use galley::shop::rows::{
     minute_sales_values, order_index_values, order_values, reservation_values, sku_sales_values,
-    stock_values, SalesCell, Versioned,
+    stock_values, SalesCell,
 };
+use galley::store::Versioned;
 use scylla::frame::response::result::{ColumnSpec, ColumnType, NativeType, TableSpec};
 use scylla::serialize::row::{RowSerializationContext, SerializeRow};
 use scylla::serialize::writers::RowWriter;

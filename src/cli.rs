@@ -17,8 +17,11 @@ use crate::config::Config;
 use crate::kafka;
 use crate::pipeline::{self, PipelineContext, PipelineHealth, Publisher, Stopped};
 use crate::shop::generator::{self, GeneratorSettings};
-use crate::shop::{ShopProcessor, ShopSettings};
-use crate::store::{self, migrate, projections::ProjectionStore, queries::QueryStore};
+use crate::shop::projections::ProjectionStore;
+use crate::shop::queries::QueryStore;
+use crate::shop::{self, ShopProcessor, ShopSettings};
+use crate::store::progress::ProgressStore;
+use crate::store::{self, migrate};
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
@@ -197,6 +200,7 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
     let projections =
         Arc::new(ProjectionStore::prepare(session.clone(), &config.cql.keyspace).await?);
     let queries = Arc::new(QueryStore::prepare(session.clone(), &config.cql.keyspace).await?);
+    let progress = Arc::new(ProgressStore::prepare(session.clone(), &config.cql.keyspace).await?);
 
     let producer: FutureProducer = kafka::producer_config(&config.kafka)
         .create()
@@ -232,7 +236,7 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
     .await?;
     info!(admin = %admin, "admin listener up");
     let freshness = FreshnessView::new();
-    let query_state = api::query::QueryState {
+    let query_state = shop::api::QueryState {
         store: queries.clone(),
         freshness: freshness.clone(),
         limits: Limits::from_config(&config.api),
@@ -242,7 +246,7 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
     let query = api::serve(
         "api.listen",
         config.api_addr(),
-        api::query::router(query_state, &config.api)?,
+        shop::api::router(query_state, &config.api)?,
         shutdown_rx.clone(),
     )
     .await?;
@@ -255,7 +259,7 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
 
     let lag = tokio::spawn(api::freshness::track(
         consumer.clone(),
-        queries,
+        progress,
         vec![
             config.topics.orders.clone(),
             config.topics.inventory.clone(),

@@ -20,9 +20,9 @@ use tokio::sync::watch;
 use tracing::warn;
 use utoipa::ToSchema;
 
-use super::views::rfc3339;
+use super::time::rfc3339;
 use crate::pipeline::{unix_ms, PipelineContext};
-use crate::store::queries::QueryStore;
+use crate::store::progress::ProgressStore;
 use crate::telemetry as t;
 
 /// Freshness of the partitions behind one response.
@@ -167,7 +167,7 @@ fn summarize(
 /// Refreshes `view` and the lag gauges every `interval` until shutdown.
 pub async fn track(
     consumer: Arc<StreamConsumer<PipelineContext>>,
-    store: Arc<QueryStore>,
+    store: Arc<ProgressStore>,
     topics: Vec<String>,
     interval: Duration,
     view: FreshnessView,
@@ -184,7 +184,7 @@ pub async fn track(
 
 async fn refresh(
     consumer: &Arc<StreamConsumer<PipelineContext>>,
-    store: &QueryStore,
+    store: &ProgressStore,
     topics: &[String],
     view: &FreshnessView,
 ) {
@@ -224,7 +224,7 @@ async fn refresh(
         }
     }
     for topic in topics {
-        match store.progress(topic).await {
+        match store.read(topic).await {
             Ok(rows) => {
                 for row in rows {
                     partitions

@@ -1,10 +1,6 @@
-//! The shop's projection rows: prepared statements, reads by primary key, and
-//! writes stamped with `USING TIMESTAMP <offset>`.
-//!
-//! Every write carries the Kafka offset of the last event applied to the row
-//! both as `applied_offset` (read back to skip events already applied) and as
-//! the cell timestamp (so that of two writers of one row, the one further
-//! along its partition wins, whatever order the writes arrive in).
+//! The shop's projection statements, prepared once at startup: the reads
+//! of the rows a batch needs, and the writes of the rows it changed, each
+//! stamped with `USING TIMESTAMP <offset>` (see [`Versioned`]).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -15,224 +11,14 @@ use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
 use scylla::value::CqlTimestamp;
 
-use super::{record_statement, StoreError};
+use super::rows::{
+    day_of, minute_sales_values, order_from_columns, order_index_values, order_values,
+    reservation_values, sku_sales_values, stock_values, OrderColumns, SalesCell,
+};
 use crate::domain::inventory::{Reservation, ReservationStatus, Stock};
-use crate::domain::order::{Order, OrderStatus};
-
-/// A row value together with the offset of the last event applied to it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Versioned<T> {
-    pub value: T,
-    pub applied_offset: i64,
-}
-
-/// Units and revenue of one (minute, source partition) sales cell.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SalesCell {
-    pub units: i64,
-    pub revenue_cents: i64,
-    /// Orders paid in this minute (kept for the overall table only).
-    pub orders: i64,
-    pub updated_at_ms: i64,
-}
-
-/// The columns of an order row that every reader selects, in this order:
-/// customer_id, status, currency, total_cents, paid_cents, lines, timeline,
-/// placed_at, updated_at, then one column of the reader's own choosing.
-pub type OrderColumns<Extra> = (
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<i64>,
-    Option<i64>,
-    Option<String>,
-    Option<String>,
-    Option<CqlTimestamp>,
-    Option<CqlTimestamp>,
-    Option<Extra>,
-);
-
-/// Rebuilds an order from its row; the error says what is malformed.
-pub(crate) fn order_from_columns<Extra>(
-    order_id: &str,
-    columns: OrderColumns<Extra>,
-) -> Result<(Order, Option<Extra>), String> {
-    let (customer, status, currency, total, paid, lines, timeline, placed, updated, extra) =
-        columns;
-    let status = status.unwrap_or_default();
-    let order = Order {
-        order_id: order_id.to_string(),
-        customer_id: customer.unwrap_or_default(),
-        status: OrderStatus::parse(&status)
-            .ok_or_else(|| format!("order {order_id}: unknown status `{status}`"))?,
-        lines: serde_json::from_str(lines.as_deref().unwrap_or("[]"))
-            .map_err(|e| format!("order {order_id}: lines: {e}"))?,
-        currency: currency.unwrap_or_default(),
-        total_cents: total.unwrap_or(0),
-        paid_cents: paid.unwrap_or(0),
-        placed_at_ms: placed.map(|t| t.0).unwrap_or(0),
-        updated_at_ms: updated.map(|t| t.0).unwrap_or(0),
-        timeline: serde_json::from_str(timeline.as_deref().unwrap_or("[]"))
-            .map_err(|e| format!("order {order_id}: timeline: {e}"))?,
-    };
-    Ok((order, extra))
-}
-
-/// Days since the Unix epoch: the partition bucket of the sales tables.
-pub fn day_of(minute_ms: i64) -> i32 {
-    minute_ms.div_euclid(86_400_000) as i32
-}
-
-// The values each write binds, built by pure functions so that what the
-// driver serializes can be measured without a session (`benches/hot_path.rs`).
-// Each is the statement's columns in order, then `USING TIMESTAMP`.
-
-/// `orders_by_customer`: customer_id, placed_at, order_id, status, currency,
-/// total_cents, updated_at, applied_offset, timestamp.
-pub fn order_index_values(order: &Versioned<Order>) -> impl SerializeRow + Send + Sync + '_ {
-    let o = &order.value;
-    (
-        o.customer_id.as_str(),
-        CqlTimestamp(o.placed_at_ms),
-        o.order_id.as_str(),
-        o.status.as_str(),
-        o.currency.as_str(),
-        o.total_cents,
-        CqlTimestamp(o.updated_at_ms),
-        order.applied_offset,
-        order.applied_offset,
-    )
-}
-
-/// `orders`: order_id, customer_id, status, currency, total_cents,
-/// paid_cents, lines (JSON), timeline (JSON), placed_at, updated_at,
-/// source_partition, applied_offset, timestamp. Fails only if `lines` or
-/// `timeline` cannot be encoded as JSON.
-pub fn order_values(
-    order: &Versioned<Order>,
-    partition: i32,
-) -> Result<impl SerializeRow + Send + Sync + '_, StoreError> {
-    let o = &order.value;
-    let encode = |what: &str, r: serde_json::Result<String>| {
-        r.map_err(|e| StoreError::Row {
-            table: "orders",
-            message: format!("order {}: cannot encode {what}: {e}", o.order_id),
-        })
-    };
-    let lines = encode("lines", serde_json::to_string(&o.lines))?;
-    let timeline = encode("timeline", serde_json::to_string(&o.timeline))?;
-    Ok((
-        o.order_id.as_str(),
-        o.customer_id.as_str(),
-        o.status.as_str(),
-        o.currency.as_str(),
-        o.total_cents,
-        o.paid_cents,
-        lines,
-        timeline,
-        CqlTimestamp(o.placed_at_ms),
-        CqlTimestamp(o.updated_at_ms),
-        partition,
-        order.applied_offset,
-        order.applied_offset,
-    ))
-}
-
-/// `sales_by_sku_minute`: sku, day, minute, source_partition, units,
-/// revenue_cents, updated_at, applied_offset, timestamp.
-pub fn sku_sales_values<'a>(
-    sku: &'a str,
-    minute_ms: i64,
-    partition: i32,
-    cell: &Versioned<SalesCell>,
-) -> impl SerializeRow + Send + Sync + 'a {
-    (
-        sku,
-        day_of(minute_ms),
-        CqlTimestamp(minute_ms),
-        partition,
-        cell.value.units,
-        cell.value.revenue_cents,
-        CqlTimestamp(cell.value.updated_at_ms),
-        cell.applied_offset,
-        cell.applied_offset,
-    )
-}
-
-/// `sales_by_minute`: day, minute, source_partition, units, revenue_cents,
-/// orders, updated_at, applied_offset, timestamp.
-pub fn minute_sales_values(
-    minute_ms: i64,
-    partition: i32,
-    cell: &Versioned<SalesCell>,
-) -> impl SerializeRow + Send + Sync {
-    (
-        day_of(minute_ms),
-        CqlTimestamp(minute_ms),
-        partition,
-        cell.value.units,
-        cell.value.revenue_cents,
-        cell.value.orders,
-        CqlTimestamp(cell.value.updated_at_ms),
-        cell.applied_offset,
-        cell.applied_offset,
-    )
-}
-
-/// A stock row of `inventory`: sku, on_hand, reserved, stock_updated_at,
-/// stock_applied_offset, source_partition, timestamp. Owned, because a batch
-/// keeps its values boxed for the whole call.
-pub fn stock_values(
-    stock: &Versioned<Stock>,
-    partition: i32,
-) -> impl SerializeRow + Send + Sync + 'static {
-    let s = &stock.value;
-    (
-        s.sku.clone(),
-        s.on_hand,
-        s.reserved,
-        CqlTimestamp(s.updated_at_ms),
-        stock.applied_offset,
-        partition,
-        stock.applied_offset,
-    )
-}
-
-/// A reservation row of `inventory`: sku, order_id, reservation_quantity,
-/// reservation_status, reservation_applied_offset, timestamp. Owned, like
-/// [`stock_values`].
-pub fn reservation_values(
-    sku: &str,
-    reservation: &Versioned<Reservation>,
-) -> impl SerializeRow + Send + Sync + 'static {
-    (
-        sku.to_owned(),
-        reservation.value.order_id.clone(),
-        reservation.value.quantity,
-        reservation.value.status.as_str(),
-        reservation.applied_offset,
-        reservation.applied_offset,
-    )
-}
-
-/// `partition_progress`: topic, partition, applied_offset,
-/// newest_event_time, updated_at, timestamp.
-pub fn progress_values(
-    topic: &str,
-    partition: i32,
-    applied_offset: i64,
-    newest_event_ms: i64,
-    now_ms: i64,
-) -> impl SerializeRow + Send + Sync + '_ {
-    (
-        topic,
-        partition,
-        applied_offset,
-        CqlTimestamp(newest_event_ms),
-        CqlTimestamp(now_ms),
-        applied_offset,
-    )
-}
+use crate::domain::order::Order;
+use crate::store::progress::ProgressStore;
+use crate::store::{self, read, record_statement, StoreError, Versioned};
 
 /// The prepared statements of every projection, prepared once at startup.
 pub struct ProjectionStore {
@@ -249,7 +35,7 @@ pub struct ProjectionStore {
     select_reservation: PreparedStatement,
     upsert_stock: PreparedStatement,
     upsert_reservation: PreparedStatement,
-    upsert_progress: PreparedStatement,
+    progress: ProgressStore,
 }
 
 type BoxedRow = Box<dyn SerializeRow + Send + Sync>;
@@ -261,12 +47,7 @@ impl ProjectionStore {
         let ks = keyspace;
         let prep = |cql: String| {
             let session = session.clone();
-            async move {
-                session
-                    .prepare(cql.as_str())
-                    .await
-                    .map_err(|e| StoreError::query(&cql, e))
-            }
+            async move { store::prepare(&session, &cql).await }
         };
         Ok(Self {
             select_order: prep(format!(
@@ -327,11 +108,7 @@ impl ProjectionStore {
                  reservation_applied_offset) VALUES (?, ?, ?, ?, ?) USING TIMESTAMP ?"
             ))
             .await?,
-            upsert_progress: prep(format!(
-                "INSERT INTO {ks}.partition_progress (topic, partition, applied_offset, \
-                 newest_event_time, updated_at) VALUES (?, ?, ?, ?, ?) USING TIMESTAMP ?"
-            ))
-            .await?,
+            progress: ProgressStore::prepare(session.clone(), keyspace).await?,
             session,
             keyspace: keyspace.to_string(),
         })
@@ -347,7 +124,7 @@ impl ProjectionStore {
 
     pub async fn load_order(&self, order_id: &str) -> Result<Option<Versioned<Order>>, StoreError> {
         let row: Option<OrderColumns<i64>> = self
-            .select_one("select_order", &self.select_order, (order_id,))
+            .select_one("select_order", "orders", &self.select_order, (order_id,))
             .await?;
         let Some(columns) = row else {
             return Ok(None);
@@ -372,6 +149,7 @@ impl ProjectionStore {
         let row: Option<FourColumns> = self
             .select_one(
                 "select_sku_sales",
+                "sales_by_sku_minute",
                 &self.select_sku_sales,
                 (sku, day_of(minute_ms), CqlTimestamp(minute_ms), partition),
             )
@@ -402,6 +180,7 @@ impl ProjectionStore {
         let row: Option<Row> = self
             .select_one(
                 "select_minute_sales",
+                "sales_by_minute",
                 &self.select_minute_sales,
                 (day_of(minute_ms), CqlTimestamp(minute_ms), partition),
             )
@@ -422,7 +201,7 @@ impl ProjectionStore {
     /// The stock of a SKU (the partition's static columns), if any was ever written.
     pub async fn load_stock(&self, sku: &str) -> Result<Option<Versioned<Stock>>, StoreError> {
         let row: Option<FourColumns> = self
-            .select_one("select_stock", &self.select_stock, (sku,))
+            .select_one("select_stock", "inventory", &self.select_stock, (sku,))
             .await?;
         Ok(row.and_then(|(on_hand, reserved, updated, offset)| {
             // A partition holding only reservation rows has no stock yet.
@@ -447,6 +226,7 @@ impl ProjectionStore {
         let row: Option<(Option<i32>, Option<String>, Option<i64>)> = self
             .select_one(
                 "select_reservation",
+                "inventory",
                 &self.select_reservation,
                 (sku, order_id),
             )
@@ -543,29 +323,23 @@ impl ProjectionStore {
         newest_event_ms: i64,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        let values = progress_values(topic, partition, applied_offset, newest_event_ms, now_ms);
-        self.execute("upsert_progress", &self.upsert_progress, values)
+        self.progress
+            .write(topic, partition, applied_offset, newest_event_ms, now_ms)
             .await
     }
 
+    /// Reads the row a statement naming a whole primary key selects, if any.
     async fn select_one<R>(
         &self,
         name: &'static str,
+        table: &'static str,
         statement: &PreparedStatement,
         values: impl SerializeRow,
     ) -> Result<Option<R>, StoreError>
     where
         R: for<'f> scylla::deserialize::row::DeserializeRow<'f, 'f>,
     {
-        let started = Instant::now();
-        let result = self.session.execute_unpaged(statement, values).await;
-        record_statement(name, started, result.is_ok());
-        let rows = result
-            .map_err(|e| StoreError::query(name, e))?
-            .into_rows_result()
-            .map_err(|e| StoreError::query(name, e))?;
-        rows.maybe_first_row::<R>()
-            .map_err(|e| StoreError::query(name, e))
+        Ok(read::select_one(&self.session, name, table, statement, values).await?)
     }
 
     async fn execute(
@@ -574,9 +348,6 @@ impl ProjectionStore {
         statement: &PreparedStatement,
         values: impl SerializeRow,
     ) -> Result<(), StoreError> {
-        let started = Instant::now();
-        let result = self.session.execute_unpaged(statement, values).await;
-        record_statement(name, started, result.is_ok());
-        result.map(|_| ()).map_err(|e| StoreError::query(name, e))
+        store::execute(&self.session, name, statement, values).await
     }
 }

@@ -1,0 +1,328 @@
+//! The shop's reads for the query API: prepared statements that each name a
+//! whole partition key, so that no read scans the cluster and none needs
+//! `ALLOW FILTERING`. Paged reads resume from the database's own paging
+//! state (see [`crate::store::read`]).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures::stream::{self, StreamExt};
+use scylla::client::session::Session;
+use scylla::statement::prepared::PreparedStatement;
+use scylla::value::CqlTimestamp;
+
+use super::rows::{self as rows, day_of};
+use crate::domain::order::Order;
+use crate::store::read::{self, Page, ReadError};
+use crate::store::{self, StoreError};
+
+/// Day partitions of one time window read at once.
+const DAY_READS_IN_FLIGHT: usize = 8;
+
+/// An order with the input partition that owns its row.
+#[derive(Debug, Clone)]
+pub struct OrderRow {
+    pub order: Order,
+    pub source_partition: Option<i32>,
+}
+
+/// One entry of a customer's order list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomerOrderRow {
+    pub order_id: String,
+    pub placed_at_ms: i64,
+    pub status: String,
+    pub currency: String,
+    pub total_cents: i64,
+    pub updated_at_ms: i64,
+}
+
+/// A SKU's stock (the inventory partition's static columns).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StockRow {
+    pub on_hand: i64,
+    pub reserved: i64,
+    pub updated_at_ms: Option<i64>,
+    pub source_partition: Option<i32>,
+}
+
+/// One reservation of a SKU.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReservationRow {
+    pub order_id: String,
+    pub quantity: i32,
+    pub status: String,
+}
+
+/// Sales of one minute, summed over the sub-rows of every source partition.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MinuteSales {
+    pub units: i64,
+    pub revenue_cents: i64,
+    /// Orders that shipped in the minute (overall sales only; 0 per SKU).
+    pub orders: i64,
+}
+
+/// The query API's prepared statements, prepared once at startup.
+pub struct QueryStore {
+    session: Arc<Session>,
+    order: PreparedStatement,
+    customer_orders: PreparedStatement,
+    stock: PreparedStatement,
+    reservations: PreparedStatement,
+    sku_sales: PreparedStatement,
+    minute_sales: PreparedStatement,
+}
+
+type OrderColumns = rows::OrderColumns<i32>;
+
+impl QueryStore {
+    pub async fn prepare(session: Arc<Session>, keyspace: &str) -> Result<Self, StoreError> {
+        let ks = keyspace;
+        let prep = |cql: String| {
+            let session = session.clone();
+            async move { store::prepare(&session, &cql).await }
+        };
+        Ok(Self {
+            order: prep(format!(
+                "SELECT customer_id, status, currency, total_cents, paid_cents, lines, \
+                     timeline, placed_at, updated_at, source_partition FROM {ks}.orders \
+                     WHERE order_id = ?"
+            ))
+            .await?,
+            // Clustering order is placed_at DESC: newest first without sorting.
+            customer_orders: prep(format!(
+                "SELECT placed_at, order_id, status, currency, total_cents, updated_at \
+                     FROM {ks}.orders_by_customer WHERE customer_id = ?"
+            ))
+            .await?,
+            stock: prep(format!(
+                "SELECT on_hand, reserved, stock_updated_at, source_partition \
+                     FROM {ks}.inventory WHERE sku = ? LIMIT 1"
+            ))
+            .await?,
+            reservations: prep(format!(
+                "SELECT order_id, reservation_quantity, reservation_status \
+                     FROM {ks}.inventory WHERE sku = ?"
+            ))
+            .await?,
+            sku_sales: prep(format!(
+                "SELECT minute, units, revenue_cents FROM {ks}.sales_by_sku_minute \
+                     WHERE sku = ? AND day = ? AND minute >= ? AND minute < ?"
+            ))
+            .await?,
+            minute_sales: prep(format!(
+                "SELECT minute, units, revenue_cents, orders FROM {ks}.sales_by_minute \
+                     WHERE day = ? AND minute >= ? AND minute < ?"
+            ))
+            .await?,
+            session,
+        })
+    }
+
+    pub async fn order(&self, order_id: &str) -> Result<Option<OrderRow>, ReadError> {
+        let row: Option<OrderColumns> = read::select_one(
+            &self.session,
+            "api_order",
+            "orders",
+            &self.order,
+            (order_id,),
+        )
+        .await?;
+        row.map(|columns| order_from_columns(order_id, columns))
+            .transpose()
+    }
+
+    /// One page of a customer's orders, newest first.
+    pub async fn customer_orders(
+        &self,
+        customer_id: &str,
+        page_size: u32,
+        resume: Option<Vec<u8>>,
+    ) -> Result<Page<CustomerOrderRow>, ReadError> {
+        type Row = (
+            CqlTimestamp,
+            String,
+            Option<String>,
+            Option<String>,
+            Option<i64>,
+            Option<CqlTimestamp>,
+        );
+        let page = read::select_page::<Row>(
+            &self.session,
+            "api_customer_orders",
+            "orders_by_customer",
+            &self.customer_orders,
+            (customer_id,),
+            page_size,
+            resume,
+        )
+        .await?;
+        let items = page
+            .items
+            .into_iter()
+            .map(
+                |(placed, order_id, status, currency, total, updated)| CustomerOrderRow {
+                    order_id,
+                    placed_at_ms: placed.0,
+                    status: status.unwrap_or_default(),
+                    currency: currency.unwrap_or_default(),
+                    total_cents: total.unwrap_or(0),
+                    updated_at_ms: updated.map(|t| t.0).unwrap_or(placed.0),
+                },
+            )
+            .collect();
+        Ok(Page {
+            items,
+            next: page.next,
+        })
+    }
+
+    /// The stock of a SKU; `None` when its partition does not exist at all.
+    pub async fn stock(&self, sku: &str) -> Result<Option<StockRow>, ReadError> {
+        type Row = (Option<i64>, Option<i64>, Option<CqlTimestamp>, Option<i32>);
+        let row: Option<Row> =
+            read::select_one(&self.session, "api_stock", "inventory", &self.stock, (sku,)).await?;
+        Ok(row.map(|(on_hand, reserved, updated, partition)| StockRow {
+            on_hand: on_hand.unwrap_or(0),
+            reserved: reserved.unwrap_or(0),
+            updated_at_ms: updated.map(|t| t.0),
+            source_partition: partition,
+        }))
+    }
+
+    /// One page of a SKU's reservations, by order id.
+    pub async fn reservations(
+        &self,
+        sku: &str,
+        page_size: u32,
+        resume: Option<Vec<u8>>,
+    ) -> Result<Page<ReservationRow>, ReadError> {
+        type Row = (Option<String>, Option<i32>, Option<String>);
+        let page = read::select_page::<Row>(
+            &self.session,
+            "api_reservations",
+            "inventory",
+            &self.reservations,
+            (sku,),
+            page_size,
+            resume,
+        )
+        .await?;
+        // A partition holding only stock comes back as one row without a
+        // clustering key; it is not a reservation.
+        let items = page
+            .items
+            .into_iter()
+            .filter_map(|(order_id, quantity, status)| {
+                Some(ReservationRow {
+                    order_id: order_id?,
+                    quantity: quantity.unwrap_or(0),
+                    status: status?,
+                })
+            })
+            .collect();
+        Ok(Page {
+            items,
+            next: page.next,
+        })
+    }
+
+    /// A SKU's sales per minute for minutes starting in `[from_ms, to_ms)`,
+    /// reading each day partition the window touches.
+    pub async fn sku_sales(
+        &self,
+        sku: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<BTreeMap<i64, MinuteSales>, ReadError> {
+        type Row = (CqlTimestamp, Option<i64>, Option<i64>);
+        let reads = days(from_ms, to_ms).map(|day| async move {
+            read::select_all::<Row>(
+                &self.session,
+                "api_sku_sales",
+                "sales_by_sku_minute",
+                &self.sku_sales,
+                (sku, day, CqlTimestamp(from_ms), CqlTimestamp(to_ms)),
+            )
+            .await
+        });
+        let mut out: BTreeMap<i64, MinuteSales> = BTreeMap::new();
+        let mut pages = stream::iter(reads).buffer_unordered(DAY_READS_IN_FLIGHT);
+        while let Some(rows) = pages.next().await {
+            // Sub-rows of one minute come from different source partitions: sum them.
+            for (minute, units, revenue) in rows? {
+                let cell = out.entry(minute.0).or_default();
+                cell.units += units.unwrap_or(0);
+                cell.revenue_cents += revenue.unwrap_or(0);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Sales of every SKU per minute for minutes starting in `[from_ms, to_ms)`.
+    pub async fn minute_sales(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<BTreeMap<i64, MinuteSales>, ReadError> {
+        type Row = (CqlTimestamp, Option<i64>, Option<i64>, Option<i64>);
+        let reads = days(from_ms, to_ms).map(|day| async move {
+            read::select_all::<Row>(
+                &self.session,
+                "api_minute_sales",
+                "sales_by_minute",
+                &self.minute_sales,
+                (day, CqlTimestamp(from_ms), CqlTimestamp(to_ms)),
+            )
+            .await
+        });
+        let mut out: BTreeMap<i64, MinuteSales> = BTreeMap::new();
+        let mut pages = stream::iter(reads).buffer_unordered(DAY_READS_IN_FLIGHT);
+        while let Some(rows) = pages.next().await {
+            for (minute, units, revenue, orders) in rows? {
+                let cell = out.entry(minute.0).or_default();
+                cell.units += units.unwrap_or(0);
+                cell.revenue_cents += revenue.unwrap_or(0);
+                cell.orders += orders.unwrap_or(0);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Day partitions (days since the epoch) holding minutes in `[from_ms, to_ms)`.
+fn days(from_ms: i64, to_ms: i64) -> impl Iterator<Item = i32> {
+    let first = day_of(from_ms);
+    let last = day_of(to_ms.saturating_sub(1).max(from_ms));
+    first..=last
+}
+
+fn order_from_columns(order_id: &str, columns: OrderColumns) -> Result<OrderRow, ReadError> {
+    let (order, source_partition) =
+        rows::order_from_columns(order_id, columns).map_err(|message| ReadError::Row {
+            table: "orders",
+            message,
+        })?;
+    Ok(OrderRow {
+        order,
+        source_partition,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_window_reads_every_day_it_touches_and_no_more() {
+        let day = 86_400_000;
+        assert_eq!(days(0, day).collect::<Vec<_>>(), vec![0]);
+        assert_eq!(
+            days(day - 60_000, day + 60_000).collect::<Vec<_>>(),
+            vec![0, 1]
+        );
+        assert_eq!(days(day, 2 * day).collect::<Vec<_>>(), vec![1]);
+        assert_eq!(days(5, 6).collect::<Vec<_>>(), vec![0]);
+    }
+}
