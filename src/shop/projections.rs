@@ -10,6 +10,7 @@ use scylla::serialize::row::SerializeRow;
 use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
 use scylla::value::CqlTimestamp;
+use scylla::DeserializeRow;
 
 use super::rows::{
     day_of, minute_sales_values, order_from_columns, order_index_values, order_values,
@@ -39,8 +40,49 @@ pub struct ProjectionStore {
 }
 
 type BoxedRow = Box<dyn SerializeRow + Send + Sync>;
-/// units or on_hand, revenue or reserved, updated_at, applied_offset.
-type FourColumns = (Option<i64>, Option<i64>, Option<CqlTimestamp>, Option<i64>);
+
+// What each read of the processor selects, in its statement's order; every
+// column but a clustering key may be null in a row the database returns.
+
+/// `select_sku_sales`: a (SKU, minute, source partition) sub-row.
+#[derive(Debug, DeserializeRow)]
+#[scylla(flavor = "enforce_order")]
+struct StoredSkuSales {
+    units: Option<i64>,
+    revenue_cents: Option<i64>,
+    updated_at: Option<CqlTimestamp>,
+    applied_offset: Option<i64>,
+}
+
+/// `select_minute_sales`: a (minute, source partition) sub-row.
+#[derive(Debug, DeserializeRow)]
+#[scylla(flavor = "enforce_order")]
+struct StoredMinuteSales {
+    units: Option<i64>,
+    revenue_cents: Option<i64>,
+    orders: Option<i64>,
+    updated_at: Option<CqlTimestamp>,
+    applied_offset: Option<i64>,
+}
+
+/// `select_stock`: the static columns of a SKU's inventory partition.
+#[derive(Debug, DeserializeRow)]
+#[scylla(flavor = "enforce_order")]
+struct StoredStock {
+    on_hand: Option<i64>,
+    reserved: Option<i64>,
+    stock_updated_at: Option<CqlTimestamp>,
+    stock_applied_offset: Option<i64>,
+}
+
+/// `select_reservation`: one order's reservation of a SKU.
+#[derive(Debug, DeserializeRow)]
+#[scylla(flavor = "enforce_order")]
+struct StoredReservation {
+    reservation_quantity: Option<i32>,
+    reservation_status: Option<String>,
+    reservation_applied_offset: Option<i64>,
+}
 
 impl ProjectionStore {
     pub async fn prepare(session: Arc<Session>, keyspace: &str) -> Result<Self, StoreError> {
@@ -146,7 +188,7 @@ impl ProjectionStore {
         minute_ms: i64,
         partition: i32,
     ) -> Result<Option<Versioned<SalesCell>>, StoreError> {
-        let row: Option<FourColumns> = self
+        let row: Option<StoredSkuSales> = self
             .select_one(
                 "select_sku_sales",
                 "sales_by_sku_minute",
@@ -154,14 +196,14 @@ impl ProjectionStore {
                 (sku, day_of(minute_ms), CqlTimestamp(minute_ms), partition),
             )
             .await?;
-        Ok(row.map(|(units, revenue, updated, offset)| Versioned {
+        Ok(row.map(|row| Versioned {
             value: SalesCell {
-                units: units.unwrap_or(0),
-                revenue_cents: revenue.unwrap_or(0),
+                units: row.units.unwrap_or(0),
+                revenue_cents: row.revenue_cents.unwrap_or(0),
                 orders: 0,
-                updated_at_ms: updated.map(|t| t.0).unwrap_or(0),
+                updated_at_ms: row.updated_at.map(|t| t.0).unwrap_or(0),
             },
-            applied_offset: offset.unwrap_or(-1),
+            applied_offset: row.applied_offset.unwrap_or(-1),
         }))
     }
 
@@ -170,14 +212,7 @@ impl ProjectionStore {
         minute_ms: i64,
         partition: i32,
     ) -> Result<Option<Versioned<SalesCell>>, StoreError> {
-        type Row = (
-            Option<i64>,
-            Option<i64>,
-            Option<i64>,
-            Option<CqlTimestamp>,
-            Option<i64>,
-        );
-        let row: Option<Row> = self
+        let row: Option<StoredMinuteSales> = self
             .select_one(
                 "select_minute_sales",
                 "sales_by_minute",
@@ -185,33 +220,31 @@ impl ProjectionStore {
                 (day_of(minute_ms), CqlTimestamp(minute_ms), partition),
             )
             .await?;
-        Ok(
-            row.map(|(units, revenue, orders, updated, offset)| Versioned {
-                value: SalesCell {
-                    units: units.unwrap_or(0),
-                    revenue_cents: revenue.unwrap_or(0),
-                    orders: orders.unwrap_or(0),
-                    updated_at_ms: updated.map(|t| t.0).unwrap_or(0),
-                },
-                applied_offset: offset.unwrap_or(-1),
-            }),
-        )
+        Ok(row.map(|row| Versioned {
+            value: SalesCell {
+                units: row.units.unwrap_or(0),
+                revenue_cents: row.revenue_cents.unwrap_or(0),
+                orders: row.orders.unwrap_or(0),
+                updated_at_ms: row.updated_at.map(|t| t.0).unwrap_or(0),
+            },
+            applied_offset: row.applied_offset.unwrap_or(-1),
+        }))
     }
 
     /// The stock of a SKU (the partition's static columns), if any was ever written.
     pub async fn load_stock(&self, sku: &str) -> Result<Option<Versioned<Stock>>, StoreError> {
-        let row: Option<FourColumns> = self
+        let row: Option<StoredStock> = self
             .select_one("select_stock", "inventory", &self.select_stock, (sku,))
             .await?;
-        Ok(row.and_then(|(on_hand, reserved, updated, offset)| {
+        Ok(row.and_then(|row| {
             // A partition holding only reservation rows has no stock yet.
-            let offset = offset?;
+            let offset = row.stock_applied_offset?;
             Some(Versioned {
                 value: Stock {
                     sku: sku.to_string(),
-                    on_hand: on_hand.unwrap_or(0),
-                    reserved: reserved.unwrap_or(0),
-                    updated_at_ms: updated.map(|t| t.0).unwrap_or(0),
+                    on_hand: row.on_hand.unwrap_or(0),
+                    reserved: row.reserved.unwrap_or(0),
+                    updated_at_ms: row.stock_updated_at.map(|t| t.0).unwrap_or(0),
                 },
                 applied_offset: offset,
             })
@@ -223,7 +256,7 @@ impl ProjectionStore {
         sku: &str,
         order_id: &str,
     ) -> Result<Option<Versioned<Reservation>>, StoreError> {
-        let row: Option<(Option<i32>, Option<String>, Option<i64>)> = self
+        let row: Option<StoredReservation> = self
             .select_one(
                 "select_reservation",
                 "inventory",
@@ -231,10 +264,10 @@ impl ProjectionStore {
                 (sku, order_id),
             )
             .await?;
-        let Some((quantity, status, offset)) = row else {
+        let Some(row) = row else {
             return Ok(None);
         };
-        let Some(status) = status else {
+        let Some(status) = row.reservation_status else {
             return Ok(None);
         };
         let status = ReservationStatus::parse(&status).ok_or_else(|| StoreError::Row {
@@ -244,10 +277,10 @@ impl ProjectionStore {
         Ok(Some(Versioned {
             value: Reservation {
                 order_id: order_id.to_string(),
-                quantity: quantity.unwrap_or(0),
+                quantity: row.reservation_quantity.unwrap_or(0),
                 status,
             },
-            applied_offset: offset.unwrap_or(-1),
+            applied_offset: row.reservation_applied_offset.unwrap_or(-1),
         }))
     }
 

@@ -10,6 +10,7 @@ use futures::stream::{self, StreamExt};
 use scylla::client::session::Session;
 use scylla::statement::prepared::PreparedStatement;
 use scylla::value::CqlTimestamp;
+use scylla::DeserializeRow;
 
 use super::rows::{self as rows, day_of};
 use crate::domain::order::Order;
@@ -61,6 +62,60 @@ pub struct MinuteSales {
     pub revenue_cents: i64,
     /// Orders that shipped in the minute (overall sales only; 0 per SKU).
     pub orders: i64,
+}
+
+// What each read selects, in its statement's order. These are the read
+// side's own types: a write's values ([`super::rows`]) never come back.
+
+/// `api_customer_orders`: an entry of a customer's list.
+#[derive(Debug, DeserializeRow)]
+#[scylla(flavor = "enforce_order")]
+struct CustomerOrderColumns {
+    placed_at: CqlTimestamp,
+    order_id: String,
+    status: Option<String>,
+    currency: Option<String>,
+    total_cents: Option<i64>,
+    updated_at: Option<CqlTimestamp>,
+}
+
+/// `api_stock`: the static columns of a SKU's inventory partition.
+#[derive(Debug, DeserializeRow)]
+#[scylla(flavor = "enforce_order")]
+struct StockColumns {
+    on_hand: Option<i64>,
+    reserved: Option<i64>,
+    stock_updated_at: Option<CqlTimestamp>,
+    source_partition: Option<i32>,
+}
+
+/// `api_reservations`: a row of a SKU's inventory partition; without an
+/// order id when the partition holds stock only.
+#[derive(Debug, DeserializeRow)]
+#[scylla(flavor = "enforce_order")]
+struct ReservationColumns {
+    order_id: Option<String>,
+    reservation_quantity: Option<i32>,
+    reservation_status: Option<String>,
+}
+
+/// `api_sku_sales`: a (SKU, minute, source partition) sub-row.
+#[derive(Debug, DeserializeRow)]
+#[scylla(flavor = "enforce_order")]
+struct SkuMinuteColumns {
+    minute: CqlTimestamp,
+    units: Option<i64>,
+    revenue_cents: Option<i64>,
+}
+
+/// `api_minute_sales`: a (minute, source partition) sub-row.
+#[derive(Debug, DeserializeRow)]
+#[scylla(flavor = "enforce_order")]
+struct MinuteColumns {
+    minute: CqlTimestamp,
+    units: Option<i64>,
+    revenue_cents: Option<i64>,
+    orders: Option<i64>,
 }
 
 /// The query API's prepared statements, prepared once at startup.
@@ -140,15 +195,7 @@ impl QueryStore {
         page_size: u32,
         resume: Option<Vec<u8>>,
     ) -> Result<Page<CustomerOrderRow>, ReadError> {
-        type Row = (
-            CqlTimestamp,
-            String,
-            Option<String>,
-            Option<String>,
-            Option<i64>,
-            Option<CqlTimestamp>,
-        );
-        let page = read::select_page::<Row>(
+        let page = read::select_page::<CustomerOrderColumns>(
             &self.session,
             "api_customer_orders",
             "orders_by_customer",
@@ -161,16 +208,14 @@ impl QueryStore {
         let items = page
             .items
             .into_iter()
-            .map(
-                |(placed, order_id, status, currency, total, updated)| CustomerOrderRow {
-                    order_id,
-                    placed_at_ms: placed.0,
-                    status: status.unwrap_or_default(),
-                    currency: currency.unwrap_or_default(),
-                    total_cents: total.unwrap_or(0),
-                    updated_at_ms: updated.map(|t| t.0).unwrap_or(placed.0),
-                },
-            )
+            .map(|row| CustomerOrderRow {
+                order_id: row.order_id,
+                placed_at_ms: row.placed_at.0,
+                status: row.status.unwrap_or_default(),
+                currency: row.currency.unwrap_or_default(),
+                total_cents: row.total_cents.unwrap_or(0),
+                updated_at_ms: row.updated_at.map_or(row.placed_at.0, |t| t.0),
+            })
             .collect();
         Ok(Page {
             items,
@@ -180,14 +225,13 @@ impl QueryStore {
 
     /// The stock of a SKU; `None` when its partition does not exist at all.
     pub async fn stock(&self, sku: &str) -> Result<Option<StockRow>, ReadError> {
-        type Row = (Option<i64>, Option<i64>, Option<CqlTimestamp>, Option<i32>);
-        let row: Option<Row> =
+        let row: Option<StockColumns> =
             read::select_one(&self.session, "api_stock", "inventory", &self.stock, (sku,)).await?;
-        Ok(row.map(|(on_hand, reserved, updated, partition)| StockRow {
-            on_hand: on_hand.unwrap_or(0),
-            reserved: reserved.unwrap_or(0),
-            updated_at_ms: updated.map(|t| t.0),
-            source_partition: partition,
+        Ok(row.map(|row| StockRow {
+            on_hand: row.on_hand.unwrap_or(0),
+            reserved: row.reserved.unwrap_or(0),
+            updated_at_ms: row.stock_updated_at.map(|t| t.0),
+            source_partition: row.source_partition,
         }))
     }
 
@@ -198,8 +242,7 @@ impl QueryStore {
         page_size: u32,
         resume: Option<Vec<u8>>,
     ) -> Result<Page<ReservationRow>, ReadError> {
-        type Row = (Option<String>, Option<i32>, Option<String>);
-        let page = read::select_page::<Row>(
+        let page = read::select_page::<ReservationColumns>(
             &self.session,
             "api_reservations",
             "inventory",
@@ -214,11 +257,11 @@ impl QueryStore {
         let items = page
             .items
             .into_iter()
-            .filter_map(|(order_id, quantity, status)| {
+            .filter_map(|row| {
                 Some(ReservationRow {
-                    order_id: order_id?,
-                    quantity: quantity.unwrap_or(0),
-                    status: status?,
+                    order_id: row.order_id?,
+                    quantity: row.reservation_quantity.unwrap_or(0),
+                    status: row.reservation_status?,
                 })
             })
             .collect();
@@ -236,9 +279,8 @@ impl QueryStore {
         from_ms: i64,
         to_ms: i64,
     ) -> Result<BTreeMap<i64, MinuteSales>, ReadError> {
-        type Row = (CqlTimestamp, Option<i64>, Option<i64>);
         let reads = days(from_ms, to_ms).map(|day| async move {
-            read::select_all::<Row>(
+            read::select_all::<SkuMinuteColumns>(
                 &self.session,
                 "api_sku_sales",
                 "sales_by_sku_minute",
@@ -251,10 +293,10 @@ impl QueryStore {
         let mut pages = stream::iter(reads).buffer_unordered(DAY_READS_IN_FLIGHT);
         while let Some(rows) = pages.next().await {
             // Sub-rows of one minute come from different source partitions: sum them.
-            for (minute, units, revenue) in rows? {
-                let cell = out.entry(minute.0).or_default();
-                cell.units += units.unwrap_or(0);
-                cell.revenue_cents += revenue.unwrap_or(0);
+            for row in rows? {
+                let cell = out.entry(row.minute.0).or_default();
+                cell.units += row.units.unwrap_or(0);
+                cell.revenue_cents += row.revenue_cents.unwrap_or(0);
             }
         }
         Ok(out)
@@ -266,9 +308,8 @@ impl QueryStore {
         from_ms: i64,
         to_ms: i64,
     ) -> Result<BTreeMap<i64, MinuteSales>, ReadError> {
-        type Row = (CqlTimestamp, Option<i64>, Option<i64>, Option<i64>);
         let reads = days(from_ms, to_ms).map(|day| async move {
-            read::select_all::<Row>(
+            read::select_all::<MinuteColumns>(
                 &self.session,
                 "api_minute_sales",
                 "sales_by_minute",
@@ -280,11 +321,11 @@ impl QueryStore {
         let mut out: BTreeMap<i64, MinuteSales> = BTreeMap::new();
         let mut pages = stream::iter(reads).buffer_unordered(DAY_READS_IN_FLIGHT);
         while let Some(rows) = pages.next().await {
-            for (minute, units, revenue, orders) in rows? {
-                let cell = out.entry(minute.0).or_default();
-                cell.units += units.unwrap_or(0);
-                cell.revenue_cents += revenue.unwrap_or(0);
-                cell.orders += orders.unwrap_or(0);
+            for row in rows? {
+                let cell = out.entry(row.minute.0).or_default();
+                cell.units += row.units.unwrap_or(0);
+                cell.revenue_cents += row.revenue_cents.unwrap_or(0);
+                cell.orders += row.orders.unwrap_or(0);
             }
         }
         Ok(out)

@@ -9,6 +9,7 @@
 
 use scylla::serialize::row::SerializeRow;
 use scylla::value::CqlTimestamp;
+use scylla::SerializeRow;
 
 use crate::domain::inventory::{Reservation, Stock};
 use crate::domain::order::{Order, OrderStatus};
@@ -71,25 +72,43 @@ pub fn day_of(minute_ms: i64) -> i32 {
     minute_ms.div_euclid(86_400_000) as i32
 }
 
-// The values each write binds, built by pure functions so that what the
-// driver serializes can be measured without a session (`benches/hot_path.rs`).
-// Each is the statement's columns in order, then `USING TIMESTAMP`.
+// The values each write binds: one struct per statement, its fields in the
+// statement's order and named as its bind markers (the derive checks both
+// when it serializes, so a struct that drifts from its statement fails
+// loudly), built by pure functions so that what the driver serializes can be
+// measured without a session (`benches/hot_path.rs`). The database names the
+// `USING TIMESTAMP ?` marker `[timestamp]`.
 
-/// `orders_by_customer`: customer_id, placed_at, order_id, status, currency,
-/// total_cents, updated_at, applied_offset, timestamp.
-pub fn order_index_values(order: &Versioned<Order>) -> impl SerializeRow + Send + Sync + '_ {
+/// Bound values of the `orders_by_customer` upsert: an order's entry in its
+/// customer's list.
+#[derive(Debug, Clone, PartialEq, SerializeRow)]
+#[scylla(flavor = "enforce_order")]
+pub struct OrderIndexValues<'a> {
+    pub customer_id: &'a str,
+    pub placed_at: CqlTimestamp,
+    pub order_id: &'a str,
+    pub status: &'static str,
+    pub currency: &'a str,
+    pub total_cents: i64,
+    pub updated_at: CqlTimestamp,
+    pub applied_offset: i64,
+    #[scylla(rename = "[timestamp]")]
+    pub write_timestamp: i64,
+}
+
+pub fn order_index_values(order: &Versioned<Order>) -> OrderIndexValues<'_> {
     let o = &order.value;
-    (
-        o.customer_id.as_str(),
-        CqlTimestamp(o.placed_at_ms),
-        o.order_id.as_str(),
-        o.status.as_str(),
-        o.currency.as_str(),
-        o.total_cents,
-        CqlTimestamp(o.updated_at_ms),
-        order.applied_offset,
-        order.applied_offset,
-    )
+    OrderIndexValues {
+        customer_id: &o.customer_id,
+        placed_at: CqlTimestamp(o.placed_at_ms),
+        order_id: &o.order_id,
+        status: o.status.as_str(),
+        currency: &o.currency,
+        total_cents: o.total_cents,
+        updated_at: CqlTimestamp(o.updated_at_ms),
+        applied_offset: order.applied_offset,
+        write_timestamp: order.applied_offset,
+    }
 }
 
 /// `orders`: order_id, customer_id, status, currency, total_cents,
@@ -126,79 +145,126 @@ pub fn order_values(
     ))
 }
 
-/// `sales_by_sku_minute`: sku, day, minute, source_partition, units,
-/// revenue_cents, updated_at, applied_offset, timestamp.
+/// Bound values of the `sales_by_sku_minute` upsert: one (SKU, minute,
+/// source partition) sub-row.
+#[derive(Debug, Clone, PartialEq, SerializeRow)]
+#[scylla(flavor = "enforce_order")]
+pub struct SkuSalesValues<'a> {
+    pub sku: &'a str,
+    pub day: i32,
+    pub minute: CqlTimestamp,
+    pub source_partition: i32,
+    pub units: i64,
+    pub revenue_cents: i64,
+    pub updated_at: CqlTimestamp,
+    pub applied_offset: i64,
+    #[scylla(rename = "[timestamp]")]
+    pub write_timestamp: i64,
+}
+
 pub fn sku_sales_values<'a>(
     sku: &'a str,
     minute_ms: i64,
     partition: i32,
     cell: &Versioned<SalesCell>,
-) -> impl SerializeRow + Send + Sync + 'a {
-    (
+) -> SkuSalesValues<'a> {
+    SkuSalesValues {
         sku,
-        day_of(minute_ms),
-        CqlTimestamp(minute_ms),
-        partition,
-        cell.value.units,
-        cell.value.revenue_cents,
-        CqlTimestamp(cell.value.updated_at_ms),
-        cell.applied_offset,
-        cell.applied_offset,
-    )
+        day: day_of(minute_ms),
+        minute: CqlTimestamp(minute_ms),
+        source_partition: partition,
+        units: cell.value.units,
+        revenue_cents: cell.value.revenue_cents,
+        updated_at: CqlTimestamp(cell.value.updated_at_ms),
+        applied_offset: cell.applied_offset,
+        write_timestamp: cell.applied_offset,
+    }
 }
 
-/// `sales_by_minute`: day, minute, source_partition, units, revenue_cents,
-/// orders, updated_at, applied_offset, timestamp.
+/// Bound values of the `sales_by_minute` upsert: one (minute, source
+/// partition) sub-row of the overall sales.
+#[derive(Debug, Clone, PartialEq, SerializeRow)]
+#[scylla(flavor = "enforce_order")]
+pub struct MinuteSalesValues {
+    pub day: i32,
+    pub minute: CqlTimestamp,
+    pub source_partition: i32,
+    pub units: i64,
+    pub revenue_cents: i64,
+    pub orders: i64,
+    pub updated_at: CqlTimestamp,
+    pub applied_offset: i64,
+    #[scylla(rename = "[timestamp]")]
+    pub write_timestamp: i64,
+}
+
 pub fn minute_sales_values(
     minute_ms: i64,
     partition: i32,
     cell: &Versioned<SalesCell>,
-) -> impl SerializeRow + Send + Sync {
-    (
-        day_of(minute_ms),
-        CqlTimestamp(minute_ms),
-        partition,
-        cell.value.units,
-        cell.value.revenue_cents,
-        cell.value.orders,
-        CqlTimestamp(cell.value.updated_at_ms),
-        cell.applied_offset,
-        cell.applied_offset,
-    )
+) -> MinuteSalesValues {
+    MinuteSalesValues {
+        day: day_of(minute_ms),
+        minute: CqlTimestamp(minute_ms),
+        source_partition: partition,
+        units: cell.value.units,
+        revenue_cents: cell.value.revenue_cents,
+        orders: cell.value.orders,
+        updated_at: CqlTimestamp(cell.value.updated_at_ms),
+        applied_offset: cell.applied_offset,
+        write_timestamp: cell.applied_offset,
+    }
 }
 
-/// A stock row of `inventory`: sku, on_hand, reserved, stock_updated_at,
-/// stock_applied_offset, source_partition, timestamp. Owned, because a batch
-/// keeps its values boxed for the whole call.
-pub fn stock_values(
-    stock: &Versioned<Stock>,
-    partition: i32,
-) -> impl SerializeRow + Send + Sync + 'static {
+/// Bound values of the stock upsert of `inventory` (the partition's static
+/// columns). Owned, because a batch keeps its values boxed for the whole call.
+#[derive(Debug, Clone, PartialEq, SerializeRow)]
+#[scylla(flavor = "enforce_order")]
+pub struct StockValues {
+    pub sku: String,
+    pub on_hand: i64,
+    pub reserved: i64,
+    pub stock_updated_at: CqlTimestamp,
+    pub stock_applied_offset: i64,
+    pub source_partition: i32,
+    #[scylla(rename = "[timestamp]")]
+    pub write_timestamp: i64,
+}
+
+pub fn stock_values(stock: &Versioned<Stock>, partition: i32) -> StockValues {
     let s = &stock.value;
-    (
-        s.sku.clone(),
-        s.on_hand,
-        s.reserved,
-        CqlTimestamp(s.updated_at_ms),
-        stock.applied_offset,
-        partition,
-        stock.applied_offset,
-    )
+    StockValues {
+        sku: s.sku.clone(),
+        on_hand: s.on_hand,
+        reserved: s.reserved,
+        stock_updated_at: CqlTimestamp(s.updated_at_ms),
+        stock_applied_offset: stock.applied_offset,
+        source_partition: partition,
+        write_timestamp: stock.applied_offset,
+    }
 }
 
-/// A reservation row of `inventory`: sku, order_id, reservation_quantity,
-/// reservation_status, reservation_applied_offset, timestamp. Owned, like
-/// [`stock_values`].
-pub fn reservation_values(
-    sku: &str,
-    reservation: &Versioned<Reservation>,
-) -> impl SerializeRow + Send + Sync + 'static {
-    (
-        sku.to_owned(),
-        reservation.value.order_id.clone(),
-        reservation.value.quantity,
-        reservation.value.status.as_str(),
-        reservation.applied_offset,
-        reservation.applied_offset,
-    )
+/// Bound values of the reservation upsert of `inventory` (one clustering
+/// row). Owned, like [`StockValues`].
+#[derive(Debug, Clone, PartialEq, SerializeRow)]
+#[scylla(flavor = "enforce_order")]
+pub struct ReservationValues {
+    pub sku: String,
+    pub order_id: String,
+    pub reservation_quantity: i32,
+    pub reservation_status: &'static str,
+    pub reservation_applied_offset: i64,
+    #[scylla(rename = "[timestamp]")]
+    pub write_timestamp: i64,
+}
+
+pub fn reservation_values(sku: &str, reservation: &Versioned<Reservation>) -> ReservationValues {
+    ReservationValues {
+        sku: sku.to_owned(),
+        order_id: reservation.value.order_id.clone(),
+        reservation_quantity: reservation.value.quantity,
+        reservation_status: reservation.value.status.as_str(),
+        reservation_applied_offset: reservation.applied_offset,
+        write_timestamp: reservation.applied_offset,
+    }
 }
