@@ -6,6 +6,7 @@
 pub mod events;
 pub mod inventory;
 pub mod order;
+pub mod rfc3339;
 
 use std::fmt;
 

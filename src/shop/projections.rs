@@ -13,8 +13,8 @@ use scylla::value::CqlTimestamp;
 use scylla::DeserializeRow;
 
 use super::rows::{
-    day_of, minute_sales_values, order_from_columns, order_index_values, order_values,
-    reservation_values, sku_sales_values, stock_values, OrderColumns, SalesCell,
+    day_of, minute_sales_values, order, order_document_values, order_index_values, parse_document,
+    reservation_values, sku_sales_values, stock_values, SalesCell,
 };
 use crate::domain::inventory::{Reservation, ReservationStatus, Stock};
 use crate::domain::order::Order;
@@ -43,6 +43,14 @@ type BoxedRow = Box<dyn SerializeRow + Send + Sync>;
 
 // What each read of the processor selects, in its statement's order; every
 // column but a clustering key may be null in a row the database returns.
+
+/// `select_order`: an order's document (see [`order`]) and its watermark.
+#[derive(Debug, DeserializeRow)]
+#[scylla(flavor = "enforce_order")]
+struct StoredOrder {
+    document: Option<String>,
+    applied_offset: Option<i64>,
+}
 
 /// `select_sku_sales`: a (SKU, minute, source partition) sub-row.
 #[derive(Debug, DeserializeRow)]
@@ -93,14 +101,12 @@ impl ProjectionStore {
         };
         Ok(Self {
             select_order: prep(format!(
-                "SELECT customer_id, status, currency, total_cents, paid_cents, lines, timeline, \
-                 placed_at, updated_at, applied_offset FROM {ks}.orders WHERE order_id = ?"
+                "SELECT document, applied_offset FROM {ks}.order_documents WHERE order_id = ?"
             ))
             .await?,
             upsert_order: prep(format!(
-                "INSERT INTO {ks}.orders (order_id, customer_id, status, currency, total_cents, \
-                 paid_cents, lines, timeline, placed_at, updated_at, source_partition, applied_offset) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"
+                "INSERT INTO {ks}.order_documents (order_id, document, source_partition, \
+                 applied_offset) VALUES (?, ?, ?, ?) USING TIMESTAMP ?"
             ))
             .await?,
             upsert_customer_order: prep(format!(
@@ -165,20 +171,26 @@ impl ProjectionStore {
     }
 
     pub async fn load_order(&self, order_id: &str) -> Result<Option<Versioned<Order>>, StoreError> {
-        let row: Option<OrderColumns<i64>> = self
-            .select_one("select_order", "orders", &self.select_order, (order_id,))
+        let row: Option<StoredOrder> = self
+            .select_one(
+                "select_order",
+                order::TABLE,
+                &self.select_order,
+                (order_id,),
+            )
             .await?;
-        let Some(columns) = row else {
+        let Some(row) = row else {
             return Ok(None);
         };
-        let (order, offset) =
-            order_from_columns(order_id, columns).map_err(|message| StoreError::Row {
-                table: "orders",
+        let value = parse_document(order_id, row.document.as_deref()).map_err(|message| {
+            StoreError::Row {
+                table: order::TABLE,
                 message,
-            })?;
+            }
+        })?;
         Ok(Some(Versioned {
-            value: order,
-            applied_offset: offset.unwrap_or(-1),
+            value,
+            applied_offset: row.applied_offset.unwrap_or(-1),
         }))
     }
 
@@ -270,10 +282,12 @@ impl ProjectionStore {
         let Some(status) = row.reservation_status else {
             return Ok(None);
         };
-        let status = ReservationStatus::parse(&status).ok_or_else(|| StoreError::Row {
-            table: "inventory",
-            message: format!("reservation {sku}/{order_id}: unknown status `{status}`"),
-        })?;
+        let status = status
+            .parse::<ReservationStatus>()
+            .map_err(|_| StoreError::Row {
+                table: "inventory",
+                message: format!("reservation {sku}/{order_id}: unknown status `{status}`"),
+            })?;
         Ok(Some(Versioned {
             value: Reservation {
                 order_id: order_id.to_string(),
@@ -284,19 +298,20 @@ impl ProjectionStore {
         }))
     }
 
-    /// Writes an order row and its entry in the customer's list.
+    /// Writes an order's entry in its customer's list.
     pub async fn write_order_index(&self, order: &Versioned<Order>) -> Result<(), StoreError> {
         let values = order_index_values(order);
         self.execute("upsert_customer_order", &self.upsert_customer_order, values)
             .await
     }
 
+    /// Writes an order's document (see [`order`]).
     pub async fn write_order(
         &self,
         order: &Versioned<Order>,
         partition: i32,
     ) -> Result<(), StoreError> {
-        let values = order_values(order, partition)?;
+        let values = order_document_values(order, partition)?;
         self.execute("upsert_order", &self.upsert_order, values)
             .await
     }

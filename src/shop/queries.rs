@@ -4,6 +4,7 @@
 //! state (see [`crate::store::read`]).
 
 use std::collections::BTreeMap;
+use std::str::FromStr;
 use std::sync::Arc;
 
 use futures::stream::{self, StreamExt};
@@ -12,8 +13,9 @@ use scylla::statement::prepared::PreparedStatement;
 use scylla::value::CqlTimestamp;
 use scylla::DeserializeRow;
 
-use super::rows::{self as rows, day_of};
-use crate::domain::order::Order;
+use super::rows::{day_of, order, parse_document};
+use crate::domain::inventory::ReservationStatus;
+use crate::domain::order::{Order, OrderStatus};
 use crate::store::read::{self, Page, ReadError};
 use crate::store::{self, StoreError};
 
@@ -32,7 +34,7 @@ pub struct OrderRow {
 pub struct CustomerOrderRow {
     pub order_id: String,
     pub placed_at_ms: i64,
-    pub status: String,
+    pub status: OrderStatus,
     pub currency: String,
     pub total_cents: i64,
     pub updated_at_ms: i64,
@@ -52,7 +54,7 @@ pub struct StockRow {
 pub struct ReservationRow {
     pub order_id: String,
     pub quantity: i32,
-    pub status: String,
+    pub status: ReservationStatus,
 }
 
 /// Sales of one minute, summed over the sub-rows of every source partition.
@@ -66,6 +68,15 @@ pub struct MinuteSales {
 
 // What each read selects, in its statement's order. These are the read
 // side's own types: a write's values ([`super::rows`]) never come back.
+
+/// `api_order`: an order's document (see [`order`]) and the input partition
+/// that owns it. Public so that `make bench` reads raw CQL into the same type.
+#[derive(Debug, DeserializeRow)]
+#[scylla(flavor = "enforce_order")]
+pub struct OrderDocumentColumns {
+    document: Option<String>,
+    source_partition: Option<i32>,
+}
 
 /// `api_customer_orders`: an entry of a customer's list.
 #[derive(Debug, DeserializeRow)]
@@ -129,8 +140,6 @@ pub struct QueryStore {
     minute_sales: PreparedStatement,
 }
 
-type OrderColumns = rows::OrderColumns<i32>;
-
 impl QueryStore {
     pub async fn prepare(session: Arc<Session>, keyspace: &str) -> Result<Self, StoreError> {
         let ks = keyspace;
@@ -140,35 +149,33 @@ impl QueryStore {
         };
         Ok(Self {
             order: prep(format!(
-                "SELECT customer_id, status, currency, total_cents, paid_cents, lines, \
-                     timeline, placed_at, updated_at, source_partition FROM {ks}.orders \
-                     WHERE order_id = ?"
+                "SELECT document, source_partition FROM {ks}.order_documents WHERE order_id = ?"
             ))
             .await?,
             // Clustering order is placed_at DESC: newest first without sorting.
             customer_orders: prep(format!(
                 "SELECT placed_at, order_id, status, currency, total_cents, updated_at \
-                     FROM {ks}.orders_by_customer WHERE customer_id = ?"
+                 FROM {ks}.orders_by_customer WHERE customer_id = ?"
             ))
             .await?,
             stock: prep(format!(
                 "SELECT on_hand, reserved, stock_updated_at, source_partition \
-                     FROM {ks}.inventory WHERE sku = ? LIMIT 1"
+                 FROM {ks}.inventory WHERE sku = ? LIMIT 1"
             ))
             .await?,
             reservations: prep(format!(
                 "SELECT order_id, reservation_quantity, reservation_status \
-                     FROM {ks}.inventory WHERE sku = ?"
+                 FROM {ks}.inventory WHERE sku = ?"
             ))
             .await?,
             sku_sales: prep(format!(
                 "SELECT minute, units, revenue_cents FROM {ks}.sales_by_sku_minute \
-                     WHERE sku = ? AND day = ? AND minute >= ? AND minute < ?"
+                 WHERE sku = ? AND day = ? AND minute >= ? AND minute < ?"
             ))
             .await?,
             minute_sales: prep(format!(
                 "SELECT minute, units, revenue_cents, orders FROM {ks}.sales_by_minute \
-                     WHERE day = ? AND minute >= ? AND minute < ?"
+                 WHERE day = ? AND minute >= ? AND minute < ?"
             ))
             .await?,
             session,
@@ -176,16 +183,23 @@ impl QueryStore {
     }
 
     pub async fn order(&self, order_id: &str) -> Result<Option<OrderRow>, ReadError> {
-        let row: Option<OrderColumns> = read::select_one(
+        let row: Option<OrderDocumentColumns> = read::select_one(
             &self.session,
             "api_order",
-            "orders",
+            order::TABLE,
             &self.order,
             (order_id,),
         )
         .await?;
-        row.map(|columns| order_from_columns(order_id, columns))
-            .transpose()
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let order = parse_document(order_id, row.document.as_deref())
+            .map_err(|message| ReadError::row(order::TABLE, message))?;
+        Ok(Some(OrderRow {
+            order,
+            source_partition: row.source_partition,
+        }))
     }
 
     /// One page of a customer's orders, newest first.
@@ -208,15 +222,17 @@ impl QueryStore {
         let items = page
             .items
             .into_iter()
-            .map(|row| CustomerOrderRow {
-                order_id: row.order_id,
-                placed_at_ms: row.placed_at.0,
-                status: row.status.unwrap_or_default(),
-                currency: row.currency.unwrap_or_default(),
-                total_cents: row.total_cents.unwrap_or(0),
-                updated_at_ms: row.updated_at.map_or(row.placed_at.0, |t| t.0),
+            .map(|row| {
+                Ok(CustomerOrderRow {
+                    status: status("orders_by_customer", &row.order_id, row.status.as_deref())?,
+                    order_id: row.order_id,
+                    placed_at_ms: row.placed_at.0,
+                    currency: row.currency.unwrap_or_default(),
+                    total_cents: row.total_cents.unwrap_or(0),
+                    updated_at_ms: row.updated_at.map_or(row.placed_at.0, |t| t.0),
+                })
             })
-            .collect();
+            .collect::<Result<_, ReadError>>()?;
         Ok(Page {
             items,
             next: page.next,
@@ -252,19 +268,19 @@ impl QueryStore {
             resume,
         )
         .await?;
-        // A partition holding only stock comes back as one row without a
-        // clustering key; it is not a reservation.
-        let items = page
-            .items
-            .into_iter()
-            .filter_map(|row| {
-                Some(ReservationRow {
-                    order_id: row.order_id?,
-                    quantity: row.reservation_quantity.unwrap_or(0),
-                    status: row.reservation_status?,
-                })
-            })
-            .collect();
+        let mut items = Vec::with_capacity(page.items.len());
+        for row in page.items {
+            // A partition holding only stock comes back as one row without a
+            // clustering key; it is not a reservation.
+            let (Some(order_id), Some(text)) = (row.order_id, row.reservation_status) else {
+                continue;
+            };
+            items.push(ReservationRow {
+                status: status("inventory", &order_id, Some(&text))?,
+                order_id,
+                quantity: row.reservation_quantity.unwrap_or(0),
+            });
+        }
         Ok(Page {
             items,
             next: page.next,
@@ -339,16 +355,12 @@ fn days(from_ms: i64, to_ms: i64) -> impl Iterator<Item = i32> {
     first..=last
 }
 
-fn order_from_columns(order_id: &str, columns: OrderColumns) -> Result<OrderRow, ReadError> {
-    let (order, source_partition) =
-        rows::order_from_columns(order_id, columns).map_err(|message| ReadError::Row {
-            table: "orders",
-            message,
-        })?;
-    Ok(OrderRow {
-        order,
-        source_partition,
-    })
+/// A status column read back as its enum; galley writes only known names,
+/// so anything else (or none) is a malformed row.
+fn status<S: FromStr>(table: &'static str, key: &str, text: Option<&str>) -> Result<S, ReadError> {
+    let text = text.unwrap_or_default();
+    text.parse()
+        .map_err(|_| ReadError::row(table, format!("{key}: unknown status `{text}`")))
 }
 
 #[cfg(test)]

@@ -6,28 +6,14 @@
 pub mod routes;
 pub mod views;
 
-use std::sync::Arc;
-
 use axum::Router;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::queries::QueryStore;
-use crate::api::freshness::FreshnessView;
-use crate::api::params::Limits;
+pub use self::routes::QueryState;
 use crate::api::query;
 use crate::config::ApiConfig;
-
-/// What the query routes read.
-#[derive(Clone)]
-pub struct QueryState {
-    pub store: Arc<QueryStore>,
-    pub freshness: FreshnessView,
-    pub limits: Limits,
-    pub orders_topic: Arc<str>,
-    pub inventory_topic: Arc<str>,
-}
 
 /// The shop's tags in the OpenAPI document.
 #[derive(OpenApi)]
@@ -61,7 +47,11 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 #[cfg(test)]
 mod tests {
+    use strum::VariantArray;
+
     use super::*;
+    use crate::domain::inventory::ReservationStatus;
+    use crate::domain::order::{LineStock, OrderStatus};
 
     #[test]
     fn the_document_lists_every_route_with_its_security_and_errors() {
@@ -108,5 +98,37 @@ mod tests {
         if std::env::var_os("GALLEY_PRINT_OPENAPI").is_some() {
             println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         }
+    }
+
+    /// The enum names as the schema lists them, in declaration order.
+    fn listed<'a>(doc: &'a serde_json::Value, schema: &str) -> Vec<&'a str> {
+        doc["components"]["schemas"][schema]["enum"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{schema} is not an enum: {doc}"))
+            .iter()
+            .filter_map(serde_json::Value::as_str)
+            .collect()
+    }
+
+    #[test]
+    fn the_document_lists_order_status_as_an_enum_of_every_status() {
+        let doc = serde_json::to_value(openapi()).expect("serializable");
+        let every: Vec<&str> = OrderStatus::VARIANTS.iter().map(|s| s.into_str()).collect();
+        assert_eq!(listed(&doc, "OrderStatus"), every);
+        let status_ref = serde_json::json!({"$ref": "#/components/schemas/OrderStatus"});
+        let schemas = &doc["components"]["schemas"];
+        assert_eq!(schemas["OrderView"]["properties"]["status"], status_ref);
+        assert_eq!(
+            schemas["CustomerOrderView"]["properties"]["status"],
+            status_ref
+        );
+
+        let stocks: Vec<&str> = LineStock::VARIANTS.iter().map(|s| s.into_str()).collect();
+        assert_eq!(listed(&doc, "LineStock"), stocks);
+        let reservations: Vec<&str> = ReservationStatus::VARIANTS
+            .iter()
+            .map(|s| s.into_str())
+            .collect();
+        assert_eq!(listed(&doc, "ReservationStatus"), reservations);
     }
 }

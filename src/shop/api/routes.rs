@@ -6,15 +6,28 @@
 //! its orders partition; inventory: its inventory partition; customer lists
 //! and sales: every orders partition).
 
+use std::sync::Arc;
+
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::Json;
 
 use super::views::{CustomerOrdersPage, InventoryView, OrderView, SalesView, SkuSalesView};
-use super::QueryState;
 use crate::api::cursor::{self, ListKind};
 use crate::api::error::{ApiError, ErrorBody};
-use crate::api::params::{check_id, PageParams, WindowParams};
+use crate::api::freshness::FreshnessView;
+use crate::api::params::{check_id, Limits, PageParams, WindowParams};
+use crate::shop::queries::QueryStore;
+
+/// What the query routes read.
+#[derive(Clone)]
+pub struct QueryState {
+    pub store: Arc<QueryStore>,
+    pub freshness: FreshnessView,
+    pub limits: Limits,
+    pub orders_topic: Arc<str>,
+    pub inventory_topic: Arc<str>,
+}
 
 fn invalid_cursor(err: cursor::CursorError) -> ApiError {
     ApiError::bad_request(
@@ -56,7 +69,10 @@ pub(super) async fn get_order(
         Some(p) => state.freshness.partition(&state.orders_topic, p),
         None => state.freshness.topic(&state.orders_topic),
     };
-    Ok(Json(OrderView::new(row.order, freshness)))
+    Ok(Json(OrderView {
+        order: row.order,
+        freshness,
+    }))
 }
 
 /// A customer's orders, newest first, a page at a time. A customer without

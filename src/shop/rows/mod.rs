@@ -1,19 +1,22 @@
 //! The shop's projection rows as the database stores them: the values each
 //! write binds, built by pure functions so that what the driver serializes
-//! can be measured without a session (`benches/hot_path.rs`), and how an
-//! order comes back from its row.
+//! can be measured without a session (`benches/hot_path.rs`). The order by
+//! id is one JSON document: see [`order`].
 //!
 //! Every write carries the Kafka offset of the last event applied to the row
 //! both as `applied_offset` and as the cell timestamp (see
 //! [`Versioned`]).
 
-use scylla::serialize::row::SerializeRow;
+pub mod order;
+
 use scylla::value::CqlTimestamp;
 use scylla::SerializeRow;
 
 use crate::domain::inventory::{Reservation, Stock};
-use crate::domain::order::{Order, OrderStatus};
-use crate::store::{StoreError, Versioned};
+use crate::domain::order::Order;
+use crate::store::Versioned;
+
+pub use order::{order_document_values, parse_document, OrderDocumentValues};
 
 /// Units and revenue of one (minute, source partition) sales cell.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -23,48 +26,6 @@ pub struct SalesCell {
     /// Orders paid in this minute (kept for the overall table only).
     pub orders: i64,
     pub updated_at_ms: i64,
-}
-
-/// The columns of an order row that every reader selects, in this order:
-/// customer_id, status, currency, total_cents, paid_cents, lines, timeline,
-/// placed_at, updated_at, then one column of the reader's own choosing.
-pub type OrderColumns<Extra> = (
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<i64>,
-    Option<i64>,
-    Option<String>,
-    Option<String>,
-    Option<CqlTimestamp>,
-    Option<CqlTimestamp>,
-    Option<Extra>,
-);
-
-/// Rebuilds an order from its row; the error says what is malformed.
-pub(crate) fn order_from_columns<Extra>(
-    order_id: &str,
-    columns: OrderColumns<Extra>,
-) -> Result<(Order, Option<Extra>), String> {
-    let (customer, status, currency, total, paid, lines, timeline, placed, updated, extra) =
-        columns;
-    let status = status.unwrap_or_default();
-    let order = Order {
-        order_id: order_id.to_string(),
-        customer_id: customer.unwrap_or_default(),
-        status: OrderStatus::parse(&status)
-            .ok_or_else(|| format!("order {order_id}: unknown status `{status}`"))?,
-        lines: serde_json::from_str(lines.as_deref().unwrap_or("[]"))
-            .map_err(|e| format!("order {order_id}: lines: {e}"))?,
-        currency: currency.unwrap_or_default(),
-        total_cents: total.unwrap_or(0),
-        paid_cents: paid.unwrap_or(0),
-        placed_at_ms: placed.map(|t| t.0).unwrap_or(0),
-        updated_at_ms: updated.map(|t| t.0).unwrap_or(0),
-        timeline: serde_json::from_str(timeline.as_deref().unwrap_or("[]"))
-            .map_err(|e| format!("order {order_id}: timeline: {e}"))?,
-    };
-    Ok((order, extra))
 }
 
 /// Days since the Unix epoch: the partition bucket of the sales tables.
@@ -102,47 +63,13 @@ pub fn order_index_values(order: &Versioned<Order>) -> OrderIndexValues<'_> {
         customer_id: &o.customer_id,
         placed_at: CqlTimestamp(o.placed_at_ms),
         order_id: &o.order_id,
-        status: o.status.as_str(),
+        status: o.status.into_str(),
         currency: &o.currency,
         total_cents: o.total_cents,
         updated_at: CqlTimestamp(o.updated_at_ms),
         applied_offset: order.applied_offset,
         write_timestamp: order.applied_offset,
     }
-}
-
-/// `orders`: order_id, customer_id, status, currency, total_cents,
-/// paid_cents, lines (JSON), timeline (JSON), placed_at, updated_at,
-/// source_partition, applied_offset, timestamp. Fails only if `lines` or
-/// `timeline` cannot be encoded as JSON.
-pub fn order_values(
-    order: &Versioned<Order>,
-    partition: i32,
-) -> Result<impl SerializeRow + Send + Sync + '_, StoreError> {
-    let o = &order.value;
-    let encode = |what: &str, r: serde_json::Result<String>| {
-        r.map_err(|e| StoreError::Row {
-            table: "orders",
-            message: format!("order {}: cannot encode {what}: {e}", o.order_id),
-        })
-    };
-    let lines = encode("lines", serde_json::to_string(&o.lines))?;
-    let timeline = encode("timeline", serde_json::to_string(&o.timeline))?;
-    Ok((
-        o.order_id.as_str(),
-        o.customer_id.as_str(),
-        o.status.as_str(),
-        o.currency.as_str(),
-        o.total_cents,
-        o.paid_cents,
-        lines,
-        timeline,
-        CqlTimestamp(o.placed_at_ms),
-        CqlTimestamp(o.updated_at_ms),
-        partition,
-        order.applied_offset,
-        order.applied_offset,
-    ))
 }
 
 /// Bound values of the `sales_by_sku_minute` upsert: one (SKU, minute,
@@ -263,7 +190,7 @@ pub fn reservation_values(sku: &str, reservation: &Versioned<Reservation>) -> Re
         sku: sku.to_owned(),
         order_id: reservation.value.order_id.clone(),
         reservation_quantity: reservation.value.quantity,
-        reservation_status: reservation.value.status.as_str(),
+        reservation_status: reservation.value.status.into_str(),
         reservation_applied_offset: reservation.applied_offset,
         write_timestamp: reservation.applied_offset,
     }
