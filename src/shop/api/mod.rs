@@ -1,4 +1,4 @@
-//! The shop's query API: its /v1 routes ([`routes`]), the JSON views they
+//! The shop's query API: its /v1 routes ([`mod@routes`]), the JSON views they
 //! answer with ([`views`]), and the state they read. The engine's
 //! [`crate::api::query`] serves them behind its token check, limits and
 //! OpenAPI document.
