@@ -76,7 +76,8 @@ struct OpenApiJson(Arc<str>);
 
 /// The query listener's app: `v1`, the domain's /v1 routes with their
 /// OpenAPI operations, reading `state`, behind the token check, with
-/// /openapi.json and every layer.
+/// /openapi.json and every layer. `v1` must hold at least one route: the
+/// token check is a route layer, which axum refuses (panics) on no routes.
 pub fn router<S>(v1: OpenApiRouter<S>, state: S, cfg: &ApiConfig) -> anyhow::Result<Router>
 where
     S: Clone + Send + Sync + 'static,
@@ -197,4 +198,31 @@ async fn openapi_json(Extension(doc): Extension<OpenApiJson>) -> Response {
         doc.0.to_string(),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A domain's route.
+    #[utoipa::path(get, path = "/v1/ping", tag = "ping", responses((status = 200, description = "pong")))]
+    async fn ping() -> &'static str {
+        "pong"
+    }
+
+    #[test]
+    fn the_document_has_the_engine_parts_and_the_domain_routes() {
+        let v1 = OpenApiRouter::<()>::new().routes(routes!(ping));
+        let doc = serde_json::to_value(openapi(v1)).expect("serializable");
+        assert_eq!(doc["info"]["title"], "galley query API");
+        assert!(doc["paths"]["/openapi.json"]["get"].is_object());
+        assert!(doc["paths"]["/v1/ping"]["get"].is_object());
+        assert_eq!(
+            doc["components"]["securitySchemes"][BEARER_SCHEME]["scheme"],
+            "bearer"
+        );
+        assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
+        let tags = doc["tags"].as_array().expect("tags");
+        assert_eq!(tags.last().map(|t| &t["name"]), Some(&"meta".into()));
+    }
 }
