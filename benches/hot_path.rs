@@ -45,10 +45,11 @@ use galley::domain::{
     Emitted, EventIds, EventOrigin, InventoryEvent, OrderEvent, OrderLine, OrderPlaced,
     OrderShipped, PaymentCaptured, ResultEvent, StockReservationOutcome, StockReservationRequested,
 };
-use galley::store::projections::{
-    minute_sales_values, order_index_values, order_values, reservation_values, sku_sales_values,
-    stock_values, SalesCell, Versioned,
+use galley::shop::rows::{
+    minute_sales_values, order_document_values, order_index_values, reservation_values,
+    sku_sales_values, stock_values, SalesCell,
 };
+use galley::store::Versioned;
 use scylla::frame::response::result::{ColumnSpec, ColumnType, NativeType, TableSpec};
 use scylla::serialize::row::{RowSerializationContext, SerializeRow};
 use scylla::serialize::writers::RowWriter;
@@ -332,23 +333,15 @@ fn bind_markers(
 }
 
 impl Tables {
-    /// Types from `src/store/migrations/0001_projections.cql`.
+    /// Types from `src/store/migrations/` (0001, and 0002 for the order document).
     fn new() -> Tables {
         use NativeType::{BigInt, Int, Text, Timestamp};
         Tables {
             orders: bind_markers(
-                "orders",
+                "order_documents",
                 &[
                     ("order_id", Text),
-                    ("customer_id", Text),
-                    ("status", Text),
-                    ("currency", Text),
-                    ("total_cents", BigInt),
-                    ("paid_cents", BigInt),
-                    ("lines", Text),
-                    ("timeline", Text),
-                    ("placed_at", Timestamp),
-                    ("updated_at", Timestamp),
+                    ("document", Text),
                     ("source_partition", Int),
                     ("applied_offset", BigInt),
                 ],
@@ -582,7 +575,8 @@ impl Fixture {
                     let values = minute_sales_values(*minute_ms, partition, cell);
                     size += serialize(&t.minute_sales, &values);
                 }
-                let values = order_values(order, partition).expect("the order encodes as JSON");
+                let values =
+                    order_document_values(order, partition).expect("the order encodes as JSON");
                 size + serialize(&t.orders, &values)
             }
             Rows::Inventory { stock, reservation } => {

@@ -7,9 +7,13 @@
 //! - [`codec`]: Avro schemas, the Confluent wire format, typed decode/encode.
 //! - [`domain`]: the shop's events, state and handlers; pure, no I/O.
 //! - [`pipeline`]: consume, batch, apply, publish, write, commit; knows nothing of the shop.
-//! - [`store`]: the CQL session, migrations, prepared statements, row mapping.
-//! - [`api`]: the dashboard query routes and the operators' admin listener.
-//! - [`shop`]: the reference domain wired into the engine, and its event generator.
+//! - [`store`]: the CQL session, migrations, statement and paged-read helpers, the row
+//!   cache and the partition progress table; knows nothing of the shop.
+//! - [`api`]: the query listener (auth, limits, paging cursors, freshness, errors,
+//!   OpenAPI) around the routes a domain hands it, and the operators' admin listener;
+//!   knows nothing of the shop.
+//! - [`shop`]: the reference domain wired into the engine: its processor, projection
+//!   rows and statements, query reads, routes and views, and its event generator.
 //! - [`telemetry`]: logging setup and every metric name.
 //! - [`cli`]: what each subcommand does, for the thin `main.rs`.
 //! - [`startup`]: `galley run`'s composition root: builds, binds, runs until stopped.

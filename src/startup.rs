@@ -24,13 +24,16 @@ use tracing::{info, warn};
 use crate::api::admin::{self, AdminState};
 use crate::api::freshness::{self, FreshnessView};
 use crate::api::params::Limits;
-use crate::api::{self, Listener, Serving};
+use crate::api::{Listener, Serving};
 use crate::codec::Codec;
 use crate::config::Config;
 use crate::kafka;
 use crate::pipeline::{self, PipelineContext, PipelineHealth, Publisher, Stopped};
 use crate::shop::{ShopProcessor, ShopSettings};
-use crate::store::{self, migrate, projections::ProjectionStore, queries::QueryStore};
+use crate::shop::projections::ProjectionStore;
+use crate::shop::queries::QueryStore;
+use crate::store::progress::ProgressStore;
+use crate::store::{self, migrate};
 
 /// How long the producer may take to deliver what is queued once the pipeline has stopped.
 const PUBLISHER_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -53,7 +56,7 @@ pub struct Application {
 struct Watchers {
     admin_state: AdminState,
     freshness: FreshnessView,
-    queries: Arc<QueryStore>,
+    progress: Arc<ProgressStore>,
 }
 
 /// The tasks that run beside the pipeline and are stopped after it.
@@ -75,6 +78,8 @@ impl Application {
         let projections =
             Arc::new(ProjectionStore::prepare(session.clone(), &config.cql.keyspace).await?);
         let queries = Arc::new(QueryStore::prepare(session.clone(), &config.cql.keyspace).await?);
+        let progress =
+            Arc::new(ProgressStore::prepare(session.clone(), &config.cql.keyspace).await?);
         let producer: FutureProducer = kafka::producer_config(&config.kafka)
             .create()
             .context("creating the Kafka producer")?;
@@ -114,7 +119,7 @@ impl Application {
             watchers: Watchers {
                 admin_state,
                 freshness,
-                queries,
+                progress,
             },
         })
     }
@@ -211,7 +216,7 @@ impl Companions {
         ));
         let freshness = tokio::spawn(freshness::track(
             consumer.clone(),
-            watchers.queries,
+            watchers.progress,
             vec![
                 config.topics.orders.clone(),
                 config.topics.inventory.clone(),
@@ -268,7 +273,7 @@ async fn bind_query_listener(
     queries: Arc<QueryStore>,
     freshness: FreshnessView,
 ) -> anyhow::Result<Listener> {
-    let state = api::query::QueryState {
+    let state = crate::shop::api::QueryState {
         store: queries,
         freshness,
         limits: Limits::from_config(&config.api),
@@ -278,7 +283,7 @@ async fn bind_query_listener(
     let listener = Listener::bind(
         "api.listen",
         config.api_addr(),
-        api::query::router(state, &config.api)?,
+        crate::shop::api::router(state, &config.api)?,
     )
     .await?;
     // Token names only: the digests are not secret, but say nothing needless.

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use chrono::SecondsFormat;
 use futures::future::try_join_all;
-use galley::store::projections::day_of;
+use galley::shop::rows::day_of;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use hyper::client::conn::http1::SendRequest;
@@ -150,9 +150,7 @@ pub async fn measure_all(
     let session = &env.session;
     let order_statement = session
         .prepare(format!(
-            "SELECT customer_id, status, currency, total_cents, paid_cents, lines, \
-             timeline, placed_at, updated_at, source_partition FROM {ks}.orders \
-             WHERE order_id = ?"
+            "SELECT document, source_partition FROM {ks}.order_documents WHERE order_id = ?"
         ))
         .await
         .context("preparing the raw order read")?;
@@ -173,7 +171,7 @@ pub async fn measure_all(
             |s, st, id| {
                 Box::pin(async move {
                     // The API's own row type: the same columns, deserialized alike.
-                    type OrderColumns = galley::store::projections::OrderColumns<i32>;
+                    type OrderColumns = galley::shop::queries::OrderDocumentColumns;
                     let rows = s
                         .execute_unpaged(st, (id.as_str(),))
                         .await?

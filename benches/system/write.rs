@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use galley::pipeline::{InputRecord, Processor};
+use galley::shop::projections::ProjectionStore;
 use galley::shop::{ShopProcessor, ShopWrites};
-use galley::store::projections::ProjectionStore;
 
 use crate::setup::BenchEnv;
 

@@ -11,7 +11,7 @@ use serde::Serialize;
 use tracing::{error, warn};
 use utoipa::ToSchema;
 
-use crate::store::queries::ReadError;
+use crate::store::read::ReadError;
 
 /// The body of every error response.
 #[derive(Debug, Serialize, ToSchema)]

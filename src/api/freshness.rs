@@ -20,9 +20,9 @@ use tokio::sync::watch;
 use tracing::warn;
 use utoipa::ToSchema;
 
-use super::views::rfc3339;
+use super::time::rfc3339;
 use crate::pipeline::{unix_ms, PipelineContext};
-use crate::store::queries::QueryStore;
+use crate::store::progress::ProgressStore;
 use crate::telemetry as t;
 
 /// Freshness of the partitions behind one response.
@@ -169,7 +169,7 @@ fn summarize(
 /// take seconds, and the process is stopping.
 pub async fn track(
     consumer: Arc<StreamConsumer<PipelineContext>>,
-    store: Arc<QueryStore>,
+    store: Arc<ProgressStore>,
     topics: Vec<String>,
     interval: Duration,
     view: FreshnessView,
@@ -189,7 +189,7 @@ pub async fn track(
 
 async fn refresh(
     consumer: &Arc<StreamConsumer<PipelineContext>>,
-    store: &QueryStore,
+    store: &ProgressStore,
     topics: &[String],
     view: &FreshnessView,
 ) {
@@ -208,53 +208,70 @@ async fn refresh(
     };
 
     let previous = view.previous();
-    let mut partitions: BTreeMap<(String, i32), PartitionState> = BTreeMap::new();
-    match &lags {
-        Some(lags) => {
-            for (key, lag) in lags {
-                partitions.insert(
-                    key.clone(),
-                    PartitionState {
-                        newest_event_time_ms: None,
-                        lag_records: *lag,
-                    },
-                );
-            }
-        }
+    let mut partitions: BTreeMap<(String, i32), PartitionState> = match &lags {
+        Some(lags) => lags
+            .iter()
+            .map(|(key, lag)| {
+                let state = PartitionState {
+                    newest_event_time_ms: None,
+                    lag_records: *lag,
+                };
+                (key.clone(), state)
+            })
+            .collect(),
         // Without the broker, keep the partitions but say the lag is unknown.
-        None => {
-            for key in previous.keys() {
-                partitions.insert(key.clone(), PartitionState::default());
-            }
-        }
-    }
+        None => previous
+            .keys()
+            .map(|key| (key.clone(), PartitionState::default()))
+            .collect(),
+    };
     for topic in topics {
-        match store.progress(topic).await {
-            Ok(rows) => {
-                for row in rows {
-                    partitions
-                        .entry((topic.clone(), row.partition))
-                        .or_default()
-                        .newest_event_time_ms = row.newest_event_time_ms;
-                }
-            }
-            // An older reading is still true as a lower bound: keep it.
-            Err(e) => {
-                warn!(error = %e, topic = %topic, "progress refresh failed");
-                for ((t, p), state) in &previous {
-                    if t == topic {
-                        partitions
-                            .entry((t.clone(), *p))
-                            .or_default()
-                            .newest_event_time_ms = state.newest_event_time_ms;
-                    }
-                }
-            }
-        }
+        add_progress(store, topic, &previous, &mut partitions).await;
     }
 
     let now = unix_ms();
-    for ((topic, partition), state) in &partitions {
+    set_lag_gauges(&partitions, now);
+    view.replace(Snapshot {
+        refreshed_at_ms: Some(now),
+        partitions,
+    });
+}
+
+/// Sets the newest applied event time of every partition of `topic` from
+/// the progress table, or, when it cannot be read, from `previous`.
+async fn add_progress(
+    store: &ProgressStore,
+    topic: &str,
+    previous: &BTreeMap<(String, i32), PartitionState>,
+    partitions: &mut BTreeMap<(String, i32), PartitionState>,
+) {
+    match store.read(topic).await {
+        Ok(rows) => {
+            for row in rows {
+                partitions
+                    .entry((topic.to_string(), row.partition))
+                    .or_default()
+                    .newest_event_time_ms = row.newest_event_time_ms;
+            }
+        }
+        // An older reading is still true as a lower bound: keep it.
+        Err(e) => {
+            warn!(error = %e, topic = %topic, "progress refresh failed");
+            for ((t, p), state) in previous {
+                if t == topic {
+                    partitions
+                        .entry((t.clone(), *p))
+                        .or_default()
+                        .newest_event_time_ms = state.newest_event_time_ms;
+                }
+            }
+        }
+    }
+}
+
+/// Sets the lag gauges of every partition whose lag is known.
+fn set_lag_gauges(partitions: &BTreeMap<(String, i32), PartitionState>, now_ms: i64) {
+    for ((topic, partition), state) in partitions {
         let Some(lag) = state.lag_records else {
             continue;
         };
@@ -266,17 +283,13 @@ async fn refresh(
         // Seconds behind: how old the newest applied event is, while records wait.
         let seconds = match (lag, state.newest_event_time_ms) {
             (0, _) => Some(0.0),
-            (_, Some(newest)) => Some(((now - newest).max(0) as f64) / 1000.0),
+            (_, Some(newest)) => Some(((now_ms - newest).max(0) as f64) / 1000.0),
             (_, None) => None,
         };
         if let Some(seconds) = seconds {
             metrics::gauge!(t::CONSUMER_LAG_SECONDS, &labels).set(seconds);
         }
     }
-    view.replace(Snapshot {
-        refreshed_at_ms: Some(now),
-        partitions,
-    });
 }
 
 type Lags = Vec<((String, i32), Option<i64>)>;

@@ -10,7 +10,7 @@ pub mod freshness;
 pub mod http_metrics;
 pub mod params;
 pub mod query;
-pub mod views;
+pub mod time;
 
 use std::io;
 use std::net::SocketAddr;

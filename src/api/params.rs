@@ -107,8 +107,8 @@ impl WindowParams {
                 "window_too_large",
                 format!(
                     "the window from {} to {} is wider than api.max_time_window ({})",
-                    super::views::rfc3339(from),
-                    super::views::rfc3339(to),
+                    super::time::rfc3339(from),
+                    super::time::rfc3339(to),
                     humantime_serde::re::humantime::format_duration(limits.max_time_window)
                 ),
             ));

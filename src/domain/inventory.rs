@@ -7,9 +7,9 @@
 //! or fulfilment all find the row and change nothing. That is what makes the
 //! order/inventory round trip safe under at-least-once delivery.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
+use strum::{Display, EnumString, IntoStaticStr, VariantArray};
+use utoipa::ToSchema;
 
 use super::order::check_id;
 use super::{
@@ -19,42 +19,29 @@ use super::{
 };
 
 /// Where one order's claim on one SKU stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    ToSchema,
+    Display,
+    EnumString,
+    IntoStaticStr,
+    VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case", const_into_str)]
 pub enum ReservationStatus {
     Reserved,
     /// Not enough stock when asked; kept so that a repeat is not granted later.
     Short,
     Released,
     Fulfilled,
-}
-
-impl ReservationStatus {
-    pub const ALL: [ReservationStatus; 4] = [
-        ReservationStatus::Reserved,
-        ReservationStatus::Short,
-        ReservationStatus::Released,
-        ReservationStatus::Fulfilled,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ReservationStatus::Reserved => "reserved",
-            ReservationStatus::Short => "short",
-            ReservationStatus::Released => "released",
-            ReservationStatus::Fulfilled => "fulfilled",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|status| status.as_str() == s)
-    }
-}
-
-impl fmt::Display for ReservationStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
 
 /// One order's claim on one SKU; the row is keyed by (SKU, order id).
@@ -580,7 +567,7 @@ mod tests {
     #[test]
     fn a_repeated_request_changes_nothing_whatever_the_reservation_status() {
         let plenty = stock(100, 3);
-        for status in ReservationStatus::ALL {
+        for &status in ReservationStatus::VARIANTS {
             assert_no_op(&plenty, Some(&held(3, status)), &request(3, 9));
         }
     }
@@ -780,9 +767,12 @@ mod tests {
 
     #[test]
     fn reservation_statuses_round_trip_through_their_names() {
-        for status in ReservationStatus::ALL {
-            assert_eq!(ReservationStatus::parse(status.as_str()), Some(status));
+        for &status in ReservationStatus::VARIANTS {
+            assert_eq!(
+                status.into_str().parse::<ReservationStatus>().ok(),
+                Some(status)
+            );
         }
-        assert_eq!(ReservationStatus::parse("held"), None);
+        assert_eq!("held".parse::<ReservationStatus>().ok(), None);
     }
 }

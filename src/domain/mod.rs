@@ -8,6 +8,7 @@ mod codec_tests;
 pub mod events;
 pub mod inventory;
 pub mod order;
+pub mod rfc3339;
 
 use std::fmt;
 

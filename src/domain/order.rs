@@ -13,9 +13,9 @@
 //! are business rejections ([`Outcome::Rejected`] plus an `OrderRejected`
 //! result), never poison.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
+use strum::{Display, EnumString, IntoStaticStr, VariantArray};
+use utoipa::ToSchema;
 
 use super::{
     minute_of, Emitted, EpochMillis, EventIds, EventSet, InventoryEvent, OrderCancelled,
@@ -34,8 +34,23 @@ pub const MAX_LINES: usize = 100;
 pub const MAX_LINE_QUANTITY: i32 = 1_000_000;
 
 /// Where an order is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    ToSchema,
+    Display,
+    EnumString,
+    IntoStaticStr,
+    VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case", const_into_str)]
 pub enum OrderStatus {
     Placed,
     Confirmed,
@@ -46,43 +61,24 @@ pub enum OrderStatus {
     Cancelled,
 }
 
-impl OrderStatus {
-    pub const ALL: [OrderStatus; 7] = [
-        OrderStatus::Placed,
-        OrderStatus::Confirmed,
-        OrderStatus::PaymentFailed,
-        OrderStatus::Paid,
-        OrderStatus::Shipped,
-        OrderStatus::Delivered,
-        OrderStatus::Cancelled,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OrderStatus::Placed => "placed",
-            OrderStatus::Confirmed => "confirmed",
-            OrderStatus::PaymentFailed => "payment_failed",
-            OrderStatus::Paid => "paid",
-            OrderStatus::Shipped => "shipped",
-            OrderStatus::Delivered => "delivered",
-            OrderStatus::Cancelled => "cancelled",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|status| status.as_str() == s)
-    }
-}
-
-impl fmt::Display for OrderStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// Where one line's stock stands, as far as the order knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    ToSchema,
+    Display,
+    EnumString,
+    IntoStaticStr,
+    VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case", const_into_str)]
 pub enum LineStock {
     /// Requested, no answer yet.
     Pending,
@@ -94,67 +90,53 @@ pub enum LineStock {
     Fulfilled,
 }
 
-impl LineStock {
-    pub const ALL: [LineStock; 5] = [
-        LineStock::Pending,
-        LineStock::Reserved,
-        LineStock::Short,
-        LineStock::Released,
-        LineStock::Fulfilled,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LineStock::Pending => "pending",
-            LineStock::Reserved => "reserved",
-            LineStock::Short => "short",
-            LineStock::Released => "released",
-            LineStock::Fulfilled => "fulfilled",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|stock| stock.as_str() == s)
-    }
-}
-
-impl fmt::Display for LineStock {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// One line of an order, one per SKU (repeated SKUs are merged when placed).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct OrderLineState {
     pub sku: String,
     pub quantity: i32,
     pub unit_price_cents: i64,
+    /// Where the line's stock stands.
     pub stock: LineStock,
 }
 
-/// One applied change in an order's history.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One applied change of an order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct TimelineEntry {
+    /// Event time of the change.
+    #[serde(rename = "at", with = "super::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub event_time_ms: EpochMillis,
-    /// The order's status after the change, as [`OrderStatus::as_str`].
+    /// The order's status after the change.
     pub status: String,
+    #[schema(required = true)]
     pub note: Option<String>,
 }
 
-/// The order projection: the fold of its events.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The order projection: the fold of its events. Its JSON (times as RFC 3339
+/// text with milliseconds, money in integer cents of `currency`) is both the
+/// stored row and the query API's view of an order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Order {
+    #[schema(example = "O-65a1b2c3-0000000")]
     pub order_id: String,
+    #[schema(example = "C-000001")]
     pub customer_id: String,
     pub status: OrderStatus,
-    pub lines: Vec<OrderLineState>,
+    /// ISO 4217 code.
+    #[schema(example = "EUR")]
     pub currency: String,
     pub total_cents: i64,
     pub paid_cents: i64,
-    pub placed_at_ms: EpochMillis,
-    pub updated_at_ms: EpochMillis,
+    pub lines: Vec<OrderLineState>,
+    /// Every applied change, oldest first.
     pub timeline: Vec<TimelineEntry>,
+    #[serde(rename = "placed_at", with = "super::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub placed_at_ms: EpochMillis,
+    #[serde(rename = "updated_at", with = "super::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at_ms: EpochMillis,
 }
 
 /// A contribution to the sales projections (per SKU per minute, and overall).
@@ -406,7 +388,7 @@ fn stock_outcome(
         LineStock::Short
     };
     next.lines[index].stock = stock;
-    let sku_note = format!("{}: {}", answer.sku, stock.as_str());
+    let sku_note = format!("{}: {}", answer.sku, stock.into_str());
     let mut emitted = Vec::new();
 
     match (next.status, stock) {
@@ -627,8 +609,8 @@ fn status_changed(
         event_id: ids.next_id(),
         order_id: order.order_id.clone(),
         customer_id: order.customer_id.clone(),
-        from_status: from.map(|s| s.as_str().to_owned()),
-        to_status: order.status.as_str().to_owned(),
+        from_status: from.map(|s| s.into_str().to_owned()),
+        to_status: order.status.into_str().to_owned(),
         reason: reason.map(str::to_owned),
         event_time_ms: time,
     }))
@@ -640,7 +622,7 @@ fn record(order: &mut Order, time: EpochMillis, note: Option<String>) {
     order.updated_at_ms = time;
     order.timeline.push(TimelineEntry {
         event_time_ms: time,
-        status: order.status.as_str().to_owned(),
+        status: order.status.into_str().to_owned(),
         note,
     });
 }
@@ -716,7 +698,7 @@ fn rejected(
         event_id: ids.next_id(),
         order_id: event.key().to_owned(),
         event_type: event.type_name().to_owned(),
-        status: status.map(|s| s.as_str().to_owned()),
+        status: status.map(|s| s.into_str().to_owned()),
         reason: reason.to_owned(),
         event_time_ms: event.event_time_ms(),
     }))
@@ -1152,7 +1134,7 @@ mod tests {
                 event_id: id(offset, 0),
                 order_id: ORDER.to_owned(),
                 event_type: event.type_name().to_owned(),
-                status: Some(before.status.as_str().to_owned()),
+                status: Some(before.status.into_str().to_owned()),
                 reason: reason.to_owned(),
                 event_time_ms: at(offset),
             }))]
@@ -1918,23 +1900,24 @@ mod tests {
 
     #[test]
     fn statuses_round_trip_through_their_names() {
-        for status in OrderStatus::ALL {
-            assert_eq!(OrderStatus::parse(status.as_str()), Some(status));
+        for &status in OrderStatus::VARIANTS {
+            assert_eq!(status.into_str().parse::<OrderStatus>().ok(), Some(status));
             assert_eq!(
                 serde_json::to_string(&status).ok(),
-                Some(format!("\"{}\"", status.as_str()))
+                Some(format!("\"{}\"", status.into_str()))
             );
         }
-        for stock in LineStock::ALL {
-            assert_eq!(LineStock::parse(stock.as_str()), Some(stock));
+        for &stock in LineStock::VARIANTS {
+            assert_eq!(stock.into_str().parse::<LineStock>().ok(), Some(stock));
             assert_eq!(
                 serde_json::to_string(&stock).ok(),
-                Some(format!("\"{}\"", stock.as_str()))
+                Some(format!("\"{}\"", stock.into_str()))
             );
         }
-        assert_eq!(OrderStatus::PaymentFailed.as_str(), "payment_failed");
-        assert_eq!(OrderStatus::parse("Paid"), None);
-        assert_eq!(LineStock::parse(""), None);
+        assert_eq!(OrderStatus::PaymentFailed.into_str(), "payment_failed");
+        assert_eq!(OrderStatus::PaymentFailed.to_string(), "payment_failed");
+        assert_eq!("Paid".parse::<OrderStatus>().ok(), None);
+        assert_eq!("".parse::<LineStock>().ok(), None);
     }
 
     #[test]

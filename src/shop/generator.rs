@@ -727,7 +727,7 @@ mod tests {
                         "{event:?} when {}",
                         journey.status
                     );
-                    refusals_seen.insert((journey.status.as_str(), event.type_name()));
+                    refusals_seen.insert((journey.status.into_str(), event.type_name()));
                 }
                 let from = journey.status;
                 let event = next_move(&mut rng, &mut journey, time).expect("journey not over");
@@ -735,7 +735,7 @@ mod tests {
                 assert_eq!(decision.outcome, Outcome::Applied, "{event:?} when {from}");
                 current = decision.state.expect("an applied move keeps the order");
                 assert_eq!(current.status, journey.status, "{event:?} when {from}");
-                moves_seen.insert((from.as_str(), event.type_name()));
+                moves_seen.insert((from.into_str(), event.type_name()));
             }
             let unplaced = unplaced_order_move(&mut rng, 0, time);
             assert_eq!(
@@ -755,7 +755,7 @@ mod tests {
         };
         let every = |from: &'static [OrderStatus], build: order::BuildMove| {
             let name = build(&sample, draw(&mut StdRng::seed_from_u64(0), 1)).type_name();
-            from.iter().map(move |status| (status.as_str(), name))
+            from.iter().map(move |status| (status.into_str(), name))
         };
         for step in order::JOURNEY {
             for pair in every(step.from, step.build) {

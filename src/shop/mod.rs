@@ -26,7 +26,11 @@
 //! (a paused process whose partitions moved) writes older timestamps than the
 //! current owner and cannot overwrite its newer state.
 
+pub mod api;
 pub mod generator;
+pub mod projections;
+pub mod queries;
+pub mod rows;
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -37,6 +41,8 @@ use std::time::Instant;
 use futures::future::{BoxFuture, FutureExt};
 use futures::stream::{self, StreamExt, TryStreamExt};
 
+use self::projections::ProjectionStore;
+use self::rows::SalesCell;
 use crate::codec::{Codec, EventSet};
 use crate::config::TopicsConfig;
 use crate::domain::inventory::{self, Reservation, Stock};
@@ -49,8 +55,7 @@ use crate::pipeline::{
     Processor, RetryableError,
 };
 use crate::store::cache::RowCache;
-use crate::store::projections::{ProjectionStore, SalesCell, Versioned};
-use crate::store::StoreError;
+use crate::store::{StoreError, Versioned};
 use crate::telemetry as t;
 
 /// Header carrying the deterministic id of every event galley publishes.

@@ -20,11 +20,18 @@ pub struct Migration {
 }
 
 /// Every migration this build knows, in order.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "projections",
-    cql: include_str!("migrations/0001_projections.cql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "projections",
+        cql: include_str!("migrations/0001_projections.cql"),
+    },
+    Migration {
+        version: 2,
+        name: "order_documents",
+        cql: include_str!("migrations/0002_order_documents.cql"),
+    },
+];
 
 /// The schema version this build needs.
 pub fn latest_version() -> i32 {
@@ -182,6 +189,13 @@ mod tests {
             assert!(s.starts_with("CREATE TABLE IF NOT EXISTS ks_test."), "{s}");
             assert!(!s.contains("--"), "{s}");
         }
+    }
+
+    #[test]
+    fn the_order_documents_migration_is_one_statement() {
+        let stmts = statements(&MIGRATIONS[1], "ks_test");
+        assert_eq!(stmts.len(), 1, "{stmts:?}");
+        assert!(stmts[0].starts_with("CREATE TABLE IF NOT EXISTS ks_test.order_documents ("));
     }
 
     #[test]

@@ -1,11 +1,14 @@
-//! The CQL side of galley: the session (ScyllaDB in production, Cassandra
-//! locally; the same CQL works on both), versioned migrations, and the
-//! prepared statements that read and write projection rows.
+//! The CQL side of the engine, whatever domain it serves: the session
+//! (ScyllaDB in production, Cassandra locally; the same CQL works on both),
+//! versioned migrations, the row cache, statement helpers that time every
+//! statement, paged reads, and the engine's own `partition_progress` table.
+//! A domain's rows, statements and reads live with the domain (the shop's in
+//! `src/shop/`).
 
 pub mod cache;
 pub mod migrate;
-pub mod projections;
-pub mod queries;
+pub mod progress;
+pub mod read;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,6 +16,8 @@ use std::time::{Duration, Instant};
 use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
+use scylla::serialize::row::SerializeRow;
+use scylla::statement::prepared::PreparedStatement;
 use scylla::statement::Consistency;
 
 use crate::config::{CqlConfig, CqlConsistency};
@@ -45,6 +50,18 @@ impl StoreError {
             message: err.to_string(),
         }
     }
+}
+
+/// A row value together with the offset of the last event applied to it.
+///
+/// Every projection row stores that offset both as `applied_offset` (read
+/// back to skip events already applied) and as its cells' write timestamp
+/// (`USING TIMESTAMP`), so that of two writers of one row, the one further
+/// along its partition wins, whatever order the writes arrive in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Versioned<T> {
+    pub value: T,
+    pub applied_offset: i64,
 }
 
 /// The driver's level for the configured one.
@@ -93,6 +110,28 @@ pub async fn ping(session: &Session) -> Result<(), StoreError> {
         .await
         .map(|_| ())
         .map_err(|e| StoreError::query(PING, e))
+}
+
+/// Prepares one statement; the error names it.
+pub async fn prepare(session: &Session, cql: &str) -> Result<PreparedStatement, StoreError> {
+    session
+        .prepare(cql)
+        .await
+        .map_err(|e| StoreError::query(cql, e))
+}
+
+/// Executes a statement that returns no rows (a write), recording its
+/// latency and outcome under `name`.
+pub async fn execute(
+    session: &Session,
+    name: &'static str,
+    statement: &PreparedStatement,
+    values: impl SerializeRow,
+) -> Result<(), StoreError> {
+    let started = Instant::now();
+    let result = session.execute_unpaged(statement, values).await;
+    record_statement(name, started, result.is_ok());
+    result.map(|_| ()).map_err(|e| StoreError::query(name, e))
 }
 
 /// Records one statement's latency and outcome. A success adds zero to the

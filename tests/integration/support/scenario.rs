@@ -478,70 +478,116 @@ pub async fn produce_within(
     sent
 }
 
-/// Reads every projection row of the keyspace into the fold's shape.
-pub async fn read_projections(keyspace: &TestKeyspace) -> Expected {
+/// Reads every order document of the keyspace into the fold's shape. The
+/// document is the order's JSON; it is read here as plain JSON, not through
+/// galley's types, so that the comparison stays independent of them.
+async fn read_orders(keyspace: &TestKeyspace) -> BTreeMap<String, ExpectedOrder> {
     let ks = &keyspace.name;
-    let session = &keyspace.session;
-    let mut actual = Expected::default();
-
-    type OrderRow = (
-        String,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<i64>,
-        Option<i64>,
-        Option<String>,
-        Option<CqlTimestamp>,
-        Option<CqlTimestamp>,
-    );
-    let rows: Vec<OrderRow> = session
+    let rows: Vec<(String, Option<String>)> = keyspace
+        .session
         .query_iter(
-            format!(
-                "SELECT order_id, customer_id, status, currency, total_cents, paid_cents, lines, \
-                 placed_at, updated_at FROM {ks}.orders"
-            ),
+            format!("SELECT order_id, document FROM {ks}.order_documents"),
             (),
         )
         .await
-        .expect("scan orders")
-        .rows_stream::<OrderRow>()
-        .expect("order rows")
+        .expect("scan order documents")
+        .rows_stream::<(String, Option<String>)>()
+        .expect("order document rows")
         .try_collect()
         .await
-        .expect("order rows");
-    for (id, customer, status, currency, total, paid, lines, placed, updated) in rows {
-        let lines: serde_json::Value =
-            serde_json::from_str(lines.as_deref().unwrap_or("[]")).expect("lines json");
-        let lines = lines
+        .expect("order document rows");
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+    let time = |v: &serde_json::Value| {
+        chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap_or_default())
+            .map(|t| t.timestamp_millis())
+            .unwrap_or_default()
+    };
+    let mut orders = BTreeMap::new();
+    for (id, document) in rows {
+        let doc: serde_json::Value =
+            serde_json::from_str(document.as_deref().unwrap_or("{}")).expect("document json");
+        let lines = doc["lines"]
             .as_array()
             .map(|a| {
                 a.iter()
                     .map(|l| {
                         (
-                            l["sku"].as_str().unwrap_or_default().to_string(),
+                            text(&l["sku"]),
                             l["quantity"].as_i64().unwrap_or_default() as i32,
                             l["unit_price_cents"].as_i64().unwrap_or_default(),
-                            l["stock"].as_str().unwrap_or_default().to_string(),
+                            text(&l["stock"]),
                         )
                     })
                     .collect()
             })
             .unwrap_or_default();
-        actual.orders.insert(
-            id,
-            ExpectedOrder {
-                customer_id: customer.unwrap_or_default(),
-                status: status.unwrap_or_default(),
-                currency: currency.unwrap_or_default(),
-                total_cents: total.unwrap_or_default(),
-                paid_cents: paid.unwrap_or_default(),
-                placed_at_ms: placed.map(|t| t.0).unwrap_or_default(),
-                updated_at_ms: updated.map(|t| t.0).unwrap_or_default(),
-                lines,
-            },
-        );
+        let order = ExpectedOrder {
+            customer_id: text(&doc["customer_id"]),
+            status: text(&doc["status"]),
+            currency: text(&doc["currency"]),
+            total_cents: doc["total_cents"].as_i64().unwrap_or_default(),
+            paid_cents: doc["paid_cents"].as_i64().unwrap_or_default(),
+            placed_at_ms: time(&doc["placed_at"]),
+            updated_at_ms: time(&doc["updated_at"]),
+            lines,
+        };
+        orders.insert(id, order);
     }
+    orders
+}
+
+type StockRows = BTreeMap<String, (i64, i64)>;
+type ReservationRows = BTreeMap<(String, String), (i32, String)>;
+
+/// Reads every stock and reservation row in the fold's shape.
+async fn read_inventory(keyspace: &TestKeyspace) -> (StockRows, ReservationRows) {
+    let ks = &keyspace.name;
+    let session = &keyspace.session;
+    let mut stock = StockRows::new();
+    let mut reservations = ReservationRows::new();
+    type InventoryRow = (
+        String,
+        Option<String>,
+        Option<i64>,
+        Option<i64>,
+        Option<i32>,
+        Option<String>,
+    );
+    let rows: Vec<InventoryRow> = session
+        .query_iter(
+            format!(
+                "SELECT sku, order_id, on_hand, reserved, reservation_quantity, reservation_status \
+                 FROM {ks}.inventory"
+            ),
+            (),
+        )
+        .await
+        .expect("scan inventory")
+        .rows_stream::<InventoryRow>()
+        .expect("inventory rows")
+        .try_collect()
+        .await
+        .expect("inventory rows");
+    for (sku, order, on_hand, reserved, quantity, status) in rows {
+        stock.insert(
+            sku.clone(),
+            (on_hand.unwrap_or_default(), reserved.unwrap_or_default()),
+        );
+        if let (Some(order), Some(status)) = (order, status) {
+            reservations.insert((sku, order), (quantity.unwrap_or_default(), status));
+        }
+    }
+    (stock, reservations)
+}
+
+/// Reads every projection row of the keyspace into the fold's shape.
+pub async fn read_projections(keyspace: &TestKeyspace) -> Expected {
+    let ks = &keyspace.name;
+    let session = &keyspace.session;
+    let mut actual = Expected {
+        orders: read_orders(keyspace).await,
+        ..Expected::default()
+    };
 
     type CustomerRow = (String, CqlTimestamp, String, Option<String>, Option<i64>);
     let rows: Vec<CustomerRow> = session
@@ -602,39 +648,6 @@ pub async fn read_projections(keyspace: &TestKeyspace) -> Expected {
         cell.2 += orders.unwrap_or_default();
     }
 
-    type InventoryRow = (
-        String,
-        Option<String>,
-        Option<i64>,
-        Option<i64>,
-        Option<i32>,
-        Option<String>,
-    );
-    let rows: Vec<InventoryRow> = session
-        .query_iter(
-            format!(
-                "SELECT sku, order_id, on_hand, reserved, reservation_quantity, reservation_status \
-                 FROM {ks}.inventory"
-            ),
-            (),
-        )
-        .await
-        .expect("scan inventory")
-        .rows_stream::<InventoryRow>()
-        .expect("inventory rows")
-        .try_collect()
-        .await
-        .expect("inventory rows");
-    for (sku, order, on_hand, reserved, quantity, status) in rows {
-        actual.stock.insert(
-            sku.clone(),
-            (on_hand.unwrap_or_default(), reserved.unwrap_or_default()),
-        );
-        if let (Some(order), Some(status)) = (order, status) {
-            actual
-                .reservations
-                .insert((sku, order), (quantity.unwrap_or_default(), status));
-        }
-    }
+    (actual.stock, actual.reservations) = read_inventory(keyspace).await;
     actual
 }

@@ -3,116 +3,63 @@
 //! /openapi.json are generated from them. Times are RFC 3339 strings in UTC
 //! with milliseconds; money is integer cents of the order's currency.
 
-use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
-use utoipa::ToSchema;
+use utoipa::openapi::schema::{AdditionalProperties, AllOfBuilder, ObjectBuilder, Schema};
+use utoipa::openapi::{Ref, RefOr};
+use utoipa::{PartialSchema, ToSchema};
 
-use super::freshness::Freshness;
-use crate::domain::order::{Order, OrderLineState, TimelineEntry};
-use crate::store::queries::{CustomerOrderRow, MinuteSales, ReservationRow, StockRow};
+use crate::api::freshness::Freshness;
+use crate::api::time::rfc3339;
+use crate::domain::inventory::ReservationStatus;
+use crate::domain::order::{Order, OrderStatus};
+use crate::shop::queries::{CustomerOrderRow, MinuteSales, ReservationRow, StockRow};
 
-/// Formats epoch milliseconds as RFC 3339 (UTC, milliseconds).
-pub fn rfc3339(ms: i64) -> String {
-    // Out of chrono's range (hundreds of thousands of years) only by a
-    // corrupt row; clamp rather than fail the answer.
-    let at = DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or(if ms < 0 {
-        DateTime::<Utc>::MIN_UTC
-    } else {
-        DateTime::<Utc>::MAX_UTC
-    });
-    at.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
-/// An order as dashboards see it.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+/// An order as dashboards see it: the order's own JSON (its stored
+/// document, see [`crate::shop::rows::order`]) and how fresh it is.
+#[derive(Debug, Serialize)]
 pub struct OrderView {
-    #[schema(example = "O-65a1b2c3-0000000")]
-    pub order_id: String,
-    #[schema(example = "C-000001")]
-    pub customer_id: String,
-    /// One of placed, confirmed, payment_failed, paid, shipped, delivered, cancelled.
-    #[schema(example = "paid")]
-    pub status: String,
-    /// ISO 4217 code.
-    #[schema(example = "EUR")]
-    pub currency: String,
-    pub total_cents: i64,
-    pub paid_cents: i64,
-    pub lines: Vec<OrderLineView>,
-    /// Every applied change, oldest first.
-    pub timeline: Vec<TimelineEntryView>,
-    #[schema(format = DateTime)]
-    pub placed_at: String,
-    #[schema(format = DateTime)]
-    pub updated_at: String,
+    #[serde(flatten)]
+    pub order: Order,
     pub freshness: Freshness,
 }
 
-/// One line of an order.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct OrderLineView {
-    pub sku: String,
-    pub quantity: i32,
-    pub unit_price_cents: i64,
-    /// Stock state of the line: pending, reserved, short, released or fulfilled.
-    pub stock: String,
-}
-
-/// One applied change of an order.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct TimelineEntryView {
-    /// Event time of the change.
-    #[schema(format = DateTime)]
-    pub at: String,
-    /// The order's status after the change.
-    pub status: String,
-    #[schema(required = true)]
-    pub note: Option<String>,
-}
-
-impl OrderView {
-    pub fn new(o: Order, freshness: Freshness) -> Self {
-        Self {
-            status: o.status.as_str().to_string(),
-            order_id: o.order_id,
-            customer_id: o.customer_id,
-            currency: o.currency,
-            total_cents: o.total_cents,
-            paid_cents: o.paid_cents,
-            lines: o.lines.into_iter().map(OrderLineView::from).collect(),
-            timeline: o
-                .timeline
-                .into_iter()
-                .map(TimelineEntryView::from)
-                .collect(),
-            placed_at: rfc3339(o.placed_at_ms),
-            updated_at: rfc3339(o.updated_at_ms),
-            freshness,
+/// The schema of [`OrderView`]: the order's object with `freshness` added,
+/// as one closed object. (utoipa renders a flattened field as an `allOf` of
+/// two objects, which no body can match once each is closed against
+/// properties it does not list.) Built from the order's own schema, so that
+/// a field added to the order shows here without an edit.
+impl PartialSchema for OrderView {
+    fn schema() -> RefOr<Schema> {
+        let freshness = Ref::from_schema_name(Freshness::name());
+        match Order::schema() {
+            RefOr::T(Schema::Object(mut object)) => {
+                object
+                    .properties
+                    .insert("freshness".into(), freshness.into());
+                object.required.push("freshness".into());
+                object.additional_properties =
+                    Some(Box::new(AdditionalProperties::FreeForm(false)));
+                object.description = Some("An order as dashboards see it.".into());
+                RefOr::T(Schema::Object(object))
+            }
+            // Not an object: compose it rather than lose either part.
+            order => AllOfBuilder::new()
+                .item(order)
+                .item(
+                    ObjectBuilder::new()
+                        .property("freshness", freshness)
+                        .required("freshness"),
+                )
+                .into(),
         }
     }
 }
 
-impl From<OrderLineState> for OrderLineView {
-    fn from(l: OrderLineState) -> Self {
-        Self {
-            sku: l.sku,
-            quantity: l.quantity,
-            unit_price_cents: l.unit_price_cents,
-            stock: l.stock.as_str().to_string(),
-        }
-    }
-}
-
-impl From<TimelineEntry> for TimelineEntryView {
-    fn from(e: TimelineEntry) -> Self {
-        Self {
-            at: rfc3339(e.event_time_ms),
-            status: e.status,
-            note: e.note,
-        }
+impl ToSchema for OrderView {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        <Order as ToSchema>::schemas(schemas);
+        schemas.push((Freshness::name().into(), Freshness::schema()));
+        <Freshness as ToSchema>::schemas(schemas);
     }
 }
 
@@ -137,7 +84,7 @@ pub struct CustomerOrderView {
     pub order_id: String,
     #[schema(format = DateTime)]
     pub placed_at: String,
-    pub status: String,
+    pub status: OrderStatus,
     pub currency: String,
     pub total_cents: i64,
     #[schema(format = DateTime)]
@@ -185,8 +132,7 @@ pub struct InventoryView {
 pub struct ReservationView {
     pub order_id: String,
     pub quantity: i32,
-    /// reserved, short, released or fulfilled.
-    pub status: String,
+    pub status: ReservationStatus,
 }
 
 impl From<ReservationRow> for ReservationView {
@@ -334,19 +280,5 @@ impl SalesView {
             minutes,
             freshness,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn times_are_rfc3339_utc_with_milliseconds() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339(1_767_225_600_123), "2026-01-01T00:00:00.123Z");
-        // Absurd stored values still format, never panic.
-        assert!(!rfc3339(i64::MAX).is_empty());
-        assert!(!rfc3339(i64::MIN).is_empty());
     }
 }
