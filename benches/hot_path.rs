@@ -592,8 +592,8 @@ impl Fixture {
     fn whole(&self, case: &Case, out: &mut Vec<Vec<u8>>) -> usize {
         let event = self.decode(case);
         match &event {
-            Event::Order(e) => order::validate(e),
-            Event::Inventory(e) => inventory::validate(e),
+            Event::Order(e) => e.validate(),
+            Event::Inventory(e) => e.validate(),
         }
         .expect("fixture events are valid");
         let decision = case.input.apply(&event);

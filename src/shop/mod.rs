@@ -262,9 +262,9 @@ impl ShopProcessor {
         }
         let topic = &*record.topic;
         let decoded = if topic == self.settings.topics.orders {
-            Decoded::Order(self.decode_valid(record, payload, order::validate)?)
+            Decoded::Order(self.decode_valid(record, payload, OrderEvent::validate)?)
         } else if topic == self.settings.topics.inventory {
-            Decoded::Inventory(self.decode_valid(record, payload, inventory::validate)?)
+            Decoded::Inventory(self.decode_valid(record, payload, InventoryEvent::validate)?)
         } else {
             let message = format!("galley does not handle topic {topic}");
             return Err(poison(
