@@ -1,6 +1,7 @@
-//! The order state machine: validates order events, folds them into an
-//! [`Order`], and decides which result events, inventory requests and sales
-//! contributions follow from each one.
+//! The order handler: the order's state and its state machine, which folds
+//! order events (checked by [`OrderEvent::validate`]) into an [`Order`] and
+//! decides which result events, inventory requests and sales contributions
+//! follow from each one.
 //!
 //! An order is `placed` and asks inventory to reserve each line. Payment and
 //! stock move independently, as they do in a real shop where the payment
@@ -25,22 +26,9 @@ use super::{
 };
 
 /// Where an order is in its life.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    Deserialize,
-    ToSchema,
-    Display,
-    EnumString,
-    IntoStaticStr,
-    VariantArray,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[derive(Display, EnumString, IntoStaticStr, VariantArray)]
 #[strum(serialize_all = "snake_case", const_into_str)]
 pub enum OrderStatus {
     Placed,
@@ -53,22 +41,9 @@ pub enum OrderStatus {
 }
 
 /// Where one line's stock stands, as far as the order knows.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    Deserialize,
-    ToSchema,
-    Display,
-    EnumString,
-    IntoStaticStr,
-    VariantArray,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[derive(Display, EnumString, IntoStaticStr, VariantArray)]
 #[strum(serialize_all = "snake_case", const_into_str)]
 pub enum LineStock {
     /// Requested, no answer yet.
