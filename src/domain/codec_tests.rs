@@ -72,6 +72,12 @@ fn orders() -> Vec<OrderEvent> {
             reason: "".into(),
             event_time_ms: T + 5,
         }),
+        OrderEvent::Refunded(PaymentRefunded {
+            order_id: "o1".into(),
+            amount_cents: 5_997,
+            reason: "returned".into(),
+            event_time_ms: T + 6,
+        }),
         OrderEvent::StockOutcome(StockReservationOutcome {
             event_id: "shop.inventory/3/17/0".into(),
             order_id: "o1".into(),
@@ -589,6 +595,7 @@ fn the_manifest_pins_the_published_ids() {
             (6, "OrderDelivered", 1, true),
             (7, "OrderCancelled", 1, true),
             (8, "StockReservationOutcome", 1, true),
+            (9, "PaymentRefunded", 1, true),
             (20, "StockReceived", 1, true),
             (21, "StockAdjusted", 1, true),
             (22, "StockReservationRequested", 1, true),

@@ -304,6 +304,7 @@ async fn check_orders(api: &Api, expected: &Expected, orders_topic: &str) {
         assert_eq!(v["currency"], order.currency.as_str(), "{what}");
         assert_eq!(v["total_cents"], order.total_cents, "{what}");
         assert_eq!(v["paid_cents"], order.paid_cents, "{what}");
+        assert_eq!(v["refunded_cents"], order.refunded_cents, "{what}");
         assert_eq!(ms(&v["placed_at"]), order.placed_at_ms, "{what}");
         assert_eq!(ms(&v["updated_at"]), order.updated_at_ms, "{what}");
         let lines: Vec<(String, i32, i64, String)> = v["lines"]

@@ -33,6 +33,8 @@ crate::event_set! {
         Shipped(OrderShipped) keyed by order_id,
         Delivered(OrderDelivered) keyed by order_id,
         Cancelled(OrderCancelled) keyed by order_id,
+        /// Money went back to the customer of a cancelled or returned order.
+        Refunded(PaymentRefunded) keyed by order_id,
         /// Published by galley's inventory handler, re-keyed by order id.
         StockOutcome(StockReservationOutcome) keyed by order_id,
     }
@@ -105,6 +107,14 @@ pub struct OrderCancelled {
     pub event_time_ms: EpochMillis,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentRefunded {
+    pub order_id: String,
+    pub amount_cents: i64,
+    pub reason: String,
+    pub event_time_ms: EpochMillis,
+}
+
 /// The inventory handler's answer to one reservation request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StockReservationOutcome {
@@ -126,15 +136,8 @@ impl OrderEvent {
         check_event_time(event.event_time_ms())?;
         match event {
             OrderEvent::Placed(placed) => validate_placed(placed),
-            OrderEvent::PaymentCaptured(captured) => {
-                if captured.amount_cents <= 0 {
-                    return Err(ValidationError::new(
-                        "amount_cents",
-                        format!("must be > 0, got {}", captured.amount_cents),
-                    ));
-                }
-                Ok(())
-            }
+            OrderEvent::Refunded(refund) => check_amount(refund.amount_cents),
+            OrderEvent::PaymentCaptured(captured) => check_amount(captured.amount_cents),
             OrderEvent::StockOutcome(outcome) => {
                 check_id("sku", &outcome.sku)?;
                 if outcome.quantity <= 0 {
@@ -151,6 +154,17 @@ impl OrderEvent {
             | OrderEvent::Cancelled(_) => Ok(()),
         }
     }
+}
+
+/// Money moves in positive amounts; which amount is right is a business rule.
+fn check_amount(amount_cents: i64) -> Result<(), ValidationError> {
+    if amount_cents <= 0 {
+        return Err(ValidationError::new(
+            "amount_cents",
+            format!("must be > 0, got {amount_cents}"),
+        ));
+    }
+    Ok(())
 }
 
 fn validate_placed(placed: &OrderPlaced) -> Result<(), ValidationError> {
@@ -346,16 +360,46 @@ pub static JOURNEY: &[JourneyMove] = &[
     },
     JourneyMove {
         from: &[OrderStatus::Paid],
-        weight: 1,
+        weight: 97,
         build: ship_with_carrier,
         then: OrderStatus::Shipped,
         ends_journey: false,
     },
+    // A paid order the customer cancels is refunded next.
+    JourneyMove {
+        from: &[OrderStatus::Paid],
+        weight: 3,
+        build: cancel_by_customer,
+        then: OrderStatus::Cancelled,
+        ends_journey: false,
+    },
+    JourneyMove {
+        from: &[OrderStatus::Cancelled],
+        weight: 1,
+        build: refund_payment,
+        then: OrderStatus::Refunded,
+        ends_journey: true,
+    },
+    JourneyMove {
+        from: &[OrderStatus::Shipped],
+        weight: 19,
+        build: deliver,
+        then: OrderStatus::Delivered,
+        ends_journey: true,
+    },
+    // One delivery in twenty comes back and is refunded.
     JourneyMove {
         from: &[OrderStatus::Shipped],
         weight: 1,
         build: deliver,
         then: OrderStatus::Delivered,
+        ends_journey: false,
+    },
+    JourneyMove {
+        from: &[OrderStatus::Delivered],
+        weight: 1,
+        build: refund_payment,
+        then: OrderStatus::Refunded,
         ends_journey: true,
     },
 ];
@@ -377,6 +421,12 @@ pub static REFUSED_MOVES: &[RefusedMove] = &[
         weight: 1,
         build: capture_full_payment,
         reason: "already_paid",
+    },
+    RefusedMove {
+        from: &[OrderStatus::Placed, OrderStatus::PaymentFailed],
+        weight: 1,
+        build: refund_before_payment,
+        reason: "not_paid",
     },
 ];
 
@@ -406,6 +456,7 @@ pub fn unplaced_order_event(order_id: String, draw: JourneyDraw) -> OrderEvent {
 const CANCEL_REASONS: [&str; 3] = ["customer_request", "changed_mind", "found_cheaper"];
 const DECLINE_REASONS: [&str; 3] = ["card_declined", "insufficient_funds", "card_expired"];
 const CARRIERS: [&str; 3] = ["parcelco", "dhl", "ups"];
+const REFUND_REASONS: [&str; 2] = ["cancelled_after_payment", "returned"];
 
 fn pick(choices: &[&'static str], draw: JourneyDraw) -> String {
     let index = usize::try_from(draw.choice).unwrap_or(0) % choices.len().max(1);
@@ -447,6 +498,25 @@ fn ship_with_carrier(order: &JourneyOrder, draw: JourneyDraw) -> OrderEvent {
 fn deliver(order: &JourneyOrder, draw: JourneyDraw) -> OrderEvent {
     OrderEvent::Delivered(OrderDelivered {
         order_id: order.order_id.clone(),
+        event_time_ms: draw.event_time_ms,
+    })
+}
+
+fn refund_payment(order: &JourneyOrder, draw: JourneyDraw) -> OrderEvent {
+    OrderEvent::Refunded(PaymentRefunded {
+        order_id: order.order_id.clone(),
+        amount_cents: order.paid_cents,
+        reason: pick(&REFUND_REASONS, draw),
+        event_time_ms: draw.event_time_ms,
+    })
+}
+
+/// A refund of what the order costs, sent before anything was paid.
+fn refund_before_payment(order: &JourneyOrder, draw: JourneyDraw) -> OrderEvent {
+    OrderEvent::Refunded(PaymentRefunded {
+        order_id: order.order_id.clone(),
+        amount_cents: order.total_cents.max(1),
+        reason: pick(&REFUND_REASONS, draw),
         event_time_ms: draw.event_time_ms,
     })
 }

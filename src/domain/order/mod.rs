@@ -27,8 +27,8 @@ pub use decision::{OrderDecision, SaleLine};
 
 use super::{
     minute_of, Emitted, EpochMillis, EventIds, InventoryEvent, OrderCancelled, OrderEvent,
-    OrderPlaced, PaymentCaptured, PaymentFailed, StockFulfilmentRequested, StockReleaseRequested,
-    StockReservationOutcome, StockReservationRequested,
+    OrderPlaced, PaymentCaptured, PaymentFailed, PaymentRefunded, StockFulfilmentRequested,
+    StockReleaseRequested, StockReservationOutcome, StockReservationRequested,
 };
 
 /// Where an order is in its life.
@@ -44,6 +44,8 @@ pub enum OrderStatus {
     Shipped,
     Delivered,
     Cancelled,
+    /// Paid back after a cancellation or a return; nothing follows.
+    Refunded,
 }
 
 /// Where one line's stock stands, as far as the order knows.
@@ -100,6 +102,10 @@ pub struct Order {
     pub currency: String,
     pub total_cents: i64,
     pub paid_cents: i64,
+    /// Paid back to the customer; documents written before refunds existed
+    /// read as 0.
+    #[serde(default)]
+    pub refunded_cents: i64,
     pub lines: Vec<OrderLineState>,
     /// Every applied change, oldest first.
     pub timeline: Vec<TimelineEntry>,
@@ -147,6 +153,7 @@ pub fn apply(current: Option<&Order>, event: &OrderEvent, ids: &mut EventIds) ->
             status => reject(order, event, refusal(status), ids),
         },
         OrderEvent::Cancelled(cancelled) => cancel(order, event, cancelled, ids),
+        OrderEvent::Refunded(refund) => refund_payment(order, event, refund, ids),
     }
 }
 
@@ -154,6 +161,7 @@ pub fn apply(current: Option<&Order>, event: &OrderEvent, ids: &mut EventIds) ->
 fn refusal(status: OrderStatus) -> &'static str {
     match status {
         OrderStatus::Cancelled => "order_cancelled",
+        OrderStatus::Refunded => "order_refunded",
         _ => "invalid_transition",
     }
 }
@@ -183,6 +191,7 @@ fn place(placed: &OrderPlaced, ids: &mut EventIds) -> OrderDecision {
         currency: placed.currency.clone(),
         total_cents,
         paid_cents: 0,
+        refunded_cents: 0,
         placed_at_ms: time,
         updated_at_ms: time,
         timeline: Vec::new(),
@@ -257,7 +266,7 @@ fn stock_outcome(
         }
         // The order was cancelled while this answer was in flight: the units
         // must go back, or they stay reserved for an order that will never ship.
-        (OrderStatus::Cancelled, LineStock::Reserved) => {
+        (OrderStatus::Cancelled | OrderStatus::Refunded, LineStock::Reserved) => {
             release_reserved(&mut next, time, ids, &mut emitted);
             let note = format!("{}: reserved after cancellation, released", answer.sku);
             record(&mut next, time, Some(note));
@@ -275,9 +284,10 @@ fn capture_payment(
 ) -> OrderDecision {
     match order.status {
         OrderStatus::Placed | OrderStatus::Confirmed | OrderStatus::PaymentFailed => {}
-        OrderStatus::Paid | OrderStatus::Shipped | OrderStatus::Delivered => {
-            return reject(order, event, "already_paid", ids)
-        }
+        OrderStatus::Paid
+        | OrderStatus::Shipped
+        | OrderStatus::Delivered
+        | OrderStatus::Refunded => return reject(order, event, "already_paid", ids),
         OrderStatus::Cancelled => return reject(order, event, "order_cancelled", ids),
     }
     if captured.amount_cents != order.total_cents {
@@ -390,8 +400,42 @@ fn cancel(
         OrderStatus::Shipped | OrderStatus::Delivered => {
             reject(order, event, "not_cancellable", ids)
         }
-        OrderStatus::Cancelled => reject(order, event, "order_cancelled", ids),
+        status @ (OrderStatus::Cancelled | OrderStatus::Refunded) => {
+            reject(order, event, refusal(status), ids)
+        }
     }
+}
+
+/// Money goes back once, only after payment, for an order that was
+/// cancelled or delivered (and returned), and never more than was captured.
+fn refund_payment(
+    order: &Order,
+    event: &OrderEvent,
+    refund: &PaymentRefunded,
+    ids: &mut EventIds,
+) -> OrderDecision {
+    let refused = match order.status {
+        OrderStatus::Refunded => Some("already_refunded"),
+        OrderStatus::Cancelled | OrderStatus::Delivered if order.paid_cents > 0 => None,
+        OrderStatus::Paid | OrderStatus::Shipped => Some("invalid_transition"),
+        _ => Some("not_paid"),
+    };
+    let refused =
+        refused.or((refund.amount_cents > order.paid_cents).then_some("refund_exceeds_payment"));
+    if let Some(reason) = refused {
+        return reject(order, event, reason, ids);
+    }
+    let mut next = order.clone();
+    next.refunded_cents = refund.amount_cents;
+    let reason = reason_text(&refund.reason);
+    let changed = transition(
+        &mut next,
+        OrderStatus::Refunded,
+        reason,
+        refund.event_time_ms,
+        ids,
+    );
+    applied(next, vec![changed], Vec::new())
 }
 
 /// Asks inventory to give back every reserved line, marking each released.

@@ -251,6 +251,7 @@ fn placing_an_order_announces_it_and_requests_stock_for_each_line() {
             currency: "EUR".to_owned(),
             total_cents: 2_000,
             paid_cents: 0,
+            refunded_cents: 0,
             placed_at_ms: at(17),
             updated_at_ms: at(17),
             timeline: vec![TimelineEntry {
@@ -986,4 +987,143 @@ fn an_order_survives_a_json_round_trip() {
     let json = serde_json::to_string(&order).expect("serializes");
     let back: Order = serde_json::from_str(&json).expect("deserializes");
     assert_eq!(back, order);
+}
+
+// --- refunds -----------------------------------------------------------
+
+fn refunded(amount_cents: i64, reason: &str, offset: i64) -> OrderEvent {
+    OrderEvent::Refunded(PaymentRefunded {
+        order_id: ORDER.to_owned(),
+        amount_cents,
+        reason: reason.to_owned(),
+        event_time_ms: at(offset),
+    })
+}
+
+fn paid_then_cancelled_order() -> Order {
+    state(step(Some(&paid_order()), &cancelled("changed mind", 5), 5))
+}
+
+#[test]
+fn a_paid_order_that_is_cancelled_is_refunded_once() {
+    let before = paid_then_cancelled_order();
+    let decision = step(
+        Some(&before),
+        &refunded(2_000, "cancelled_after_payment", 6),
+        6,
+    );
+    assert_eq!(decision.outcome, Outcome::Applied);
+    assert_eq!(
+        decision.emitted,
+        vec![status_changed_event(
+            6,
+            0,
+            Some("cancelled"),
+            "refunded",
+            Some("cancelled_after_payment")
+        )]
+    );
+    let order = state(decision);
+    assert_eq!(order.status, OrderStatus::Refunded);
+    assert_eq!(order.refunded_cents, 2_000);
+    assert_eq!(order.paid_cents, 2_000);
+    assert_eq!(order.updated_at_ms, at(6));
+    let last = order.timeline.last().expect("timeline entry");
+    assert_eq!(
+        (last.status.as_str(), last.note.as_deref()),
+        ("refunded", Some("cancelled_after_payment"))
+    );
+    // A second refund, of any amount, is refused.
+    assert_rejected(&order, &refunded(2_000, "again", 7), 7, "already_refunded");
+    assert_rejected(&order, &refunded(1, "again", 7), 7, "already_refunded");
+}
+
+#[test]
+fn a_delivered_order_that_comes_back_is_refunded_in_part_or_whole() {
+    let partial = step(Some(&delivered_order()), &refunded(500, "returned", 7), 7);
+    assert_eq!(partial.outcome, Outcome::Applied);
+    let order = state(partial);
+    assert_eq!(
+        (order.status, order.refunded_cents),
+        (OrderStatus::Refunded, 500)
+    );
+}
+
+#[test]
+fn a_refund_before_payment_or_before_cancellation_or_delivery_is_refused() {
+    assert_rejected(&placed_order(), &refunded(2_000, "", 9), 9, "not_paid");
+    assert_rejected(&confirmed_order(), &refunded(2_000, "", 9), 9, "not_paid");
+    assert_rejected(
+        &payment_failed_order(),
+        &refunded(2_000, "", 9),
+        9,
+        "not_paid",
+    );
+    // Cancelled before anything was paid: there is nothing to give back.
+    assert_rejected(&cancelled_order(), &refunded(2_000, "", 9), 9, "not_paid");
+    assert_rejected(
+        &paid_order(),
+        &refunded(2_000, "", 9),
+        9,
+        "invalid_transition",
+    );
+    assert_rejected(
+        &shipped_order(),
+        &refunded(2_000, "", 9),
+        9,
+        "invalid_transition",
+    );
+}
+
+#[test]
+fn a_refund_above_the_captured_amount_is_refused() {
+    let before = paid_then_cancelled_order();
+    assert_rejected(
+        &before,
+        &refunded(2_001, "", 6),
+        6,
+        "refund_exceeds_payment",
+    );
+    assert_rejected(
+        &delivered_order(),
+        &refunded(9_999, "", 7),
+        7,
+        "refund_exceeds_payment",
+    );
+}
+
+#[test]
+fn a_refunded_order_refuses_every_further_step() {
+    let order = state(step(
+        Some(&paid_then_cancelled_order()),
+        &refunded(2_000, "", 6),
+        6,
+    ));
+    assert_rejected(&order, &captured(2_000, 7), 7, "already_paid");
+    assert_rejected(&order, &shipped(7), 7, "order_refunded");
+    assert_rejected(&order, &delivered(7), 7, "order_refunded");
+    assert_rejected(&order, &cancelled("again", 7), 7, "order_refunded");
+    assert_rejected(&order, &failed("late", 7), 7, "order_refunded");
+}
+
+#[test]
+fn a_late_reservation_after_a_refund_is_released() {
+    // Cancelled while B's answer was in flight, refunded, then B is reserved.
+    let order = state(step(Some(&placed_order()), &stock("A", 2, true, 2), 2));
+    let order = state(step(Some(&order), &captured(2_000, 3), 3));
+    let order = state(step(Some(&order), &cancelled("changed mind", 4), 4));
+    let order = state(step(Some(&order), &refunded(2_000, "", 5), 5));
+    let decision = step(Some(&order), &stock("B", 1, true, 6), 6);
+    assert_eq!(decision.outcome, Outcome::Applied);
+    assert_eq!(decision.emitted, vec![release_event(6, 0, "B")]);
+    assert_eq!(state(decision).status, OrderStatus::Refunded);
+}
+
+#[test]
+fn a_refund_must_be_a_positive_amount_or_it_is_poison() {
+    assert!(refunded(1, "", 1).validate().is_ok());
+    for amount in [0, -5] {
+        let err = refunded(amount, "", 1).validate().expect_err("poison");
+        assert_eq!(err.field, "amount_cents");
+    }
 }

@@ -11,6 +11,7 @@ fn order() -> Order {
         currency: "EUR".into(),
         total_cents: 2_500,
         paid_cents: 0,
+        refunded_cents: 0,
         lines: vec![OrderLineState {
             sku: "S-1".into(),
             quantity: 2,
@@ -46,6 +47,7 @@ fn the_document_is_the_api_json_of_the_order() {
             "currency": "EUR",
             "total_cents": 2500,
             "paid_cents": 0,
+            "refunded_cents": 0,
             "lines": [{"sku": "S-1", "quantity": 2, "unit_price_cents": 1250, "stock": "reserved"}],
             "timeline": [{"at": "2026-01-01T00:00:00.123Z", "status": "payment_failed", "note": null}],
             "placed_at": "2026-01-01T00:00:00.000Z",

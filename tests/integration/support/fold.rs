@@ -42,6 +42,7 @@ pub struct ExpectedOrder {
     pub currency: String,
     pub total_cents: i64,
     pub paid_cents: i64,
+    pub refunded_cents: i64,
     pub placed_at_ms: i64,
     pub updated_at_ms: i64,
     /// (sku, quantity, unit price in cents, stock state), in line order.
@@ -95,6 +96,7 @@ const PAID: &str = "paid";
 const SHIPPED: &str = "shipped";
 const DELIVERED: &str = "delivered";
 const CANCELLED: &str = "cancelled";
+const REFUNDED: &str = "refunded";
 
 // Line stock states (and reservation statuses).
 const PENDING: &str = "pending";
@@ -347,6 +349,7 @@ fn order_is_valid(event: &OrderEvent) -> bool {
             id_ok(&e.customer_id) && currency_ok(&e.currency) && lines_ok(&e.lines)
         }
         OrderEvent::PaymentCaptured(e) => e.amount_cents > 0,
+        OrderEvent::Refunded(e) => e.amount_cents > 0,
         OrderEvent::StockOutcome(e) => id_ok(&e.sku) && e.quantity > 0,
         OrderEvent::PaymentFailed(_)
         | OrderEvent::Shipped(_)
@@ -426,6 +429,7 @@ fn apply_order(expected: &mut Expected, prefix: String, event: &OrderEvent) -> H
                 currency: placed.currency.clone(),
                 total_cents: total,
                 paid_cents: 0,
+                refunded_cents: 0,
                 placed_at_ms: time,
                 updated_at_ms: time,
                 lines,
@@ -456,7 +460,7 @@ fn apply_order(expected: &mut Expected, prefix: String, event: &OrderEvent) -> H
                 order.status = CANCELLED.to_string();
                 out.emit(Destination::Results, STATUS_CHANGED);
                 release_reserved_lines(order, &mut out);
-            } else if status == CANCELLED && outcome.reserved {
+            } else if matches!(status.as_str(), CANCELLED | REFUNDED) && outcome.reserved {
                 out.emit(Destination::Inventory, RELEASE_REQUESTED);
                 order.lines[index].3 = RELEASED.to_string();
             }
@@ -475,7 +479,7 @@ fn apply_order(expected: &mut Expected, prefix: String, event: &OrderEvent) -> H
                     Ok(())
                 }
             }
-            PAID | SHIPPED | DELIVERED => Err("already_paid"),
+            PAID | SHIPPED | DELIVERED | REFUNDED => Err("already_paid"),
             CANCELLED => Err("order_cancelled"),
             _ => Err("invalid_transition"),
         },
@@ -488,6 +492,7 @@ fn apply_order(expected: &mut Expected, prefix: String, event: &OrderEvent) -> H
                 Ok(())
             }
             CANCELLED => Err("order_cancelled"),
+            REFUNDED => Err("order_refunded"),
             _ => Err("invalid_transition"),
         },
 
@@ -521,6 +526,7 @@ fn apply_order(expected: &mut Expected, prefix: String, event: &OrderEvent) -> H
                 Ok(())
             }
             CANCELLED => Err("order_cancelled"),
+            REFUNDED => Err("order_refunded"),
             _ => Err("invalid_transition"),
         },
 
@@ -532,6 +538,7 @@ fn apply_order(expected: &mut Expected, prefix: String, event: &OrderEvent) -> H
                 Ok(())
             }
             CANCELLED => Err("order_cancelled"),
+            REFUNDED => Err("order_refunded"),
             _ => Err("invalid_transition"),
         },
 
@@ -545,7 +552,27 @@ fn apply_order(expected: &mut Expected, prefix: String, event: &OrderEvent) -> H
             }
             SHIPPED | DELIVERED => Err("not_cancellable"),
             CANCELLED => Err("order_cancelled"),
+            REFUNDED => Err("order_refunded"),
             _ => Err("invalid_transition"),
+        },
+
+        // Money goes back once, after payment, for a cancelled or delivered
+        // order, and never more than was captured.
+        OrderEvent::Refunded(refund) => match status.as_str() {
+            REFUNDED => Err("already_refunded"),
+            CANCELLED | DELIVERED if order.paid_cents > 0 => {
+                if refund.amount_cents > order.paid_cents {
+                    Err("refund_exceeds_payment")
+                } else {
+                    order.status = REFUNDED.to_string();
+                    order.refunded_cents = refund.amount_cents;
+                    order.updated_at_ms = time;
+                    out.emit(Destination::Results, STATUS_CHANGED);
+                    Ok(())
+                }
+            }
+            PAID | SHIPPED => Err("invalid_transition"),
+            _ => Err("not_paid"),
         },
     };
 
@@ -729,8 +756,9 @@ fn diff_map<K: Ord + Debug, V: PartialEq + Debug>(
 mod tests {
     use super::*;
     use galley::domain::{
-        OrderCancelled, OrderDelivered, OrderPlaced, OrderShipped, PaymentCaptured, StockReceived,
-        StockReleaseRequested, StockReservationOutcome, StockReservationRequested,
+        OrderCancelled, OrderDelivered, OrderPlaced, OrderShipped, PaymentCaptured,
+        PaymentRefunded, StockReceived, StockReleaseRequested, StockReservationOutcome,
+        StockReservationRequested,
     };
 
     const ORDERS: &str = "orders_t";
@@ -846,6 +874,50 @@ mod tests {
             .get(&(outcome.to_string(), event_type.to_string()))
             .copied()
             .unwrap_or(0)
+    }
+
+    #[test]
+    fn refunds_follow_payment_and_cancellation_once() {
+        let mut s = Stream::new();
+        s.order(placed("o1", vec![line("A", 2, 500)], T0));
+        let refund = |amount_cents: i64, t: i64| {
+            OrderEvent::Refunded(PaymentRefunded {
+                order_id: "o1".into(),
+                amount_cents,
+                reason: "".into(),
+                event_time_ms: t,
+            })
+        };
+        s.order(refund(1000, T0 + 1));
+        s.order(OrderEvent::PaymentCaptured(PaymentCaptured {
+            order_id: "o1".into(),
+            amount_cents: 1000,
+            event_time_ms: T0 + 2,
+        }));
+        s.order(refund(1000, T0 + 3));
+        s.order(OrderEvent::Cancelled(OrderCancelled {
+            order_id: "o1".into(),
+            reason: "".into(),
+            event_time_ms: T0 + 4,
+        }));
+        s.order(refund(1001, T0 + 5));
+        s.order(refund(600, T0 + 6));
+        s.order(refund(400, T0 + 7));
+        let e = s.fold();
+
+        let order = &e.orders["o1"];
+        assert_eq!(order.status, "refunded");
+        assert_eq!((order.paid_cents, order.refunded_cents), (1000, 600));
+        assert_eq!(order.updated_at_ms, T0 + 6);
+        for reason in [
+            "not_paid",
+            "invalid_transition",
+            "refund_exceeds_payment",
+            "already_refunded",
+        ] {
+            assert_eq!(e.rejections[reason], 1, "{reason}");
+        }
+        assert_eq!(count(&e, "applied", "PaymentRefunded"), 1);
     }
 
     #[test]

@@ -527,6 +527,7 @@ async fn read_orders(keyspace: &TestKeyspace) -> BTreeMap<String, ExpectedOrder>
             currency: text(&doc["currency"]),
             total_cents: doc["total_cents"].as_i64().unwrap_or_default(),
             paid_cents: doc["paid_cents"].as_i64().unwrap_or_default(),
+            refunded_cents: doc["refunded_cents"].as_i64().unwrap_or_default(),
             placed_at_ms: time(&doc["placed_at"]),
             updated_at_ms: time(&doc["updated_at"]),
             lines,
