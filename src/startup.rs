@@ -29,9 +29,9 @@ use crate::codec::Codec;
 use crate::config::Config;
 use crate::kafka;
 use crate::pipeline::{self, PipelineContext, PipelineHealth, Publisher, Stopped};
-use crate::shop::{ShopProcessor, ShopSettings};
 use crate::shop::projections::ProjectionStore;
 use crate::shop::queries::QueryStore;
+use crate::shop::{ShopProcessor, ShopSettings};
 use crate::store::progress::ProgressStore;
 use crate::store::{self, migrate};
 
