@@ -1,0 +1,131 @@
+//! Unit tests of the processor's pure parts: what a batch's writes hand over
+//! to be written and what they keep for the cache, and how sales add up in
+//! their cells when a batch is replayed after a crash.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::cache::BatchRows;
+use super::sales::{add_sales, SaleContribution};
+use super::writes::{Counted, ShopWrites};
+use crate::domain::Outcome;
+use crate::shop::rows::SalesCell;
+use crate::store::Versioned;
+
+#[test]
+fn take_rows_moves_the_rows_and_leaves_what_committed_adopts() {
+    let mut writes = ShopWrites::default();
+    writes.progress.push((Arc::from("t"), 0, 41, 1_000));
+    writes.minute_sales.push((0, 60_000, cell(1, 1, 41)));
+    writes.counts.push(Counted {
+        topic: Arc::from("t"),
+        event_type: "OrderPlaced",
+        outcome: Outcome::Applied,
+    });
+    writes
+        .cache
+        .insert((Arc::from("t"), 0), BatchRows::default());
+
+    let rows = writes.take_rows();
+    assert_eq!(rows.statement_count(), 2);
+    assert!(rows.cache.is_empty() && rows.counts.is_empty());
+    assert_eq!(writes.statement_count(), 0);
+    assert_eq!((writes.cache.len(), writes.counts.len()), (1, 1));
+}
+
+fn sale(offset: i64, sku: &str, units: i64) -> SaleContribution {
+    SaleContribution {
+        offset,
+        event_time_ms: 60_000 + offset,
+        sku: sku.to_owned(),
+        minute_ms: 60_000,
+        units,
+        revenue_cents: units * 100,
+    }
+}
+
+fn cell(units: i64, orders: i64, applied_offset: i64) -> Versioned<SalesCell> {
+    Versioned {
+        value: SalesCell {
+            units,
+            revenue_cents: units * 100,
+            orders,
+            updated_at_ms: 0,
+        },
+        applied_offset,
+    }
+}
+
+type SkuCells = HashMap<(String, i64), Versioned<SalesCell>>;
+type MinuteCells = HashMap<i64, Versioned<SalesCell>>;
+
+/// What a cell counts: units, revenue, orders, watermark.
+fn counted(cell: &Versioned<SalesCell>) -> (i64, i64, i64, i64) {
+    let v = &cell.value;
+    (v.units, v.revenue_cents, v.orders, cell.applied_offset)
+}
+
+fn cells(
+    minute: Versioned<SalesCell>,
+    skus: &[(&str, Versioned<SalesCell>)],
+) -> (SkuCells, MinuteCells) {
+    let sku_cells = skus
+        .iter()
+        .map(|(sku, c)| (((*sku).to_owned(), 60_000), c.clone()))
+        .collect();
+    (sku_cells, HashMap::from([(60_000, minute)]))
+}
+
+#[test]
+fn every_line_of_a_new_sale_counts_once_and_the_order_once() {
+    let (mut skus, mut minutes) = cells(
+        cell(0, 0, -1),
+        &[("A", cell(0, 0, -1)), ("B", cell(0, 0, -1))],
+    );
+    let (dirty_sku, dirty_minute) =
+        add_sales(&[sale(7, "A", 2), sale(7, "B", 3)], &mut skus, &mut minutes);
+    assert_eq!(dirty_sku.len(), 2);
+    assert_eq!(dirty_minute.len(), 1);
+    assert_eq!(counted(&minutes[&60_000]), counted(&cell(5, 1, 7)));
+    assert_eq!(
+        counted(&skus[&("B".to_owned(), 60_000)]),
+        counted(&cell(3, 0, 7))
+    );
+}
+
+#[test]
+fn a_replayed_multi_line_sale_already_in_the_minute_cell_adds_nothing() {
+    // Before the crash the minute cell counted offset 7 (both lines), the
+    // SKU cells did too; the order row did not, so offset 7 is replayed.
+    let (mut skus, mut minutes) =
+        cells(cell(5, 1, 7), &[("A", cell(2, 0, 7)), ("B", cell(3, 0, 7))]);
+    let (dirty_sku, dirty_minute) =
+        add_sales(&[sale(7, "A", 2), sale(7, "B", 3)], &mut skus, &mut minutes);
+    assert!(dirty_sku.is_empty() && dirty_minute.is_empty());
+    assert_eq!(counted(&minutes[&60_000]), counted(&cell(5, 1, 7)));
+}
+
+#[test]
+fn a_replay_skips_what_each_cell_holds_and_adds_what_it_lacks() {
+    // The minute cell and SKU A were written before the crash, SKU B was not.
+    let (mut skus, mut minutes) = cells(
+        cell(5, 1, 7),
+        &[("A", cell(2, 0, 7)), ("B", cell(0, 0, -1))],
+    );
+    let replay = [
+        sale(7, "A", 2),
+        sale(7, "B", 3),
+        sale(9, "A", 1),
+        sale(9, "B", 1),
+    ];
+    add_sales(&replay, &mut skus, &mut minutes);
+    assert_eq!(
+        counted(&skus[&("A".to_owned(), 60_000)]),
+        counted(&cell(3, 0, 9))
+    );
+    assert_eq!(
+        counted(&skus[&("B".to_owned(), 60_000)]),
+        counted(&cell(4, 0, 9))
+    );
+    assert_eq!(counted(&minutes[&60_000]), counted(&cell(7, 2, 9)));
+}

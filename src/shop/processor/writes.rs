@@ -1,0 +1,260 @@
+//! The rows one batch writes, and how they are written: in three waves, rows
+//! derived from orders before the orders and inventory, and the partitions'
+//! progress last, for the reasons the module doc of [`crate::shop`] gives.
+//! Also the outcome counters, which move only once a batch is written.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use futures::future::{BoxFuture, FutureExt};
+use futures::stream::{self, StreamExt};
+
+use super::cache::{BatchRows, PartitionKey};
+use super::ShopProcessor;
+use crate::domain::inventory::{Reservation, Stock};
+use crate::domain::order::Order;
+use crate::domain::Outcome;
+use crate::pipeline::{unix_ms, RetryableError};
+use crate::shop::projections::ProjectionStore;
+use crate::shop::rows::SalesCell;
+use crate::store::{StoreError, Versioned};
+use crate::telemetry as t;
+
+/// Reservation rows per single-partition batch; keeps batches far below the
+/// database's batch size limits even for a hot SKU.
+const RESERVATIONS_PER_BATCH: usize = 100;
+
+/// Rows one batch writes, in the order they must be written, plus what the
+/// cache should hold afterwards.
+#[derive(Default)]
+pub struct ShopWrites {
+    pub(super) customer_index: Vec<Versioned<Order>>,
+    pub(super) sku_sales: Vec<(i32, String, i64, Versioned<SalesCell>)>,
+    pub(super) minute_sales: Vec<(i32, i64, Versioned<SalesCell>)>,
+    pub(super) orders: Vec<(i32, Versioned<Order>)>,
+    pub(super) inventory: Vec<(i32, Vec<InventoryChunk>)>,
+    pub(super) progress: Vec<(Arc<str>, i32, i64, i64)>,
+    pub(super) cache: HashMap<PartitionKey, BatchRows>,
+    pub(super) counts: Vec<Counted>,
+}
+
+impl ShopWrites {
+    /// Moves the rows to write into a value of their own, leaving behind what
+    /// [`Processor::committed`](crate::pipeline::Processor::committed) adopts
+    /// (cache contents and outcome counts).
+    /// `make bench` uses it to compute a whole backlog's rows through the
+    /// real processor first and write them afterwards, timing the writes alone.
+    pub fn take_rows(&mut self) -> ShopWrites {
+        ShopWrites {
+            customer_index: std::mem::take(&mut self.customer_index),
+            sku_sales: std::mem::take(&mut self.sku_sales),
+            minute_sales: std::mem::take(&mut self.minute_sales),
+            orders: std::mem::take(&mut self.orders),
+            inventory: std::mem::take(&mut self.inventory),
+            progress: std::mem::take(&mut self.progress),
+            cache: HashMap::new(),
+            counts: Vec::new(),
+        }
+    }
+
+    /// Statements [`Processor::write`](crate::pipeline::Processor::write)
+    /// executes for these rows (an inventory chunk is one batch statement).
+    pub fn statement_count(&self) -> usize {
+        self.customer_index.len()
+            + self.sku_sales.len()
+            + self.minute_sales.len()
+            + self.orders.len()
+            + self.inventory.iter().map(|(_, c)| c.len()).sum::<usize>()
+            + self.progress.len()
+    }
+}
+
+/// A SKU's stock and the reservations changed with it, written as one
+/// single-partition batch.
+pub(super) struct InventoryChunk {
+    stock: Versioned<Stock>,
+    reservations: Vec<Versioned<Reservation>>,
+}
+
+/// One decoded input event's fate, counted once its batch is written. Dead
+/// letters are counted by the pipeline, which publishes them.
+pub(super) struct Counted {
+    pub(super) topic: Arc<str>,
+    pub(super) event_type: &'static str,
+    pub(super) outcome: Outcome,
+}
+
+/// A SKU's changes within one batch, cut into atomic chunks.
+#[derive(Default)]
+pub(super) struct InventoryLog {
+    pub(super) stock: Option<Versioned<Stock>>,
+    pending: Vec<Versioned<Reservation>>,
+    chunks: Vec<InventoryChunk>,
+}
+
+impl InventoryLog {
+    pub(super) fn add_reservation(&mut self, reservation: Versioned<Reservation>) {
+        // A second change to the same reservation within a chunk replaces the first.
+        if let Some(existing) = self
+            .pending
+            .iter_mut()
+            .find(|r| r.value.order_id == reservation.value.order_id)
+        {
+            *existing = reservation;
+        } else {
+            self.pending.push(reservation);
+        }
+        if self.pending.len() >= RESERVATIONS_PER_BATCH {
+            if let Some(stock) = self.stock.clone() {
+                self.chunks.push(InventoryChunk {
+                    stock,
+                    reservations: std::mem::take(&mut self.pending),
+                });
+            }
+        }
+    }
+
+    pub(super) fn into_chunks(mut self) -> Vec<InventoryChunk> {
+        if let Some(stock) = self.stock.take() {
+            let last_chunk_offset = self.chunks.last().map(|c| c.stock.applied_offset);
+            if !self.pending.is_empty() || last_chunk_offset != Some(stock.applied_offset) {
+                self.chunks.push(InventoryChunk {
+                    stock,
+                    reservations: self.pending,
+                });
+            }
+        }
+        self.chunks
+    }
+}
+
+impl ShopProcessor {
+    /// Writes a batch's rows in three waves, each finished before the next.
+    pub(super) async fn write_in_waves(&self, w: &ShopWrites) -> Result<(), RetryableError> {
+        let store = &*self.store;
+        let limit = self.settings.max_concurrent_statements;
+        let now = unix_ms();
+
+        // Rows derived from orders first, then the orders themselves (see the
+        // module doc of `crate::shop`).
+        run_bounded(derived_row_writes(store, w), limit).await?;
+        run_bounded(primary_row_writes(store, w), limit).await?;
+        run_bounded(progress_writes(store, w, now), limit).await?;
+        Ok(())
+    }
+}
+
+type Write<'a> = BoxFuture<'a, Result<(), StoreError>>;
+
+/// The customer list and the sales cells: rows derived from orders.
+fn derived_row_writes<'a>(store: &'a ProjectionStore, w: &'a ShopWrites) -> Vec<Write<'a>> {
+    w.customer_index
+        .iter()
+        .map(|o| store.write_order_index(o).boxed())
+        .chain(
+            w.sku_sales.iter().map(|(p, sku, minute, cell)| {
+                store.write_sku_sales(sku, *minute, *p, cell).boxed()
+            }),
+        )
+        .chain(
+            w.minute_sales
+                .iter()
+                .map(|(p, minute, cell)| store.write_minute_sales(*minute, *p, cell).boxed()),
+        )
+        .collect()
+}
+
+/// The orders and each SKU's inventory chunks.
+fn primary_row_writes<'a>(store: &'a ProjectionStore, w: &'a ShopWrites) -> Vec<Write<'a>> {
+    w.orders
+        .iter()
+        .map(|(p, o)| store.write_order(o, *p).boxed())
+        .chain(
+            w.inventory
+                .iter()
+                .map(|(p, chunks)| write_inventory_chunks(store, chunks, *p).boxed()),
+        )
+        .collect()
+}
+
+async fn write_inventory_chunks(
+    store: &ProjectionStore,
+    chunks: &[InventoryChunk],
+    partition: i32,
+) -> Result<(), StoreError> {
+    // A SKU's chunks go in order: each is the state after its last event.
+    for chunk in chunks {
+        let reservations: Vec<&Versioned<Reservation>> = chunk.reservations.iter().collect();
+        store
+            .write_inventory(&chunk.stock, &reservations, partition)
+            .await?;
+    }
+    Ok(())
+}
+
+fn progress_writes<'a>(store: &'a ProjectionStore, w: &'a ShopWrites, now: i64) -> Vec<Write<'a>> {
+    w.progress
+        .iter()
+        .map(|(topic, p, offset, event_time)| {
+            store
+                .write_progress(topic, *p, *offset, *event_time, now)
+                .boxed()
+        })
+        .collect()
+}
+
+/// Runs futures with at most `limit` in flight; the first error wins.
+async fn run_bounded(futures: Vec<Write<'_>>, limit: usize) -> Result<(), RetryableError> {
+    let mut running = stream::iter(futures).buffer_unordered(limit.max(1));
+    while let Some(result) = running.next().await {
+        result.map_err(|e| RetryableError(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Adds a written batch's outcomes to the outcome counters, tallied first so
+/// that the registry is touched once per label set rather than per event.
+pub(super) fn count_outcomes(counts: &[Counted]) {
+    // Keyed by (topic, event type, outcome, rejection reason or "").
+    let mut tally: BTreeMap<(&str, &'static str, &'static str, &'static str), u64> =
+        BTreeMap::new();
+    for c in counts {
+        let (outcome, reason) = match c.outcome {
+            Outcome::Applied => ("applied", ""),
+            Outcome::Rejected { reason } => ("rejected", reason),
+            Outcome::Duplicate => ("duplicate", ""),
+        };
+        *tally
+            .entry((&c.topic, c.event_type, outcome, reason))
+            .or_default() += 1;
+        // Every type seen gets its applied and duplicate series, at zero if
+        // need be: dashboards then show a rate of 0 rather than no data.
+        for quiet in ["applied", "duplicate"] {
+            tally
+                .entry((&c.topic, c.event_type, quiet, ""))
+                .or_default();
+        }
+    }
+    for ((topic, event_type, outcome, reason), n) in tally {
+        let topic = topic.to_string();
+        let counter = match outcome {
+            "applied" => metrics::counter!(
+                t::EVENTS_APPLIED_TOTAL,
+                "topic" => topic,
+                "event_type" => event_type
+            ),
+            "rejected" => metrics::counter!(
+                t::EVENTS_REJECTED_TOTAL,
+                "topic" => topic,
+                "event_type" => event_type,
+                "reason" => reason
+            ),
+            _ => metrics::counter!(
+                t::EVENTS_DUPLICATE_TOTAL,
+                "topic" => topic,
+                "event_type" => event_type
+            ),
+        };
+        counter.increment(n);
+    }
+}
