@@ -4,7 +4,8 @@
 //!
 //! Modules, one job each:
 //! - [`config`]: typed configuration from a TOML file and `GALLEY_*` overrides.
-//! - [`codec`]: Avro schemas, the Confluent wire format, typed decode/encode.
+//! - [`codec`]: Avro schemas, the Confluent wire format, decode/encode of the event
+//!   sets a domain declares with [`event_set!`]; knows nothing of the shop.
 //! - [`domain`]: the shop's events, state and handlers; pure, no I/O.
 //! - [`pipeline`]: consume, batch, apply, publish, write, commit; knows nothing of the shop.
 //! - [`store`]: the CQL session, migrations, statement and paged-read helpers, the row

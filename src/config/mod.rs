@@ -262,7 +262,7 @@ pub struct ApiConfig {
     pub rate_limit_per_second: u32,
     /// Requests a token may make at once before the average rate applies.
     pub rate_limit_burst: u32,
-    /// Browser origins (scheme://host[:port]) allowed to call the API
+    /// Browser origins (`scheme://host[:port]`) allowed to call the API
     /// cross-origin; empty sends no CORS headers at all.
     pub cors_allowed_origins: Vec<String>,
     /// Page size of list routes when the request names no `limit`.

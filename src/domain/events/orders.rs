@@ -239,7 +239,7 @@ fn validate_placed(placed: &OrderPlaced) -> Result<(), ValidationError> {
 // check every move against the handler's rules.
 
 /// An order as the stream generator simulates it. This is the customer's side
-/// of the story, not the handler's [`Order`]: the simulation never sees stock
+/// of the story, not the handler's [`Order`](crate::domain::order::Order): the simulation never sees stock
 /// answers, so it never sees `confirmed` or a shortage.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JourneyOrder {
@@ -311,7 +311,7 @@ pub struct JourneyMove {
     pub ends_journey: bool,
 }
 
-/// An event sent at the wrong moment on purpose, which [`apply`] must refuse.
+/// An event sent at the wrong moment on purpose, which [`apply`](crate::domain::order::apply) must refuse.
 #[derive(Debug, Clone, Copy)]
 pub struct RefusedMove {
     pub from: &'static [OrderStatus],
@@ -430,7 +430,7 @@ pub static REFUSED_MOVES: &[RefusedMove] = &[
     },
 ];
 
-/// The reason [`apply`] gives for [`unplaced_order_event`].
+/// The reason [`apply`](crate::domain::order::apply) gives for [`unplaced_order_event`].
 pub const UNPLACED_ORDER_REASON: &str = "unknown_order";
 
 /// The moves an order in simulated `status` can make.

@@ -11,7 +11,7 @@
 //! can ship, and a sale counts when the order ships. The first shortage
 //! cancels an order that has not shipped (reason `out_of_stock`; a paid one
 //! is then due a refund) and releases what was reserved. Refused transitions
-//! are business rejections ([`Outcome::Rejected`] plus an `OrderRejected`
+//! are business rejections ([`Outcome::Rejected`](crate::domain::Outcome::Rejected) plus an `OrderRejected`
 //! result), never poison.
 
 use serde::{Deserialize, Serialize};
