@@ -75,7 +75,8 @@ pub const PARTITIONS_OWNED: &str = "galley_partitions_owned";
 /// Events of the batch being processed (polled, not yet committed).
 pub const EVENTS_IN_FLIGHT: &str = "galley_events_in_flight";
 /// HTTP requests answered. Labels: listener (api, admin), route (the matched
-/// route template, or `unmatched`), method, status_class (2xx, 4xx, 5xx).
+/// route template, or `unmatched`), method (GET, HEAD, POST, PUT, DELETE,
+/// PATCH, OPTIONS, CONNECT, TRACE, or `other`), status_class (2xx, 4xx, 5xx).
 pub const HTTP_REQUESTS_TOTAL: &str = "galley_http_requests_total";
 /// HTTP request latency (histogram). Labels: listener, route, method.
 pub const HTTP_REQUEST_DURATION_SECONDS: &str = "galley_http_request_duration_seconds";
