@@ -277,6 +277,7 @@ async fn bind_query_listener(
         store: queries,
         freshness,
         limits: Limits::from_config(&config.api),
+        cursors: Arc::new(crate::api::cursor::CursorSigner::from_config(&config.api)),
         orders_topic: Arc::from(config.topics.orders.as_str()),
         inventory_topic: Arc::from(config.topics.inventory.as_str()),
     };
@@ -291,6 +292,12 @@ async fn bind_query_listener(
     info!(api = %listener.local_addr(), tokens = ?token_names, "query listener bound");
     if token_names.is_empty() {
         warn!("no api.tokens configured: every /v1 request is refused with 401");
+    }
+    if config.api.cursor_key.is_empty() {
+        info!(
+            "no api.cursor_key configured: page cursors are signed with a key drawn at start, \
+             so they stop working on restart and are refused by other replicas"
+        );
     }
     Ok(listener)
 }

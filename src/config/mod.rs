@@ -274,6 +274,13 @@ pub struct ApiConfig {
     pub max_time_window: Duration,
     /// Largest request body accepted (the routes take none).
     pub max_request_body_bytes: usize,
+    /// HMAC key that signs page cursors, at least 32 bytes. Empty: a key is
+    /// drawn at start, and cursors then do not survive a restart nor work
+    /// across replicas.
+    pub cursor_key: Secret,
+    /// How long a page cursor stays valid.
+    #[serde(with = "humantime_serde")]
+    pub cursor_ttl: Duration,
 }
 
 impl Default for ApiConfig {
@@ -288,6 +295,8 @@ impl Default for ApiConfig {
             max_page_size: 100,
             max_time_window: Duration::from_secs(24 * 3600),
             max_request_body_bytes: 16 * 1024,
+            cursor_key: Secret::default(),
+            cursor_ttl: Duration::from_secs(15 * 60),
         }
     }
 }

@@ -90,6 +90,9 @@ fn bad_values_name_the_key() {
             "api.default_page_size",
         ),
         ("[api]\nmax_time_window = \"0s\"\n", "api.max_time_window"),
+        ("[api]\ncursor_key = \"too-short\"\n", "api.cursor_key"),
+        ("[api]\ncursor_ttl = \"0s\"\n", "api.cursor_ttl"),
+        ("[api]\ncursor_ttl = \"30days\"\n", "api.cursor_ttl"),
         (
             "[api]\ncors_allowed_origins = [\"*\"]\n",
             "api.cors_allowed_origins",
@@ -353,4 +356,14 @@ fn check_config_shows_closed_sets_as_the_file_spells_them() {
         Some("plaintext")
     );
     assert_eq!(tree["log"]["format"].as_str(), Some("text"));
+}
+
+#[test]
+fn the_cursor_key_is_a_secret() {
+    let key = "a-cursor-key-of-at-least-32-bytes-0123456789";
+    let cfg = Config::from_sources("", None, &env(&[("GALLEY_API__CURSOR_KEY", key)]))
+        .expect("a long enough key");
+    assert_eq!(cfg.api.cursor_key.expose(), key);
+    assert!(!format!("{cfg:?}").contains(key), "Debug shows the key");
+    assert_eq!(cfg.api.cursor_ttl, std::time::Duration::from_secs(900));
 }

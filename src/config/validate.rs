@@ -214,8 +214,29 @@ impl Config {
                 "must be at least 1 while api.rate_limit_per_second is set",
             ));
         }
-        Ok(())
+        check_cursor_settings(api)
     }
+}
+
+/// Cursor signing: a configured key strong enough for HMAC-SHA256, and a
+/// lifetime long enough to page through a list and short enough that a
+/// leaked cursor soon stops working.
+fn check_cursor_settings(api: &super::ApiConfig) -> Result<(), ConfigError> {
+    let key_len = api.cursor_key.expose().len();
+    if key_len > 0 && key_len < 32 {
+        return Err(invalid(
+            "api.cursor_key",
+            "must be at least 32 bytes (for example `openssl rand -hex 32`), or empty for a \
+             key drawn at start",
+        ));
+    }
+    if api.cursor_ttl < Duration::from_secs(1) {
+        return Err(invalid("api.cursor_ttl", "must be at least 1s"));
+    }
+    if api.cursor_ttl > Duration::from_secs(7 * 86_400) {
+        return Err(invalid("api.cursor_ttl", "must not exceed 7 days"));
+    }
+    Ok(())
 }
 
 fn nonempty(key: &str, value: &str) -> Result<(), ConfigError> {

@@ -8,10 +8,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use chrono::DateTime;
-use galley::api::cursor::{self, ListKind};
+use galley::api::cursor::{CursorSigner, ListKind, Page};
 use galley::shop::generator::{self, GeneratorSettings};
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
@@ -28,6 +28,8 @@ use crate::support::{cql_contact_point, TestKeyspace};
 const DASHBOARD_TOKEN: &str = "dashboard-token-for-the-api-tests-0123";
 const THROTTLED_TOKEN: &str = "throttled-token-for-the-api-tests-4567";
 const ALLOWED_ORIGIN: &str = "https://dash.example.com";
+/// `api.cursor_key`: known here, so that the test can sign cursors of its own.
+const CURSOR_KEY: &str = "cursor-key-for-the-api-tests-0123456789abcdef";
 /// 2026-01-01T23:58:00Z: the stream crosses midnight, so sales windows
 /// read two day partitions.
 const START_MS: i64 = 1_767_311_880_000;
@@ -184,6 +186,7 @@ fn api_env(env: &mut GalleyEnv) {
         ("GALLEY_API__RATE_LIMIT_PER_SECOND", "100000"),
         ("GALLEY_API__RATE_LIMIT_BURST", "100000"),
         ("GALLEY_API__CORS_ALLOWED_ORIGINS", ALLOWED_ORIGIN),
+        ("GALLEY_API__CURSOR_KEY", CURSOR_KEY),
         ("GALLEY_PIPELINE__LAG_REFRESH_INTERVAL", "500ms"),
     ];
     for (k, v) in settings {
@@ -444,19 +447,26 @@ async fn check_customer_pages(api: &Api, expected: &Expected, orders_topic: &str
         )
     };
     api.get_ok(CUSTOMER, &path(a, &good)).await;
+    // Signed with galley's key: these reach the paging-state checks.
+    let signer = CursorSigner::new(CURSOR_KEY.as_bytes(), Duration::from_secs(900));
+    let signed = |kind: ListKind, state: &[u8]| {
+        let page = Page {
+            kind,
+            key: a,
+            size: 2,
+        };
+        signer.encode(page, state, SystemTime::now())
+    };
     for bad in [
         path(b, &good),
         path(a, &good[..good.len() - 4]),
         path(a, "not-a-cursor"),
         path(a, "%21%21%21"),
         path(a, &"A".repeat(3000)),
-        path(a, &cursor::encode(ListKind::Reservations, a, b"state")),
+        path(a, &signed(ListKind::Reservations, b"state")),
         // A well-formed cursor around bytes the database cannot use as a paging state.
-        path(
-            a,
-            &cursor::encode(ListKind::CustomerOrders, a, b"\x00\x01garbage"),
-        ),
-        path(a, &cursor::encode(ListKind::CustomerOrders, a, &[0xff; 64])),
+        path(a, &signed(ListKind::CustomerOrders, b"\x00\x01garbage")),
+        path(a, &signed(ListKind::CustomerOrders, &[0xff; 64])),
     ] {
         api.get_err(CUSTOMER, &bad, 400, "invalid_cursor").await;
     }

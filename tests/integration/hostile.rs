@@ -4,12 +4,17 @@
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use galley::api::cursor::{CursorSigner, ListKind, Page};
+use galley::shop::generator::{self, GeneratorSettings};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::support::http::{self, Body, Response};
 use crate::support::process::{http_get, GalleyProcess};
 use crate::support::scenario::Scenario;
 
@@ -145,4 +150,118 @@ async fn random_methods_and_paths_add_no_metric_series() {
     // The bound: every listener × route × method × status class, with the
     // histogram's buckets; far below what 1,000 random requests could make.
     println!("[cardinality] http series={}", series.len());
+}
+
+const CURSOR_TOKEN: &str = "cursor-token-for-the-hostile-tests-0123";
+
+/// A galley with a token, and a few hundred orders of two customers, so
+/// that each customer's list has many pages.
+async fn galley_with_orders(scenario: &mut Scenario, extra: &[(&str, &str)]) -> GalleyProcess {
+    use sha2::{Digest, Sha256};
+    let digest: String = Sha256::digest(CURSOR_TOKEN.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let tokens = format!("[{{name = \"hostile\", sha256 = \"{digest}\"}}]");
+    scenario.env.set("GALLEY_API__TOKENS", tokens);
+    scenario.env.set("GALLEY_API__RATE_LIMIT_PER_SECOND", "0");
+    for (k, v) in extra {
+        scenario.env.set(k, *v);
+    }
+    let mut galley = GalleyProcess::spawn(&scenario.env, "cursors");
+    galley.wait_ready(Duration::from_secs(60)).await;
+    let settings = GeneratorSettings {
+        count: 300,
+        customers: 2,
+        skus: 5,
+        seed: 11,
+        poison_fraction: 0.0,
+        invalid_fraction: 0.0,
+        ..GeneratorSettings::default()
+    };
+    let messages = generator::generate(&scenario.codec, &settings).0;
+    scenario.produce(messages, 3_000).await;
+    scenario.wait_caught_up(&mut [&mut galley]).await;
+    galley
+}
+
+async fn get(addr: SocketAddr, path: &str) -> Response {
+    let auth = format!("Bearer {CURSOR_TOKEN}");
+    http::send(addr, "GET", path, &[("Authorization", &auth)], Body::None).await
+}
+
+fn orders_page(limit: u32, cursor: &str) -> String {
+    format!("/v1/customers/C-000000/orders?limit={limit}&cursor={cursor}")
+}
+
+/// Expects 400 `invalid_cursor`.
+async fn refused(addr: SocketAddr, limit: u32, cursor: &str, what: &str) {
+    let r = get(addr, &orders_page(limit, cursor)).await;
+    assert_eq!(r.status, 400, "{what} was accepted: {}", r.body);
+    assert_eq!(r.json()["error"], "invalid_cursor", "{what}: {}", r.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cursors_not_made_by_galley_are_refused() {
+    let mut scenario = Scenario::new("cursors").await;
+    let key = "cursor-key-for-the-hostile-tests-0123456789";
+    let galley = galley_with_orders(&mut scenario, &[("GALLEY_API__CURSOR_KEY", key)]).await;
+    let first = get(galley.api, "/v1/customers/C-000000/orders?limit=2").await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let issued = first.json()["next_cursor"]
+        .as_str()
+        .expect("a second page")
+        .to_string();
+    let resumed = get(galley.api, &orders_page(2, &issued)).await;
+    assert_eq!(resumed.status, 200, "{}", resumed.body);
+
+    // Forged: galley's layout and a real paging state, under a MAC made
+    // with a key that is not galley's.
+    let raw = URL_SAFE_NO_PAD.decode(&issued).expect("base64");
+    let (header, state) = (&raw[..14], &raw[14..raw.len() - 32]);
+    let size = u32::from_be_bytes([header[2], header[3], header[4], header[5]]);
+    assert_eq!(size, 2, "the page size is in the layout");
+    let page = Page {
+        kind: ListKind::CustomerOrders,
+        key: "C-000000",
+        size: 2,
+    };
+    let ttl = Duration::from_secs(900);
+    let guessed_key = CursorSigner::new(b"a key a client guessed", ttl);
+    let forged = guessed_key.encode(page, state, SystemTime::now());
+    refused(galley.api, 2, &forged, "a cursor signed with another key").await;
+    let mut wrong_mac = raw.clone();
+    let last = wrong_mac.len() - 1;
+    wrong_mac[last] ^= 0x80;
+    refused(
+        galley.api,
+        2,
+        &URL_SAFE_NO_PAD.encode(&wrong_mac),
+        "a wrong MAC",
+    )
+    .await;
+
+    // Altered: a longer page size or a later expiry written into galley's cursor.
+    for (byte, what) in [(5, "an altered page size"), (12, "an altered expiry")] {
+        let mut altered = raw.clone();
+        altered[byte] ^= 0x01;
+        refused(galley.api, 2, &URL_SAFE_NO_PAD.encode(&altered), what).await;
+    }
+    let mut altered_state = raw.clone();
+    altered_state[14] ^= 0x01;
+    let altered_state = URL_SAFE_NO_PAD.encode(&altered_state);
+    refused(galley.api, 2, &altered_state, "an altered paging state").await;
+
+    // Galley's own cursor, with another page size.
+    refused(galley.api, 3, &issued, "a cursor for limit=2 with limit=3").await;
+
+    // Signed with galley's key, but expired.
+    let signer = CursorSigner::new(key.as_bytes(), ttl);
+    let long_ago = SystemTime::now() - 2 * ttl;
+    let expired = signer.encode(page, state, long_ago);
+    refused(galley.api, 2, &expired, "an expired cursor").await;
+    // The same, fresh, is accepted: the refusals above are the MAC's and the expiry's.
+    let fresh = signer.encode(page, state, SystemTime::now());
+    let r = get(galley.api, &orders_page(2, &fresh)).await;
+    assert_eq!(r.status, 200, "a cursor galley's key signed: {}", r.body);
 }

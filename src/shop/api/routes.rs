@@ -7,13 +7,14 @@
 //! and sales: every orders partition).
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::Json;
 
 use super::views::{CustomerOrdersPage, InventoryView, OrderView, SalesView, SkuSalesView};
-use crate::api::cursor::{self, ListKind};
+use crate::api::cursor::{self, CursorSigner, ListKind, Page};
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::freshness::FreshnessView;
 use crate::api::params::{check_id, Limits, PageParams, WindowParams};
@@ -25,6 +26,7 @@ pub struct QueryState {
     pub store: Arc<QueryStore>,
     pub freshness: FreshnessView,
     pub limits: Limits,
+    pub cursors: Arc<CursorSigner>,
     pub orders_topic: Arc<str>,
     pub inventory_topic: Arc<str>,
 }
@@ -103,10 +105,15 @@ pub(super) async fn customer_orders(
     check_id("customer id", &customer_id)?;
     let Query(page) = query?;
     let size = page.page_size(&state.limits)?;
+    let list = Page {
+        kind: ListKind::CustomerOrders,
+        key: &customer_id,
+        size,
+    };
     let resume = page
         .cursor
         .as_deref()
-        .map(|c| cursor::decode(ListKind::CustomerOrders, &customer_id, c))
+        .map(|c| state.cursors.decode(list, c, SystemTime::now()))
         .transpose()
         .map_err(invalid_cursor)?;
     let rows = state
@@ -115,7 +122,7 @@ pub(super) async fn customer_orders(
         .await?;
     let next_cursor = rows
         .next
-        .map(|state| cursor::encode(ListKind::CustomerOrders, &customer_id, &state));
+        .map(|next| state.cursors.encode(list, &next, SystemTime::now()));
     Ok(Json(CustomerOrdersPage {
         orders: rows.items.into_iter().map(Into::into).collect(),
         customer_id,
@@ -153,10 +160,15 @@ pub(super) async fn inventory(
     check_id("SKU", &sku)?;
     let Query(page) = query?;
     let size = page.page_size(&state.limits)?;
+    let list = Page {
+        kind: ListKind::Reservations,
+        key: &sku,
+        size,
+    };
     let resume = page
         .cursor
         .as_deref()
-        .map(|c| cursor::decode(ListKind::Reservations, &sku, c))
+        .map(|c| state.cursors.decode(list, c, SystemTime::now()))
         .transpose()
         .map_err(invalid_cursor)?;
     let resumed = resume.is_some();
@@ -175,7 +187,7 @@ pub(super) async fn inventory(
     };
     let next_cursor = reservations
         .next
-        .map(|state| cursor::encode(ListKind::Reservations, &sku, &state));
+        .map(|next| state.cursors.encode(list, &next, SystemTime::now()));
     Ok(Json(InventoryView::new(
         sku,
         stock,
