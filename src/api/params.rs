@@ -147,12 +147,20 @@ fn parse_time(name: &'static str, raw: Option<&str>) -> Result<i64, ApiError> {
     Ok(ms)
 }
 
+/// Longest id accepted, in characters. Stored ids are at most 128 bytes,
+/// so a longer one cannot exist; counted in characters, as the OpenAPI
+/// document's `maxLength` counts, so that the two agree (an id of 128
+/// characters but more bytes is simply not found).
+pub const MAX_ID_CHARS: usize = 128;
+
 /// Ids are opaque text from upstream; refuse what no upstream id looks like.
 pub fn check_id(kind: &str, id: &str) -> Result<(), ApiError> {
-    if id.is_empty() || id.len() > 128 || id.chars().any(char::is_control) {
+    if id.is_empty() || id.chars().count() > MAX_ID_CHARS || id.chars().any(char::is_control) {
         return Err(ApiError::bad_request(
             "invalid_id",
-            format!("{kind} must be 1 to 128 bytes of printable characters"),
+            format!(
+                "{kind} must be 1 to {MAX_ID_CHARS} characters, none of them a control character"
+            ),
         ));
     }
     Ok(())
@@ -249,5 +257,8 @@ mod tests {
         assert!(check_id("order id", "").is_err());
         assert!(check_id("order id", "a\u{7}b").is_err());
         assert!(check_id("order id", &"x".repeat(129)).is_err());
+        // Characters, as the document's maxLength counts, not bytes.
+        assert!(check_id("order id", &"é".repeat(128)).is_ok());
+        assert!(check_id("order id", &"é".repeat(129)).is_err());
     }
 }

@@ -85,7 +85,9 @@ where
     let limits = Limits::from_config(cfg);
     let gate = Arc::new(Gate::from_config(cfg));
     let (app, doc) = assemble(v1, gate).with_state(state).split_for_parts();
-    let doc = OpenApiJson(Arc::from(doc.to_json()?));
+    let doc = OpenApiJson(Arc::from(serde_json::to_string(&constrained(
+        doc, &limits,
+    )?)?));
     let mut app = app
         .layer(Extension(doc))
         .fallback(error::unknown_route)
@@ -109,7 +111,21 @@ pub fn openapi<S>(v1: OpenApiRouter<S>) -> utoipa::openapi::OpenApi
 where
     S: Clone + Send + Sync + 'static,
 {
-    assemble(v1, Arc::new(Gate::from_config(&ApiConfig::default()))).into_openapi()
+    let cfg = ApiConfig::default();
+    let doc = assemble(v1, Arc::new(Gate::from_config(&cfg))).into_openapi();
+    constrained(doc.clone(), &Limits::from_config(&cfg))
+        .and_then(serde_json::from_value)
+        .unwrap_or(doc)
+}
+
+/// The document with the engine's checks written into it (see [`super::constraints`]).
+fn constrained(
+    doc: utoipa::openapi::OpenApi,
+    limits: &Limits,
+) -> Result<serde_json::Value, serde_json::Error> {
+    let mut value = serde_json::to_value(doc)?;
+    super::constraints::apply(&mut value, limits);
+    Ok(value)
 }
 
 /// Every route, each registered together with its OpenAPI operation, so

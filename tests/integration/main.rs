@@ -7,6 +7,7 @@ mod api;
 mod hostile;
 mod lifecycle;
 mod observability;
+mod openapi_fuzz;
 mod pipeline;
 mod stack;
 mod support;
