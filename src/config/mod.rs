@@ -166,9 +166,12 @@ pub struct CqlConfig {
     /// host:port of one or more nodes; the driver discovers the rest.
     pub contact_points: Vec<String>,
     pub keyspace: String,
-    /// Consistency of every read and write: one, local_one, local_quorum, quorum, all.
+    /// Consistency of every read and write: quorum, all, or local_quorum
+    /// (which needs `local_datacenter`). Levels whose read and write replica
+    /// sets need not overlap (one, local_one) are refused.
     pub consistency: CqlConsistency,
-    /// Datacenter the driver prefers; empty means no preference.
+    /// Datacenter the driver prefers; empty means no preference. Required
+    /// with `local_quorum`, and the same for every galley process.
     pub local_datacenter: String,
     /// Replication used by `galley migrate` when it creates the keyspace,
     /// written as CQL's replication map, for example
@@ -187,7 +190,7 @@ impl Default for CqlConfig {
         Self {
             contact_points: vec!["127.0.0.1:9042".into()],
             keyspace: "galley".into(),
-            consistency: CqlConsistency::LocalQuorum,
+            consistency: CqlConsistency::Quorum,
             local_datacenter: String::new(),
             replication: "{'class': 'SimpleStrategy', 'replication_factor': 1}".into(),
             username: String::new(),
