@@ -2,9 +2,10 @@
 //! client galley makes, plus topic administration.
 //!
 //! Settings that matter for the guarantees live here rather than at each call
-//! site: producers are idempotent and use Java's murmur2 partitioner (so that
-//! galley's re-keyed events land where a Java producer would put them), and
-//! consumers never store offsets on their own.
+//! site: producers are idempotent and use the partitioner of
+//! `kafka.partitioner` (so that galley's re-keyed events land where the
+//! upstream producers put the same key), and consumers never store offsets
+//! on their own.
 
 use std::time::Duration;
 
@@ -45,7 +46,7 @@ pub fn producer_config(cfg: &KafkaConfig) -> ClientConfig {
     let mut c = base_config(cfg);
     c.set("enable.idempotence", "true")
         .set("acks", "all")
-        .set("partitioner", "murmur2_random")
+        .set("partitioner", cfg.partitioner.librdkafka_name())
         .set("linger.ms", "5")
         .set("compression.type", "lz4")
         .set(

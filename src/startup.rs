@@ -28,7 +28,7 @@ use crate::api::{Listener, Serving};
 use crate::codec::Codec;
 use crate::config::Config;
 use crate::kafka;
-use crate::pipeline::{self, PipelineContext, PipelineHealth, Publisher, Stopped};
+use crate::pipeline::{self, PartitionCheck, PipelineContext, PipelineHealth, Publisher, Stopped};
 use crate::shop::projections::ProjectionStore;
 use crate::shop::queries::QueryStore;
 use crate::shop::{ShopProcessor, ShopSettings};
@@ -164,6 +164,7 @@ impl Application {
             consumer,
             publisher,
             processor,
+            PartitionCheck::new(config.kafka.partitioner),
             config.pipeline.clone(),
             health,
             stop_rx,

@@ -71,6 +71,45 @@ pub enum CqlConsistency {
     All,
 }
 
+/// `kafka.partitioner`: how the upstream producers choose a record's
+/// partition from its key, which galley's own producer matches and every
+/// input record is checked against. Only keyed records matter here, so
+/// librdkafka's `*_random` variants (random only for a null key) are the
+/// same partitioner as their plain names.
+#[derive(
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    AsRefStr,
+    IntoStaticStr,
+    Display,
+    EnumString,
+    VariantArray,
+)]
+#[serde(try_from = "String", into = "&'static str")]
+#[strum(serialize_all = "snake_case")]
+pub enum Partitioner {
+    /// Java's default (`murmur2(key) & 0x7fffffff % partitions`); librdkafka's
+    /// `murmur2`/`murmur2_random`.
+    Murmur2,
+    /// librdkafka's default, `consistent_random` (`crc32(key) % partitions`),
+    /// which kcat, confluent-kafka and most non-Java producers use.
+    Consistent,
+}
+
+impl Partitioner {
+    /// librdkafka's `partitioner` value that places keyed records the same way.
+    pub fn librdkafka_name(self) -> &'static str {
+        match self {
+            Partitioner::Murmur2 => "murmur2_random",
+            Partitioner::Consistent => "consistent_random",
+        }
+    }
+}
+
 /// `log.format`: `text` for people, `json` for log shippers.
 #[derive(
     Clone,
@@ -102,6 +141,7 @@ trait Refused {
 
 impl Refused for SecurityProtocol {}
 impl Refused for LogFormat {}
+impl Refused for Partitioner {}
 
 impl Refused for CqlConsistency {
     fn refused(raw: &str) -> Option<&'static str> {
@@ -150,4 +190,4 @@ macro_rules! config_choice {
     )+};
 }
 
-config_choice!(SecurityProtocol, CqlConsistency, LogFormat);
+config_choice!(SecurityProtocol, CqlConsistency, LogFormat, Partitioner);
