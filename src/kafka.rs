@@ -12,7 +12,8 @@ use std::time::Duration;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
-use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::consumer::{Consumer, ConsumerContext};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
 use crate::config::KafkaConfig;
 
@@ -78,6 +79,24 @@ pub fn consumer_config(cfg: &KafkaConfig) -> ClientConfig {
         )
         .set("enable.partition.eof", "false");
     c
+}
+
+/// Each partition of `topic` and its high watermark (the offset after its
+/// last record). Blocking: call it off the async runtime's workers.
+pub fn partition_ends<C: ConsumerContext>(
+    consumer: &impl Consumer<C>,
+    topic: &str,
+    timeout: Duration,
+) -> Result<std::collections::BTreeMap<i32, i64>, KafkaError> {
+    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+    let mut ends = std::collections::BTreeMap::new();
+    for t in metadata.topics().iter().filter(|t| t.error().is_none()) {
+        for p in t.partitions() {
+            let (_, high) = consumer.fetch_watermarks(topic, p.id(), timeout)?;
+            ends.insert(p.id(), high);
+        }
+    }
+    Ok(ends)
 }
 
 /// Why a topic could not be created.

@@ -13,8 +13,11 @@
 //!
 //! The partition counts come from the broker's metadata. They are learned
 //! the first time a topic is seen, and fetched again whenever a batch holds
-//! a record that looks misplaced, so that a count changed since (partitions
-//! added) is never what condemns a record.
+//! a record that looks misplaced. A count that changed meanwhile means
+//! partitions were added: keys moved, and their rows' watermarks belong to
+//! other partitions' offsets, so the batch stalls (retried, logged, `/readyz`
+//! 503) rather than count new events as duplicates; `galley run` refuses to
+//! start in that state (see [`crate::store::progress::offset_space_problem`]).
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -184,6 +187,12 @@ impl PartitionCheck {
             if count == 0 {
                 return Err(RetryableError(format!(
                     "the broker lists no partitions for {topic}"
+                )));
+            }
+            if let Some(known) = self.counts.get(&topic).filter(|n| **n != count as i32) {
+                return Err(RetryableError(format!(
+                    "input topic {topic} went from {known} to {count} partitions while galley ran: \
+                     keys moved, so stop galley and follow README \"Adding partitions\""
                 )));
             }
             self.counts.insert(topic, count as i32);

@@ -6,6 +6,7 @@
 mod api;
 mod lifecycle;
 mod observability;
+mod offset_spaces;
 mod partitioning;
 mod pipeline;
 mod stack;
