@@ -2,16 +2,18 @@
 //! client galley makes, plus topic administration.
 //!
 //! Settings that matter for the guarantees live here rather than at each call
-//! site: producers are idempotent and use Java's murmur2 partitioner (so that
-//! galley's re-keyed events land where a Java producer would put them), and
-//! consumers never store offsets on their own.
+//! site: producers are idempotent and use the partitioner of
+//! `kafka.partitioner` (so that galley's re-keyed events land where the
+//! upstream producers put the same key), and consumers never store offsets
+//! on their own.
 
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
-use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::consumer::{Consumer, ConsumerContext};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
 use crate::config::KafkaConfig;
 
@@ -45,7 +47,7 @@ pub fn producer_config(cfg: &KafkaConfig) -> ClientConfig {
     let mut c = base_config(cfg);
     c.set("enable.idempotence", "true")
         .set("acks", "all")
-        .set("partitioner", "murmur2_random")
+        .set("partitioner", cfg.partitioner.librdkafka_name())
         .set("linger.ms", "5")
         .set("compression.type", "lz4")
         .set(
@@ -77,6 +79,24 @@ pub fn consumer_config(cfg: &KafkaConfig) -> ClientConfig {
         )
         .set("enable.partition.eof", "false");
     c
+}
+
+/// Each partition of `topic` and its high watermark (the offset after its
+/// last record). Blocking: call it off the async runtime's workers.
+pub fn partition_ends<C: ConsumerContext>(
+    consumer: &impl Consumer<C>,
+    topic: &str,
+    timeout: Duration,
+) -> Result<std::collections::BTreeMap<i32, i64>, KafkaError> {
+    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+    let mut ends = std::collections::BTreeMap::new();
+    for t in metadata.topics().iter().filter(|t| t.error().is_none()) {
+        for p in t.partitions() {
+            let (_, high) = consumer.fetch_watermarks(topic, p.id(), timeout)?;
+            ends.insert(p.id(), high);
+        }
+    }
+    Ok(ends)
 }
 
 /// Why a topic could not be created.

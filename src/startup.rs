@@ -28,7 +28,7 @@ use crate::api::{Listener, Serving};
 use crate::codec::Codec;
 use crate::config::Config;
 use crate::kafka;
-use crate::pipeline::{self, PipelineContext, PipelineHealth, Publisher, Stopped};
+use crate::pipeline::{self, PartitionCheck, PipelineContext, PipelineHealth, Publisher, Stopped};
 use crate::shop::projections::ProjectionStore;
 use crate::shop::queries::QueryStore;
 use crate::shop::{ShopProcessor, ShopSettings};
@@ -84,6 +84,7 @@ impl Application {
             .create()
             .context("creating the Kafka producer")?;
         let consumer = subscribed_consumer(&config)?;
+        check_offset_spaces(&config, &consumer, &progress).await?;
 
         let health = PipelineHealth::new();
         let admin_state = AdminState {
@@ -164,6 +165,7 @@ impl Application {
             consumer,
             publisher,
             processor,
+            PartitionCheck::new(config.kafka.partitioner),
             config.pipeline.clone(),
             health,
             stop_rx,
@@ -254,6 +256,74 @@ async fn join_task_by(name: &'static str, mut task: JoinHandle<()>, deadline: In
                 "task still running at the shutdown deadline; stopping it"
             );
             task.abort();
+        }
+    }
+}
+
+/// How long startup waits for the input topics' partitions to be readable
+/// (a topic created just before galley may have no leader yet).
+const TOPIC_METADATA_WAIT: Duration = Duration::from_secs(30);
+
+/// Refuses to start when an input topic is no longer the offset space the
+/// keyspace's watermarks were written in (partitions added, topic
+/// re-created); otherwise records each topic's partition count the first time.
+async fn check_offset_spaces(
+    config: &Config,
+    consumer: &InputConsumer,
+    progress: &ProgressStore,
+) -> anyhow::Result<()> {
+    for topic in [&config.topics.orders, &config.topics.inventory] {
+        let ends = partition_ends(consumer, topic).await?;
+        let recorded = progress.recorded_partitions(topic).await?;
+        let applied = progress.applied_offsets(topic).await?;
+        if ends.is_empty() {
+            if recorded.is_some() || !applied.is_empty() {
+                bail!(
+                    "input topic {topic} is gone, but this keyspace applied events from it; \
+                     see README \"Adding partitions\""
+                );
+            }
+            warn!(topic = %topic, "input topic has no partitions yet; its offsets are not checked");
+            continue;
+        }
+        if let Some(problem) =
+            store::progress::offset_space_problem(topic, recorded, &ends, &applied)
+        {
+            bail!(problem);
+        }
+        if recorded.is_none() {
+            let now = pipeline::unix_ms();
+            progress
+                .record_partitions(topic, ends.len() as i32, now)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// The partitions of `topic` and their ends, retried while the broker cannot
+/// tell yet; empty when the topic has no partitions.
+async fn partition_ends(
+    consumer: &InputConsumer,
+    topic: &str,
+) -> anyhow::Result<std::collections::BTreeMap<i32, i64>> {
+    let deadline = Instant::now() + TOPIC_METADATA_WAIT;
+    loop {
+        let (client, name) = (consumer.clone(), topic.to_string());
+        let ends = tokio::task::spawn_blocking(move || {
+            kafka::partition_ends(&*client, &name, Duration::from_secs(5))
+        })
+        .await?;
+        match ends {
+            Ok(ends) if !ends.is_empty() => return Ok(ends),
+            Ok(_) | Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Ok(ends) => return Ok(ends),
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("reading the partitions of input topic {topic}"))
+            }
         }
     }
 }

@@ -47,7 +47,7 @@ pub const EVENTS_PUBLISHED_TOTAL: &str = "galley_events_published_total";
 pub const BATCH_SIZE_EVENTS: &str = "galley_batch_size_events";
 /// Time from a batch's start of processing to its offsets stored (histogram).
 pub const BATCH_DURATION_SECONDS: &str = "galley_batch_duration_seconds";
-/// Failed batch steps that were retried. Labels: step (prepare, publish, write).
+/// Failed batch steps that were retried. Labels: step (check, prepare, publish, write).
 pub const BATCH_RETRIES_TOTAL: &str = "galley_batch_retries_total";
 /// Time the pure handlers took to decide one partition's share of a batch
 /// (histogram). Labels: topic.
@@ -62,6 +62,9 @@ pub const DB_ERRORS_TOTAL: &str = "galley_db_errors_total";
 pub const PUBLISH_ERRORS_TOTAL: &str = "galley_publish_errors_total";
 /// Errors the consumer reported while polling (broker unreachable and the like).
 pub const CONSUMER_ERRORS_TOTAL: &str = "galley_consumer_errors_total";
+/// Input records found on another partition than their key's under
+/// `kafka.partitioner`, dead-lettered as `wrong_partition`. Labels: topic, partition.
+pub const WRONG_PARTITION_EVENTS_TOTAL: &str = "galley_wrong_partition_events_total";
 /// Records between the group's committed position and the end of a
 /// partition, refreshed from the broker's watermarks. Labels: topic, partition.
 pub const CONSUMER_LAG_RECORDS: &str = "galley_consumer_lag_records";
@@ -162,7 +165,7 @@ pub const METRICS: &[MetricDef] = &[
         BATCH_RETRIES_TOTAL,
         Kind::Counter,
         &["step"],
-        "Batch steps (prepare, publish, write) that failed and were retried.",
+        "Batch steps (check, prepare, publish, write) that failed and were retried.",
     ),
     def(
         HANDLER_DURATION_SECONDS,
@@ -194,6 +197,12 @@ pub const METRICS: &[MetricDef] = &[
         Kind::Counter,
         &[],
         "Errors the Kafka consumer reported while polling.",
+    ),
+    def(
+        WRONG_PARTITION_EVENTS_TOTAL,
+        Kind::Counter,
+        &["topic", "partition"],
+        "Input records on another partition than their key's under kafka.partitioner (dead-lettered).",
     ),
     def(
         CONSUMER_LAG_RECORDS,

@@ -1,5 +1,6 @@
 //! The admin listener: /healthz (the process lives), /readyz (Kafka and the
-//! database answer and the consumer holds an assignment), /metrics
+//! database answer, the consumer holds an assignment, and no partition
+//! lately received records keyed for another), /metrics
 //! (Prometheus exposition). It never shares the query API's port. Consumer
 //! lag, which /metrics shows, is refreshed by [`super::freshness`].
 
@@ -114,6 +115,19 @@ async fn not_ready_reasons(state: &AdminState) -> Vec<String> {
     }
     if !state.health.kafka_ok.load(Ordering::Relaxed) {
         reasons.push("pipeline: the last publish failed; retrying".into());
+    }
+    let misplaced = state
+        .health
+        .wrong_partitions
+        .recent(crate::pipeline::unix_ms());
+    if !misplaced.is_empty() {
+        reasons.push(format!(
+            "kafka.partitioner: {} received records keyed for another partition in the last \
+             {}s (dead-lettered as wrong_partition); a producer partitions keys differently \
+             from kafka.partitioner",
+            misplaced.join(", "),
+            crate::pipeline::partitioning::WRONG_PARTITION_UNREADY_FOR.as_secs()
+        ));
     }
     reasons
 }

@@ -23,7 +23,7 @@ mod env_overrides;
 mod tests;
 mod validate;
 
-pub use choices::{CqlConsistency, LogFormat, SecurityProtocol};
+pub use choices::{CqlConsistency, LogFormat, Partitioner, SecurityProtocol};
 pub use validate::validate_keyspace;
 
 use env_overrides::Overrides;
@@ -114,6 +114,10 @@ pub struct KafkaConfig {
     pub delivery_timeout: Duration,
     /// `security.protocol` for librdkafka: plaintext, ssl, sasl_plaintext, sasl_ssl.
     pub security_protocol: SecurityProtocol,
+    /// How upstream producers partition by key (murmur2, consistent). galley's
+    /// producer uses the same, and an input record on another partition than
+    /// its key's is dead-lettered as `wrong_partition`.
+    pub partitioner: Partitioner,
     /// SASL mechanism when a SASL protocol is used (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512).
     pub sasl_mechanism: String,
     pub sasl_username: String,
@@ -129,6 +133,7 @@ impl Default for KafkaConfig {
             session_timeout: Duration::from_secs(10),
             delivery_timeout: Duration::from_secs(30),
             security_protocol: SecurityProtocol::Plaintext,
+            partitioner: Partitioner::Murmur2,
             sasl_mechanism: String::new(),
             sasl_username: String::new(),
             sasl_password: Secret::default(),
@@ -166,9 +171,12 @@ pub struct CqlConfig {
     /// host:port of one or more nodes; the driver discovers the rest.
     pub contact_points: Vec<String>,
     pub keyspace: String,
-    /// Consistency of every read and write: one, local_one, local_quorum, quorum, all.
+    /// Consistency of every read and write: quorum, all, or local_quorum
+    /// (which needs `local_datacenter`). Levels whose read and write replica
+    /// sets need not overlap (one, local_one) are refused.
     pub consistency: CqlConsistency,
-    /// Datacenter the driver prefers; empty means no preference.
+    /// Datacenter the driver prefers; empty means no preference. Required
+    /// with `local_quorum`, and the same for every galley process.
     pub local_datacenter: String,
     /// Replication used by `galley migrate` when it creates the keyspace,
     /// written as CQL's replication map, for example
@@ -187,7 +195,7 @@ impl Default for CqlConfig {
         Self {
             contact_points: vec!["127.0.0.1:9042".into()],
             keyspace: "galley".into(),
-            consistency: CqlConsistency::LocalQuorum,
+            consistency: CqlConsistency::Quorum,
             local_datacenter: String::new(),
             replication: "{'class': 'SimpleStrategy', 'replication_factor': 1}".into(),
             username: String::new(),

@@ -182,7 +182,7 @@ fn closed_sets_accept_exactly_the_documented_spellings() {
     );
     assert_eq!(
         spellings::<CqlConsistency>(),
-        ["one", "local_one", "local_quorum", "quorum", "all"]
+        ["local_quorum", "quorum", "all"]
     );
     assert_eq!(spellings::<LogFormat>(), ["text", "json"]);
 }
@@ -222,13 +222,13 @@ fn every_consistency_spelling_parses_in_any_letter_case() {
     for &level in CqlConsistency::VARIANTS {
         let lower = level.as_ref().to_string();
         for spelling in [lower.clone(), lower.to_ascii_uppercase()] {
-            let text = format!("[cql]\nconsistency = \"{spelling}\"\n");
+            let text = format!("[cql]\nconsistency = \"{spelling}\"\nlocal_datacenter = \"dc1\"\n");
             let cfg = Config::from_sources(&text, None, &BTreeMap::new()).expect(&text);
             assert_eq!(cfg.cql.consistency, level, "{text}");
         }
     }
     let cfg = Config::from_sources(
-        "[cql]\nconsistency = \"Local_Quorum\"\n",
+        "[cql]\nconsistency = \"Local_Quorum\"\nlocal_datacenter = \"dc1\"\n",
         None,
         &BTreeMap::new(),
     )
@@ -256,7 +256,7 @@ fn an_unknown_closed_set_value_names_the_key_and_the_accepted_values() {
         (
             "[cql]\nconsistency = \"most\"\n",
             "cql.consistency",
-            "one, local_one, local_quorum, quorum, all",
+            "local_quorum, quorum, all",
         ),
         ("[log]\nformat = \"xml\"\n", "log.format", "text, json"),
     ];
@@ -290,12 +290,12 @@ fn closed_sets_are_overridden_from_the_environment() {
     assert_eq!(cfg.log.format, LogFormat::Json);
 
     let cfg = Config::from_sources(
-        "[cql]\nconsistency = \"one\"\n",
+        "[cql]\nconsistency = \"all\"\n",
         None,
-        &env(&[("GALLEY_CQL__CONSISTENCY", "LOCAL_ONE")]),
+        &env(&[("GALLEY_CQL__CONSISTENCY", "QUORUM")]),
     )
     .expect("the environment wins over the file, in any case");
-    assert_eq!(cfg.cql.consistency, CqlConsistency::LocalOne);
+    assert_eq!(cfg.cql.consistency, CqlConsistency::Quorum);
 }
 
 #[test]
@@ -344,13 +344,13 @@ fn check_config_shows_closed_sets_as_the_file_spells_them() {
     let shown = format!("{:#?}", Config::default());
     for expected in [
         "security_protocol: \"plaintext\"",
-        "consistency: \"local_quorum\"",
+        "consistency: \"quorum\"",
         "format: \"text\"",
     ] {
         assert!(shown.contains(expected), "{expected} in {shown}");
     }
     let tree = toml::Value::try_from(Config::default()).expect("serializes");
-    assert_eq!(tree["cql"]["consistency"].as_str(), Some("local_quorum"));
+    assert_eq!(tree["cql"]["consistency"].as_str(), Some("quorum"));
     assert_eq!(
         tree["kafka"]["security_protocol"].as_str(),
         Some("plaintext")
@@ -366,4 +366,57 @@ fn the_cursor_key_is_a_secret() {
     assert_eq!(cfg.api.cursor_key.expose(), key);
     assert!(!format!("{cfg:?}").contains(key), "Debug shows the key");
     assert_eq!(cfg.api.cursor_ttl, std::time::Duration::from_secs(900));
+}
+
+/// A read at one/local_one can miss the previous owner's last write after a
+/// handover; the new owner would then write a stale state with a newer
+/// timestamp. Such levels must not start.
+#[test]
+fn consistency_levels_that_can_lose_updates_are_rejected_naming_the_key() {
+    for weak in ["one", "local_one", "ONE", "Local_One"] {
+        let text = format!("[cql]\nconsistency = \"{weak}\"\n");
+        let err = Config::from_sources(&text, None, &BTreeMap::new()).expect_err(&text);
+        let shown = err.to_string();
+        assert!(
+            matches!(&err, ConfigError::Invalid { key, .. } if key == "cql.consistency"),
+            "{text}: {shown}"
+        );
+        assert!(shown.contains("quorum"), "{text}: {shown}");
+
+        let err = Config::from_sources("", None, &env(&[("GALLEY_CQL__CONSISTENCY", weak)]))
+            .expect_err(weak);
+        let shown = err.to_string();
+        assert!(
+            matches!(&err, ConfigError::Env { var, .. } if var == "GALLEY_CQL__CONSISTENCY"),
+            "{weak}: {shown}"
+        );
+        assert!(shown.contains("cql.consistency"), "{weak}: {shown}");
+    }
+}
+
+/// local_quorum overlaps only within one datacenter: every process must
+/// name the same one, or two owners may read and write in different ones.
+#[test]
+fn local_quorum_needs_a_local_datacenter() {
+    let err = Config::from_sources(
+        "[cql]\nconsistency = \"local_quorum\"\n",
+        None,
+        &BTreeMap::new(),
+    )
+    .expect_err("local_quorum without a datacenter");
+    assert!(
+        matches!(&err, ConfigError::Invalid { key, .. } if key == "cql.local_datacenter"),
+        "{err}"
+    );
+    let cfg = Config::from_sources(
+        "[cql]\nconsistency = \"local_quorum\"\nlocal_datacenter = \"dc1\"\n",
+        None,
+        &BTreeMap::new(),
+    )
+    .expect("local_quorum with a datacenter");
+    assert_eq!(cfg.cql.consistency, CqlConsistency::LocalQuorum);
+    for level in ["quorum", "all"] {
+        let text = format!("[cql]\nconsistency = \"{level}\"\n");
+        Config::from_sources(&text, None, &BTreeMap::new()).expect(&text);
+    }
 }

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::{invalid, Config, ConfigError};
+use super::{invalid, Config, ConfigError, CqlConsistency};
 
 impl Config {
     /// Cross-field and value checks that serde cannot express.
@@ -73,6 +73,17 @@ impl Config {
             }
         }
         validate_keyspace("cql.keyspace", &self.cql.keyspace)?;
+        // local_quorum reads and writes overlap only inside one datacenter;
+        // with no preference, two owners may each pick a different one.
+        if self.cql.consistency == CqlConsistency::LocalQuorum
+            && self.cql.local_datacenter.trim().is_empty()
+        {
+            return Err(invalid(
+                "cql.local_datacenter",
+                "must name a datacenter with cql.consistency = local_quorum, the same for \
+                 every galley process (or use quorum)",
+            ));
+        }
         let replication = self.cql.replication.trim();
         if !(replication.starts_with('{')
             && replication.ends_with('}')

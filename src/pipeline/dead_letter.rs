@@ -39,6 +39,9 @@ pub enum ErrorClass {
     MissingKey,
     /// The record's key is not the event's own key.
     KeyMismatch,
+    /// The record is on another partition than its key's under
+    /// `kafka.partitioner`: its producer partitions keys another way.
+    WrongPartition,
 }
 
 impl ErrorClass {

@@ -12,6 +12,10 @@
 //! 4. only then are the batch's offsets stored for commit
 //!    (`enable.auto.offset.store=false`).
 //!
+//! Before step 1, every keyed record is checked against the partitioner
+//! contract ([`partitioning`]); a misplaced one becomes a dead letter and the
+//! processor never sees it.
+//!
 //! A failure at any step is retried with capped exponential backoff, from that
 //! step, with the same values; the process never moves past a batch it could
 //! not finish. A crash at any point leaves the committed offset at or before
@@ -32,11 +36,13 @@
 
 mod consumer;
 mod dead_letter;
+pub mod partitioning;
 mod publish;
 mod retry;
 
 pub use consumer::{GroupEvents, PipelineContext};
 pub use dead_letter::{DeadLetter, DeadLetterStage, ErrorClass};
+pub use partitioning::{PartitionCheck, WrongPartitions};
 pub use publish::Publisher;
 pub use retry::Backoff;
 
@@ -148,6 +154,8 @@ pub struct PipelineHealth {
     pub db_ok: AtomicBool,
     /// Unix ms of the last completed batch (0 before the first).
     pub last_batch_ms: AtomicI64,
+    /// Input partitions that lately received records keyed for another one.
+    pub wrong_partitions: WrongPartitions,
 }
 
 impl PipelineHealth {
@@ -175,6 +183,7 @@ pub async fn run<P: Processor>(
     consumer: Arc<StreamConsumer<PipelineContext>>,
     publisher: Publisher,
     mut processor: P,
+    mut check: PartitionCheck,
     cfg: PipelineConfig,
     health: Arc<PipelineHealth>,
     mut shutdown: watch::Receiver<bool>,
@@ -196,6 +205,7 @@ pub async fn run<P: Processor>(
                 &consumer,
                 &publisher,
                 &mut processor,
+                &mut check,
                 &cfg,
                 &health,
                 &batch,
@@ -295,9 +305,10 @@ enum BatchOutcome {
 
 #[allow(clippy::too_many_arguments)]
 async fn process_batch<P: Processor>(
-    consumer: &StreamConsumer<PipelineContext>,
+    consumer: &Arc<StreamConsumer<PipelineContext>>,
     publisher: &Publisher,
     processor: &mut P,
+    check: &mut PartitionCheck,
     cfg: &PipelineConfig,
     health: &PipelineHealth,
     batch: &[InputRecord],
@@ -316,13 +327,21 @@ async fn process_batch<P: Processor>(
     };
 
     // Each step retries on its own: a later failure never repeats an earlier success.
-    let effects = loop {
-        match processor.prepare(batch).await {
+    let (placed, misplaced) = loop {
+        match check.split(consumer, batch).await {
+            Ok(split) => break retry.succeeded(Step::Check, split),
+            Err(e) if retry.failed(Step::Check, &e).await => {}
+            Err(_) => return BatchOutcome::Abandoned,
+        }
+    };
+    let mut effects = loop {
+        match processor.prepare(&placed).await {
             Ok(effects) => break retry.succeeded(Step::Prepare, effects),
             Err(e) if retry.failed(Step::Prepare, &e).await => {}
             Err(_) => return BatchOutcome::Abandoned,
         }
     };
+    effects.dead_letters.extend(misplaced);
     loop {
         let published = publisher
             .publish_all(&effects.messages, &effects.dead_letters)
@@ -342,6 +361,7 @@ async fn process_batch<P: Processor>(
     }
     processor.committed(effects.writes);
     report_dead_letters(&effects.dead_letters, publisher.dead_letter_topic());
+    health.wrong_partitions.record(&effects.dead_letters);
 
     store_offsets(consumer, batch);
     let now_ms = unix_ms();
@@ -356,17 +376,19 @@ async fn process_batch<P: Processor>(
 /// The steps of a batch, each retried on its own.
 #[derive(Debug, Clone, Copy)]
 enum Step {
+    Check,
     Prepare,
     Publish,
     Write,
 }
 
 impl Step {
-    const ALL: [Step; 3] = [Step::Prepare, Step::Publish, Step::Write];
+    const ALL: [Step; 4] = [Step::Check, Step::Prepare, Step::Publish, Step::Write];
 
     /// The `step` label of the retry counter.
     fn label(self) -> &'static str {
         match self {
+            Step::Check => "check",
             Step::Prepare => "prepare",
             Step::Publish => "publish",
             Step::Write => "write",
@@ -377,12 +399,13 @@ impl Step {
     fn health_flag(self, health: &PipelineHealth) -> &AtomicBool {
         match self {
             Step::Prepare | Step::Write => &health.db_ok,
-            Step::Publish => &health.kafka_ok,
+            Step::Check | Step::Publish => &health.kafka_ok,
         }
     }
 
     fn retrying(self) -> &'static str {
         match self {
+            Step::Check => "reading the input topics' partition counts failed; retrying",
             Step::Prepare => "preparing batch failed; retrying",
             Step::Publish => "publishing failed; retrying the whole batch's messages",
             Step::Write => "writing rows failed; retrying",

@@ -31,6 +31,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "order_documents",
         cql: include_str!("migrations/0002_order_documents.cql"),
     },
+    Migration {
+        version: 3,
+        name: "input_topics",
+        cql: include_str!("migrations/0003_input_topics.cql"),
+    },
 ];
 
 /// The schema version this build needs.

@@ -67,8 +67,6 @@ pub struct Versioned<T> {
 /// The driver's level for the configured one.
 fn driver_consistency(level: CqlConsistency) -> Consistency {
     match level {
-        CqlConsistency::One => Consistency::One,
-        CqlConsistency::LocalOne => Consistency::LocalOne,
         CqlConsistency::LocalQuorum => Consistency::LocalQuorum,
         CqlConsistency::Quorum => Consistency::Quorum,
         CqlConsistency::All => Consistency::All,

@@ -2,7 +2,12 @@
 //! event time of the newest event applied. A processor writes it after each
 //! batch's rows; the query API's freshness report reads it. It is the
 //! engine's own table, keyed by topic and partition, whatever the domain.
+//!
+//! With the `input_topics` table it also tells whether the input topics are
+//! still the offset spaces the keyspace's watermarks were written in
+//! ([`offset_space_problem`]): `galley run` checks it before consuming.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use scylla::client::session::Session;
@@ -47,6 +52,43 @@ pub fn progress_values(
     }
 }
 
+/// Why the input topic's offsets are not the ones the keyspace's watermarks
+/// were written in, if they are not: its partition count changed since it
+/// was `recorded`, or a partition ends (`ends`: partition → high watermark)
+/// at or below an offset already `applied` there, which only a re-created
+/// or truncated topic does. Either way new events would count as
+/// duplicates, silently, so `galley run` refuses to start with this message.
+pub fn offset_space_problem(
+    topic: &str,
+    recorded: Option<i32>,
+    ends: &BTreeMap<i32, i64>,
+    applied: &[(i32, i64)],
+) -> Option<String> {
+    let partitions = ends.len() as i32;
+    if let Some(recorded) = recorded.filter(|r| *r != partitions) {
+        return Some(format!(
+            "input topic {topic} has {partitions} partitions, but this keyspace was written \
+             when it had {recorded} partitions: keys now map to other partitions, so their \
+             rows would get a second writer and new events would count as duplicates. See \
+             README \"Adding partitions\": rebuild into a new keyspace from topics that \
+             hold every event at its new partition"
+        ));
+    }
+    let behind = applied
+        .iter()
+        .find(|(p, offset)| ends.get(p).is_some_and(|end| end <= offset));
+    behind.map(|(partition, offset)| {
+        format!(
+            "input topic {topic}[{partition}] ends at offset {} but this keyspace already \
+             applied offset {offset} there: the topic was re-created (or truncated) since, \
+             and its new events would count as duplicates. Run galley on a new keyspace \
+             (cql.keyspace, then `galley migrate`) to rebuild from the topic as it is; see \
+             README \"Adding partitions\"",
+            ends.get(partition).copied().unwrap_or_default()
+        )
+    })
+}
+
 /// What the progress read selects.
 #[derive(Debug, DeserializeRow)]
 #[scylla(flavor = "enforce_order")]
@@ -67,6 +109,9 @@ pub struct ProgressStore {
     session: Arc<Session>,
     upsert: PreparedStatement,
     select: PreparedStatement,
+    applied: PreparedStatement,
+    recorded: PreparedStatement,
+    record: PreparedStatement,
 }
 
 impl ProgressStore {
@@ -79,9 +124,19 @@ impl ProgressStore {
         let select = format!(
             "SELECT partition, newest_event_time FROM {ks}.partition_progress WHERE topic = ?"
         );
+        let applied = format!(
+            "SELECT partition, applied_offset FROM {ks}.partition_progress WHERE topic = ?"
+        );
+        let recorded = format!("SELECT partitions FROM {ks}.input_topics WHERE topic = ?");
+        let record = format!(
+            "INSERT INTO {ks}.input_topics (topic, partitions, recorded_at) VALUES (?, ?, ?)"
+        );
         Ok(Self {
             upsert: prepare(&session, &upsert).await?,
             select: prepare(&session, &select).await?,
+            applied: prepare(&session, &applied).await?,
+            recorded: prepare(&session, &recorded).await?,
+            record: prepare(&session, &record).await?,
             session,
         })
     }
@@ -117,5 +172,82 @@ impl ProgressStore {
                 newest_event_time_ms: row.newest_event_time.map(|t| t.0),
             })
             .collect())
+    }
+
+    /// The offset applied last in each partition of `topic` that applied one.
+    pub async fn applied_offsets(&self, topic: &str) -> Result<Vec<(i32, i64)>, ReadError> {
+        let rows: Vec<(i32, Option<i64>)> = read::select_all(
+            &self.session,
+            "startup_applied_offsets",
+            "partition_progress",
+            &self.applied,
+            (topic,),
+        )
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(p, offset)| Some((p, offset?)))
+            .collect())
+    }
+
+    /// The partition count of `topic` recorded with this keyspace, if any.
+    pub async fn recorded_partitions(&self, topic: &str) -> Result<Option<i32>, ReadError> {
+        let rows: Vec<(Option<i32>,)> = read::select_all(
+            &self.session,
+            "startup_input_topic",
+            "input_topics",
+            &self.recorded,
+            (topic,),
+        )
+        .await?;
+        Ok(rows.into_iter().next().and_then(|(n,)| n))
+    }
+
+    /// Records `partitions` as the partition count of `topic`.
+    pub async fn record_partitions(
+        &self,
+        topic: &str,
+        partitions: i32,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let values = (topic, partitions, CqlTimestamp(now_ms));
+        execute(&self.session, "record_input_topic", &self.record, values).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ends(partitions: i32, end: i64) -> BTreeMap<i32, i64> {
+        (0..partitions).map(|p| (p, end)).collect()
+    }
+
+    #[test]
+    fn the_same_topic_further_on_is_fine() {
+        assert_eq!(offset_space_problem("t", None, &ends(6, 10), &[]), None);
+        let applied = [(0, 9), (5, 3)];
+        assert_eq!(
+            offset_space_problem("t", Some(6), &ends(6, 10), &applied),
+            None
+        );
+    }
+
+    #[test]
+    fn added_partitions_are_named_with_both_counts() {
+        let problem = offset_space_problem("t", Some(6), &ends(8, 10), &[]).expect("refused");
+        assert!(problem.contains("has 8 partitions"), "{problem}");
+        assert!(problem.contains("had 6 partitions"), "{problem}");
+        assert!(problem.contains("Adding partitions"), "{problem}");
+    }
+
+    #[test]
+    fn a_partition_ending_at_or_below_an_applied_offset_is_a_recreated_topic() {
+        for end in [0, 9] {
+            let problem =
+                offset_space_problem("t", Some(6), &ends(6, end), &[(2, 9)]).expect("refused");
+            assert!(problem.contains("t[2]"), "{problem}");
+            assert!(problem.contains("re-created"), "{problem}");
+        }
     }
 }

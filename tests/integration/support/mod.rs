@@ -43,7 +43,7 @@ pub fn cql_config(keyspace: &str) -> CqlConfig {
     CqlConfig {
         contact_points: vec![cql_contact_point()],
         keyspace: keyspace.to_string(),
-        consistency: CqlConsistency::One,
+        consistency: CqlConsistency::Quorum,
         ..CqlConfig::default()
     }
 }

@@ -251,7 +251,7 @@ pub fn galley_command(env: &GalleyEnv, name: &str) -> Command {
     .env("GALLEY_TOPICS__DEAD_LETTER", &env.topics.dead_letter)
     .env("GALLEY_CQL__CONTACT_POINTS", cql_contact_point())
     .env("GALLEY_CQL__KEYSPACE", &env.keyspace)
-    .env("GALLEY_CQL__CONSISTENCY", "one")
+    .env("GALLEY_CQL__CONSISTENCY", "quorum")
     .env("GALLEY_API__LISTEN", "127.0.0.1:0")
     .env("GALLEY_ADMIN__LISTEN", "127.0.0.1:0")
     .env("GALLEY_LOG__LEVEL", "info")
