@@ -28,9 +28,7 @@ use crate::api::{Listener, Serving};
 use crate::codec::Codec;
 use crate::config::Config;
 use crate::kafka;
-use crate::pipeline::{
-    self, DeadLetterTarget, PartitionCheck, PipelineContext, PipelineHealth, Publisher, Stopped,
-};
+use crate::pipeline::{self, PartitionCheck, PipelineContext, PipelineHealth, Publisher, Stopped};
 use crate::shop::projections::ProjectionStore;
 use crate::shop::queries::QueryStore;
 use crate::shop::{ShopProcessor, ShopSettings};
@@ -105,12 +103,11 @@ impl Application {
         let freshness = FreshnessView::new();
         let api = bind_query_listener(&config, queries.clone(), freshness.clone()).await?;
 
-        let dead_letters = DeadLetterTarget {
-            topic: config.topics.dead_letter.clone(),
-            max_message_bytes: config.kafka.message_max_bytes,
-            task_id: config.kafka.client_id.clone(),
-        };
-        let publisher = Publisher::new(producer, dead_letters, config.kafka.delivery_timeout);
+        let publisher = Publisher::new(
+            producer,
+            config.topics.dead_letter.clone(),
+            config.kafka.delivery_timeout,
+        );
         let processor = shop_processor(&config, codec, projections);
         Ok(Self {
             config,

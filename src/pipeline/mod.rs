@@ -41,10 +41,9 @@ mod publish;
 mod retry;
 
 pub use consumer::{GroupEvents, PipelineContext};
-pub use dead_letter::{headers as dead_letter_headers, DeadLetterTarget, Fit};
 pub use dead_letter::{DeadLetter, DeadLetterStage, ErrorClass};
 pub use partitioning::{PartitionCheck, WrongPartitions};
-pub use publish::{Outbox, Publisher};
+pub use publish::Publisher;
 pub use retry::Backoff;
 
 use std::collections::BTreeMap;
@@ -54,7 +53,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{Headers, Message, OwnedHeaders};
+use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -72,8 +71,6 @@ pub struct InputRecord {
     pub payload: Option<Vec<u8>>,
     /// The record's Kafka timestamp in milliseconds, when it has one.
     pub timestamp_ms: Option<i64>,
-    /// The record's headers, kept for its dead letter should it be poison.
-    pub headers: Option<OwnedHeaders>,
 }
 
 impl InputRecord {
@@ -91,18 +88,8 @@ impl InputRecord {
             key: msg.key().map(<[u8]>::to_vec),
             payload: msg.payload().map(<[u8]>::to_vec),
             timestamp_ms: msg.timestamp().to_millis(),
-            headers: msg.headers().map(copy_headers),
         }
     }
-}
-
-/// An owned copy of a consumed record's headers.
-fn copy_headers<H: Headers>(headers: &H) -> OwnedHeaders {
-    headers
-        .iter()
-        .fold(OwnedHeaders::new_with_capacity(headers.count()), |o, h| {
-            o.insert(h)
-        })
 }
 
 /// A message the pipeline publishes on a processor's behalf.
@@ -355,9 +342,11 @@ async fn process_batch<P: Processor>(
         }
     };
     effects.dead_letters.extend(misplaced);
-    let mut outbox = Outbox::new(&effects.messages, &effects.dead_letters);
     loop {
-        match publisher.publish(&mut outbox).await {
+        let published = publisher
+            .publish_all(&effects.messages, &effects.dead_letters)
+            .await;
+        match published {
             Ok(()) => break retry.succeeded(Step::Publish, ()),
             Err(e) if retry.failed(Step::Publish, &e).await => {}
             Err(_) => return BatchOutcome::Abandoned,

@@ -155,13 +155,17 @@ impl PartitionCheck {
             self.partitioner,
             self.partitioner.librdkafka_name(),
         );
-        DeadLetter::of(
-            record,
-            ErrorClass::WrongPartition,
-            DeadLetterStage::Validate,
-            "unknown",
+        DeadLetter {
+            topic: record.topic.clone(),
+            partition: record.partition,
+            offset: record.offset,
+            key: record.key.clone(),
+            payload: record.payload.clone(),
+            error_class: ErrorClass::WrongPartition,
+            event_type: "unknown",
             message,
-        )
+            stage: DeadLetterStage::Validate,
+        }
     }
 
     /// Reads the partition counts of `topics` from the broker.

@@ -4,7 +4,6 @@
 //! them when it ends, so tests run in parallel.
 
 mod api;
-mod dead_letters;
 mod hostile;
 mod lifecycle;
 mod observability;

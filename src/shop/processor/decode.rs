@@ -177,13 +177,17 @@ fn poison(
     event_type: Option<&'static str>,
     message: String,
 ) -> Box<DeadLetter> {
-    Box::new(DeadLetter::of(
-        record,
+    Box::new(DeadLetter {
+        topic: record.topic.clone(),
+        partition: record.partition,
+        offset: record.offset,
+        key: record.key.clone(),
+        payload: record.payload.clone(),
         error_class,
-        stage,
-        event_type.unwrap_or(UNKNOWN_EVENT_TYPE),
+        event_type: event_type.unwrap_or(UNKNOWN_EVENT_TYPE),
         message,
-    ))
+        stage,
+    })
 }
 
 /// The record's Kafka key must be the event's own key.

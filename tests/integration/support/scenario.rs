@@ -46,8 +46,6 @@ pub struct ReadMessage {
     pub key: Option<Vec<u8>>,
     pub payload: Option<Vec<u8>>,
     pub headers: BTreeMap<String, String>,
-    /// The record's timestamp, when it has one.
-    pub timestamp_ms: Option<i64>,
 }
 
 /// What a verification found, printed by every test.
@@ -134,7 +132,7 @@ impl Scenario {
             keyspace,
             _topics: topics,
             codec: Arc::new(galley::domain::codec().expect("codec")),
-            max_event_bytes: galley::config::PipelineConfig::default().max_event_bytes,
+            max_event_bytes: 1024 * 1024,
         }
     }
 
@@ -277,7 +275,6 @@ impl Scenario {
                 key: m.key().map(<[u8]>::to_vec),
                 payload: m.payload().map(<[u8]>::to_vec),
                 headers,
-                timestamp_ms: m.timestamp().to_millis(),
             });
             if m.offset() + 1 >= ends[&m.partition()] {
                 remaining.remove(&m.partition());
