@@ -503,19 +503,18 @@ fn deliver(order: &JourneyOrder, draw: JourneyDraw) -> OrderEvent {
 }
 
 fn refund_payment(order: &JourneyOrder, draw: JourneyDraw) -> OrderEvent {
-    OrderEvent::Refunded(PaymentRefunded {
-        order_id: order.order_id.clone(),
-        amount_cents: order.paid_cents,
-        reason: pick(&REFUND_REASONS, draw),
-        event_time_ms: draw.event_time_ms,
-    })
+    refund(order, order.paid_cents, draw)
 }
 
 /// A refund of what the order costs, sent before anything was paid.
 fn refund_before_payment(order: &JourneyOrder, draw: JourneyDraw) -> OrderEvent {
+    refund(order, order.total_cents.max(1), draw)
+}
+
+fn refund(order: &JourneyOrder, amount_cents: i64, draw: JourneyDraw) -> OrderEvent {
     OrderEvent::Refunded(PaymentRefunded {
         order_id: order.order_id.clone(),
-        amount_cents: order.total_cents.max(1),
+        amount_cents,
         reason: pick(&REFUND_REASONS, draw),
         event_time_ms: draw.event_time_ms,
     })
