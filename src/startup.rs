@@ -83,8 +83,13 @@ impl Application {
         let producer: FutureProducer = kafka::producer_config(&config.kafka)
             .create()
             .context("creating the Kafka producer")?;
-        let consumer = subscribed_consumer(&config)?;
+        let consumer = input_consumer(&config)?;
+        // Subscribing only once the check passed: a process refusing to
+        // start must not hold (or be mid-way through taking) an assignment.
         check_offset_spaces(&config, &consumer, &progress).await?;
+        consumer
+            .subscribe(&[&config.topics.orders, &config.topics.inventory])
+            .context("subscribing to the input topics")?;
 
         let health = PipelineHealth::new();
         let admin_state = AdminState {
@@ -328,13 +333,10 @@ async fn partition_ends(
     }
 }
 
-fn subscribed_consumer(config: &Config) -> anyhow::Result<InputConsumer> {
+fn input_consumer(config: &Config) -> anyhow::Result<InputConsumer> {
     let consumer: StreamConsumer<PipelineContext> = kafka::consumer_config(&config.kafka)
         .create_with_context(PipelineContext::new())
         .context("creating the Kafka consumer")?;
-    consumer
-        .subscribe(&[&config.topics.orders, &config.topics.inventory])
-        .context("subscribing to the input topics")?;
     Ok(Arc::new(consumer))
 }
 
