@@ -38,6 +38,18 @@ fn invalid_cursor(err: cursor::CursorError) -> ApiError {
     )
 }
 
+/// The paging state a client's cursor carries for `list`, if it sent one.
+fn resume_from(
+    cursors: &CursorSigner,
+    list: Page<'_>,
+    cursor: Option<&str>,
+) -> Result<Option<Vec<u8>>, ApiError> {
+    cursor
+        .map(|c| cursors.decode(list, c, SystemTime::now()))
+        .transpose()
+        .map_err(invalid_cursor)
+}
+
 /// An order: status, lines, totals and timeline.
 #[utoipa::path(
     get,
@@ -110,12 +122,7 @@ pub(super) async fn customer_orders(
         key: &customer_id,
         size,
     };
-    let resume = page
-        .cursor
-        .as_deref()
-        .map(|c| state.cursors.decode(list, c, SystemTime::now()))
-        .transpose()
-        .map_err(invalid_cursor)?;
+    let resume = resume_from(&state.cursors, list, page.cursor.as_deref())?;
     let rows = state
         .store
         .customer_orders(&customer_id, size, resume)
@@ -165,12 +172,7 @@ pub(super) async fn inventory(
         key: &sku,
         size,
     };
-    let resume = page
-        .cursor
-        .as_deref()
-        .map(|c| state.cursors.decode(list, c, SystemTime::now()))
-        .transpose()
-        .map_err(invalid_cursor)?;
+    let resume = resume_from(&state.cursors, list, page.cursor.as_deref())?;
     let resumed = resume.is_some();
     let (stock, reservations) = futures::try_join!(
         state.store.stock(&sku),
