@@ -112,7 +112,7 @@ pub fn produce(config: Config, args: ProduceArgs) -> anyhow::Result<()> {
             .create()
             .context("creating the Kafka producer")?;
         let started = Instant::now();
-        let acknowledged = generator::send_all(
+        let outcome = generator::send_all(
             &producer,
             &config.topics.orders,
             &config.topics.inventory,
@@ -121,7 +121,7 @@ pub fn produce(config: Config, args: ProduceArgs) -> anyhow::Result<()> {
         )
         .await
         .context("sending the stream")?;
-        let failed = messages.len() - acknowledged;
+        let failed = outcome.failed();
         let elapsed = started.elapsed();
         println!(
             "sent {} messages in {:.1}s ({} failed) to {} and {}",
@@ -142,7 +142,10 @@ pub fn produce(config: Config, args: ProduceArgs) -> anyhow::Result<()> {
             println!("  poison/{class:<21} {n}");
         }
         if failed > 0 {
-            bail!("{failed} messages were not acknowledged");
+            bail!(
+                "{failed} messages were not acknowledged: {:?}",
+                outcome.failures
+            );
         }
         Ok(())
     })
@@ -202,8 +205,9 @@ pub struct RunArgs {
 }
 
 /// How long, after the service has stopped, blocking calls still under way
-/// (broker metadata reads) may hold up the exit.
-const BLOCKING_CALLS_GRACE: Duration = Duration::from_secs(5);
+/// (broker metadata reads, a consumer close given up at the deadline) may
+/// hold up the exit.
+const BLOCKING_CALLS_GRACE: Duration = Duration::from_secs(1);
 
 /// `galley run`: the service, until SIGTERM or SIGINT.
 pub fn run(config: Config, args: RunArgs) -> anyhow::Result<()> {

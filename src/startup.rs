@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::producer::FutureProducer;
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -80,9 +79,12 @@ impl Application {
         let queries = Arc::new(QueryStore::prepare(session.clone(), &config.cql.keyspace).await?);
         let progress =
             Arc::new(ProgressStore::prepare(session.clone(), &config.cql.keyspace).await?);
-        let producer: FutureProducer = kafka::producer_config(&config.kafka)
-            .create()
-            .context("creating the Kafka producer")?;
+        let publisher = Publisher::new(
+            kafka::producer_config(&config.kafka),
+            config.topics.dead_letter.clone(),
+            config.kafka.delivery_timeout,
+        )
+        .context("creating the Kafka producer")?;
         let consumer = input_consumer(&config)?;
         // Subscribing only once the check passed: a process refusing to
         // start must not hold (or be mid-way through taking) an assignment.
@@ -96,7 +98,9 @@ impl Application {
             metrics,
             health: health.clone(),
             session,
-            producer: producer.clone(),
+            // Metadata reads only, which a producer replaced after a fatal
+            // error still serves.
+            producer: publisher.producer(),
         };
         let admin = Listener::bind(
             "admin.listen",
@@ -108,11 +112,6 @@ impl Application {
         let freshness = FreshnessView::new();
         let api = bind_query_listener(&config, queries.clone(), freshness.clone()).await?;
 
-        let publisher = Publisher::new(
-            producer,
-            config.topics.dead_letter.clone(),
-            config.kafka.delivery_timeout,
-        );
         let processor = shop_processor(&config, codec, projections);
         Ok(Self {
             config,
@@ -160,6 +159,9 @@ impl Application {
         let (stop_tx, stop_rx) = watch::channel(false);
         let companions = Companions::start(api, admin, watchers, &consumer, &config, &stop_rx);
         let flusher = publisher.clone();
+        // Kept to close the consumer last, off the async workers: closing
+        // leaves the group, a blocking call.
+        let closer = consumer.clone();
         info!(
             orders = %config.topics.orders,
             inventory = %config.topics.inventory,
@@ -176,6 +178,7 @@ impl Application {
             stop_rx,
         );
         tokio::pin!(pipeline, shutdown);
+        let grace = config.pipeline.shutdown_deadline;
         // The listeners and background tasks stop while the pipeline drains,
         // so their deadline runs from the signal, as the pipeline's does.
         let (stopped, stop_asked) = tokio::select! {
@@ -184,16 +187,23 @@ impl Application {
                 let asked = Instant::now();
                 info!("shutdown asked; draining");
                 let _ = stop_tx.send(true);
-                (pipeline.await, asked)
+                // The pipeline bounds each of its steps; this bounds the whole.
+                let stopped = tokio::time::timeout_at(asked + grace, &mut pipeline)
+                    .await
+                    .unwrap_or(Stopped::DeadlineExceeded);
+                (stopped, asked)
             }
         };
-        // The pipeline stops only on the signal, but should it end by
-        // itself, the listeners and tasks must stop with it.
+        // The pipeline stops by itself only on a fatal error; the listeners
+        // and tasks must stop with it.
         let _ = stop_tx.send(true);
-        flusher.flush(PUBLISHER_FLUSH_TIMEOUT);
-        companions
-            .stop_by(stop_asked + config.pipeline.shutdown_deadline)
-            .await;
+        let deadline = stop_asked + grace;
+        let flush_for = deadline
+            .saturating_duration_since(Instant::now())
+            .min(PUBLISHER_FLUSH_TIMEOUT);
+        flusher.flush(flush_for);
+        companions.stop_by(deadline).await;
+        close_consumer_by(closer, deadline).await;
         match stopped {
             Stopped::Drained => {
                 info!("stopped cleanly");
@@ -203,7 +213,17 @@ impl Application {
                 warn!("stopped at the deadline with work unfinished; it will be redone");
                 bail!("shutdown deadline exceeded")
             }
+            Stopped::Fatal(reason) => bail!("stopped on a fatal error: {reason}"),
         }
+    }
+}
+
+/// Drops the last handle on the consumer, which closes it, on a blocking
+/// thread and within `deadline`: past it the process exits without waiting.
+async fn close_consumer_by(consumer: InputConsumer, deadline: Instant) {
+    let closing = tokio::task::spawn_blocking(move || drop(consumer));
+    if tokio::time::timeout_at(deadline, closing).await.is_err() {
+        warn!("closing the Kafka consumer did not finish by the shutdown deadline");
     }
 }
 

@@ -60,6 +60,8 @@ pub const DB_STATEMENT_DURATION_SECONDS: &str = "galley_db_statement_duration_se
 pub const DB_ERRORS_TOTAL: &str = "galley_db_errors_total";
 /// Publishes the broker did not acknowledge (the batch retries them). Labels: topic.
 pub const PUBLISH_ERRORS_TOTAL: &str = "galley_publish_errors_total";
+/// Producers replaced after librdkafka declared the one in use dead.
+pub const PRODUCER_REPLACEMENTS_TOTAL: &str = "galley_producer_replacements_total";
 /// Errors the consumer reported while polling (broker unreachable and the like).
 pub const CONSUMER_ERRORS_TOTAL: &str = "galley_consumer_errors_total";
 /// Input records found on another partition than their key's under
@@ -191,6 +193,12 @@ pub const METRICS: &[MetricDef] = &[
         Kind::Counter,
         &["topic"],
         "Publishes the broker did not acknowledge; their batch retries them.",
+    ),
+    def(
+        PRODUCER_REPLACEMENTS_TOTAL,
+        Kind::Counter,
+        &[],
+        "Kafka producers replaced after librdkafka declared the one in use dead (a fatal error).",
     ),
     def(
         CONSUMER_ERRORS_TOTAL,

@@ -31,7 +31,7 @@ pub struct AdminState {
 
 pub fn router(state: AdminState) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(state)
@@ -48,6 +48,16 @@ async fn metrics(State(state): State<AdminState>) -> Response {
         state.metrics.render(),
     )
         .into_response()
+}
+
+/// The process lives, unless its pipeline stopped on a fatal error (it is
+/// then on its way out, and a supervisor should not wait for it).
+async fn healthz(State(state): State<AdminState>) -> Response {
+    if state.health.fatal.load(Ordering::Relaxed) {
+        let body = json!({"status": "failed", "reason": "the pipeline stopped on a fatal error"});
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    }
+    Json(json!({"status": "ok"})).into_response()
 }
 
 async fn readyz(State(state): State<AdminState>) -> Response {

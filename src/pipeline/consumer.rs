@@ -1,11 +1,11 @@
-//! The consumer's rebalance callbacks: commit before partitions are released,
-//! and tell the processing loop which partitions it lost.
+//! The consumer's rebalance callbacks: tell the processing loop which
+//! partitions it lost.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
 use rdkafka::client::ClientContext;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::TopicPartitionList;
 use tracing::{info, warn};
 
@@ -73,15 +73,17 @@ impl ConsumerContext for PipelineContext {
         if let Rebalance::Revoke(tpl) = rebalance {
             let revoked = partitions(tpl);
             metrics::counter!(t::REBALANCES_TOTAL, "kind" => "revoke").increment(1);
-            // The loop polls only between batches, so every processed event's
-            // offset is already stored: commit them before letting go.
+            // No commit here: with enable.auto.commit, librdkafka itself
+            // commits the stored offsets of removed partitions before the
+            // rebalance completes (rdkafka_assignment.c, "unassigned
+            // partitions"). A synchronous commit in this callback had no
+            // bound and blocked the poll that runs it, which after a broker
+            // outage could stall the member.
             if consumer.assignment_lost() {
                 warn!(
                     ?revoked,
-                    "partitions lost (session timed out); not committing"
+                    "partitions lost (session timed out); their stored offsets are not committed"
                 );
-            } else if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
-                info!(error = %e, ?revoked, "commit on revoke");
             }
             info!(?revoked, "partitions revoked");
             self.events.update(|s| {

@@ -27,7 +27,7 @@
 //! The consumer is polled only between batches, and librdkafka runs rebalance
 //! callbacks inside the poll, so a revocation never interrupts a batch: by
 //! the time the callback runs, every processed event's offset is stored, and
-//! the callback commits them synchronously before the partitions are
+//! librdkafka's auto-commit commits them before the partitions are
 //! released. Messages of a revoked partition that were polled into a batch
 //! still being filled are dropped unprocessed; the partition's next owner
 //! reads them from the committed offset. On shutdown the loop stops polling,
@@ -56,7 +56,7 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::config::PipelineConfig;
 use crate::telemetry as t;
@@ -112,10 +112,27 @@ pub struct Effects<W> {
     pub writes: W,
 }
 
-/// A step of processing that failed in a way worth retrying.
+/// A step of processing that failed, and whether trying again can help.
+///
+/// Errors come in three classes. A record that can never be processed is
+/// *poison*: the processor turns it into a dead letter and the batch goes
+/// on, so it never reaches this type. What is left is either
+/// [`StepError::Retryable`] or [`StepError::Fatal`].
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct RetryableError(pub String);
+pub enum StepError {
+    /// A dependency failed in a way that can pass (the broker or the
+    /// database is away, slow or overloaded): the step is tried again with
+    /// backoff, and readiness says what is waited for.
+    #[error("{0}")]
+    Retryable(String),
+    /// Trying again cannot help: a stored row galley cannot read, an event
+    /// its own schemas cannot encode, a producer librdkafka declared dead
+    /// beyond what a new one can fix. The pipeline stops, /healthz fails
+    /// and the process exits non-zero, so that its supervisor restarts it
+    /// and an operator hears of it, instead of a silent retry loop.
+    #[error("{0}")]
+    Fatal(String),
+}
 
 /// Turns batches of records into effects. Implemented by each domain.
 pub trait Processor: Send + 'static {
@@ -127,14 +144,14 @@ pub trait Processor: Send + 'static {
     fn prepare(
         &mut self,
         batch: &[InputRecord],
-    ) -> impl Future<Output = Result<Effects<Self::Writes>, RetryableError>> + Send;
+    ) -> impl Future<Output = Result<Effects<Self::Writes>, StepError>> + Send;
 
     /// Writes the rows computed by `prepare`. Must be idempotent: after a
     /// failure it is called again with the same writes.
     fn write(
         &mut self,
         writes: &Self::Writes,
-    ) -> impl Future<Output = Result<(), RetryableError>> + Send;
+    ) -> impl Future<Output = Result<(), StepError>> + Send;
 
     /// Adopts the state `writes` describes as current (after a successful write).
     fn committed(&mut self, writes: Self::Writes);
@@ -156,6 +173,8 @@ pub struct PipelineHealth {
     pub last_batch_ms: AtomicI64,
     /// Input partitions that lately received records keyed for another one.
     pub wrong_partitions: WrongPartitions,
+    /// The pipeline stopped on a fatal error; /healthz fails until the process exits.
+    pub fatal: AtomicBool,
 }
 
 impl PipelineHealth {
@@ -173,9 +192,13 @@ impl PipelineHealth {
 pub enum Stopped {
     /// Everything polled was processed and committed.
     Drained,
-    /// The shutdown deadline passed with a batch unfinished; it will be
-    /// processed again by whoever owns its partitions next.
+    /// The shutdown deadline passed with a batch unfinished, or with the
+    /// final commit not done; the work is redone by whoever owns its
+    /// partitions next.
     DeadlineExceeded,
+    /// A step failed with a [`StepError::Fatal`]; nothing of its batch was
+    /// committed.
+    Fatal(String),
 }
 
 /// Runs the consume-apply-publish-write-commit loop until `shutdown` turns true.
@@ -214,23 +237,59 @@ pub async fn run<P: Processor>(
             )
             .await;
             batch.clear();
-            if outcome == BatchOutcome::Abandoned {
-                warn!(
-                    "shutdown deadline passed with a batch unfinished; it will be processed again"
-                );
-                return Stopped::DeadlineExceeded;
+            match outcome {
+                BatchOutcome::Done => {}
+                BatchOutcome::Abandoned => {
+                    warn!(
+                        "shutdown deadline passed with a batch unfinished; it will be processed \
+                         again"
+                    );
+                    return Stopped::DeadlineExceeded;
+                }
+                BatchOutcome::Fatal(reason) => {
+                    error!(error = %reason, "a batch failed in a way retrying cannot fix; stopping");
+                    health.fatal.store(true, Ordering::Relaxed);
+                    return Stopped::Fatal(reason);
+                }
             }
         }
         if stopping {
             break;
         }
     }
-    if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
-        // Nothing stored since the last commit is not an error worth more than a note.
-        info!(error = %e, "final commit");
+    if leave_group(consumer, FINAL_COMMIT_BOUND.min(cfg.shutdown_deadline)).await {
+        Stopped::Drained
+    } else {
+        Stopped::DeadlineExceeded
     }
-    consumer.unsubscribe();
-    Stopped::Drained
+}
+
+/// How long the final commit and leaving the group may take at shutdown
+/// (or `pipeline.shutdown_deadline`, when that is shorter).
+const FINAL_COMMIT_BOUND: Duration = Duration::from_secs(3);
+
+/// Commits what is stored and leaves the group, off the async workers
+/// (both are blocking librdkafka calls) and within `bound`. False when the
+/// bound passed first: the group then learns of the departure from the
+/// session timeout, and the next owner starts at the last commit.
+async fn leave_group(consumer: Arc<StreamConsumer<PipelineContext>>, bound: Duration) -> bool {
+    let leaving = tokio::task::spawn_blocking(move || {
+        if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+            // Nothing stored since the last commit is not an error worth more than a note.
+            info!(error = %e, "final commit");
+        }
+        consumer.unsubscribe();
+    });
+    match tokio::time::timeout(bound, leaving).await {
+        Ok(_) => true,
+        Err(_) => {
+            warn!(
+                bound_seconds = bound.as_secs(),
+                "the final commit and leaving the group did not finish in time; giving up on them"
+            );
+            false
+        }
+    }
 }
 
 /// Polls until the batch is full, its linger has passed, or shutdown is asked.
@@ -301,6 +360,25 @@ fn apply_group_events<P: Processor>(
 enum BatchOutcome {
     Done,
     Abandoned,
+    Fatal(String),
+}
+
+/// Runs one step of a batch until it succeeds: a retryable failure waits
+/// out the backoff and tries again; a fatal one, or the shutdown deadline,
+/// ends the batch unfinished (the enclosing function returns).
+macro_rules! until_done {
+    ($retry:expr, $step:expr, $attempt:expr) => {
+        loop {
+            match $retry.bounded($attempt).await {
+                Some(Ok(value)) => break $retry.succeeded($step, value),
+                Some(Err(StepError::Fatal(reason))) => {
+                    return BatchOutcome::Fatal(format!("{}: {reason}", $step.label()))
+                }
+                Some(Err(e)) if $retry.failed($step, &e).await => {}
+                _ => return BatchOutcome::Abandoned,
+            }
+        }
+    };
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -327,38 +405,15 @@ async fn process_batch<P: Processor>(
     };
 
     // Each step retries on its own: a later failure never repeats an earlier success.
-    let (placed, misplaced) = loop {
-        match check.split(consumer, batch).await {
-            Ok(split) => break retry.succeeded(Step::Check, split),
-            Err(e) if retry.failed(Step::Check, &e).await => {}
-            Err(_) => return BatchOutcome::Abandoned,
-        }
-    };
-    let mut effects = loop {
-        match processor.prepare(&placed).await {
-            Ok(effects) => break retry.succeeded(Step::Prepare, effects),
-            Err(e) if retry.failed(Step::Prepare, &e).await => {}
-            Err(_) => return BatchOutcome::Abandoned,
-        }
-    };
+    let (placed, misplaced) = until_done!(retry, Step::Check, check.split(consumer, batch));
+    let mut effects = until_done!(retry, Step::Prepare, processor.prepare(&placed));
     effects.dead_letters.extend(misplaced);
-    loop {
-        let published = publisher
-            .publish_all(&effects.messages, &effects.dead_letters)
-            .await;
-        match published {
-            Ok(()) => break retry.succeeded(Step::Publish, ()),
-            Err(e) if retry.failed(Step::Publish, &e).await => {}
-            Err(_) => return BatchOutcome::Abandoned,
-        }
-    }
-    loop {
-        match processor.write(&effects.writes).await {
-            Ok(()) => break retry.succeeded(Step::Write, ()),
-            Err(e) if retry.failed(Step::Write, &e).await => {}
-            Err(_) => return BatchOutcome::Abandoned,
-        }
-    }
+    until_done!(
+        retry,
+        Step::Publish,
+        publisher.publish_all(&effects.messages, &effects.dead_letters)
+    );
+    until_done!(retry, Step::Write, processor.write(&effects.writes));
     processor.committed(effects.writes);
     report_dead_letters(&effects.dead_letters, publisher.dead_letter_topic());
     health.wrong_partitions.record(&effects.dead_letters);
@@ -430,9 +485,32 @@ impl StepRetry<'_> {
         value
     }
 
+    /// Runs one attempt of a step. A shutdown asked meanwhile starts the
+    /// deadline clock, and an attempt still running at the deadline is given
+    /// up (`None`): no publish or write outlives `pipeline.shutdown_deadline`.
+    /// What it sent may still land; the batch's offsets are not stored, so
+    /// it is redone, and its effects converge.
+    async fn bounded<T>(&mut self, attempt: impl Future<Output = T>) -> Option<T> {
+        tokio::pin!(attempt);
+        loop {
+            if let Some(deadline) = self.deadline {
+                let deadline = tokio::time::Instant::from_std(deadline);
+                return tokio::time::timeout_at(deadline, &mut attempt).await.ok();
+            }
+            tokio::select! {
+                out = &mut attempt => return Some(out),
+                changed = self.shutdown.changed() => {
+                    if changed.is_err() || *self.shutdown.borrow() {
+                        self.deadline = Some(Instant::now() + self.cfg.shutdown_deadline);
+                    }
+                }
+            }
+        }
+    }
+
     /// Reports the failure and waits out the backoff; false when the batch
     /// must be abandoned (shutdown deadline passed).
-    async fn failed(&mut self, step: Step, error: &RetryableError) -> bool {
+    async fn failed(&mut self, step: Step, error: &StepError) -> bool {
         step.health_flag(self.health)
             .store(false, Ordering::Relaxed);
         metrics::counter!(t::BATCH_RETRIES_TOTAL, "step" => step.label()).increment(1);

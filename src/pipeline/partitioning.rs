@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
 
-use super::{unix_ms, DeadLetter, DeadLetterStage, ErrorClass, InputRecord, RetryableError};
+use super::{unix_ms, DeadLetter, DeadLetterStage, ErrorClass, InputRecord, StepError};
 use crate::config::Partitioner;
 use crate::telemetry as t;
 
@@ -113,7 +113,7 @@ impl PartitionCheck {
         &mut self,
         consumer: &Arc<StreamConsumer<C>>,
         batch: &'b [InputRecord],
-    ) -> Result<Checked<'b>, RetryableError> {
+    ) -> Result<Checked<'b>, StepError> {
         let unknown = topics_of(
             batch
                 .iter()
@@ -173,7 +173,7 @@ impl PartitionCheck {
         &mut self,
         consumer: &Arc<StreamConsumer<C>>,
         topics: Vec<String>,
-    ) -> Result<(), RetryableError> {
+    ) -> Result<(), StepError> {
         for topic in topics {
             let client = consumer.clone();
             let name = topic.clone();
@@ -182,15 +182,15 @@ impl PartitionCheck {
                 metadata.map(|m| m.topics().first().map_or(0, |t| t.partitions().len()))
             })
             .await
-            .map_err(|e| RetryableError(format!("reading the partitions of {topic}: {e}")))?
-            .map_err(|e| RetryableError(format!("reading the partitions of {topic}: {e}")))?;
+            .map_err(|e| StepError::Retryable(format!("reading the partitions of {topic}: {e}")))?
+            .map_err(|e| StepError::Retryable(format!("reading the partitions of {topic}: {e}")))?;
             if count == 0 {
-                return Err(RetryableError(format!(
+                return Err(StepError::Retryable(format!(
                     "the broker lists no partitions for {topic}"
                 )));
             }
             if let Some(known) = self.counts.get(&topic).filter(|n| **n != count as i32) {
-                return Err(RetryableError(format!(
+                return Err(StepError::Retryable(format!(
                     "input topic {topic} went from {known} to {count} partitions while galley ran: \
                      keys moved, so stop galley and follow README \"Adding partitions\""
                 )));

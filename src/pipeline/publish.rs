@@ -2,14 +2,17 @@
 //! acknowledgement before the batch's rows may be written.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use futures::future::join_all;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::KafkaResult;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 
-use super::{DeadLetter, OutgoingMessage, RetryableError};
+use super::{DeadLetter, OutgoingMessage, StepError};
 use crate::telemetry as t;
 
 /// Kafka Connect's dead-letter header names, which existing tooling reads.
@@ -23,29 +26,39 @@ pub mod dlq_headers {
     pub const CONNECTOR: &str = "__connect.errors.connector.name";
 }
 
-/// Sends messages through one idempotent producer.
+/// Sends messages through one idempotent producer, replaced by a new one
+/// when librdkafka declares it dead.
 #[derive(Clone)]
 pub struct Publisher {
-    producer: FutureProducer,
+    producer: Arc<RwLock<FutureProducer>>,
+    /// What a replacement producer is made from.
+    config: ClientConfig,
     dead_letter_topic: String,
     delivery_timeout: Duration,
 }
 
 impl Publisher {
+    /// A publisher whose producer is made from `config`.
     pub fn new(
-        producer: FutureProducer,
+        config: ClientConfig,
         dead_letter_topic: String,
         delivery_timeout: Duration,
-    ) -> Self {
-        Self {
-            producer,
+    ) -> KafkaResult<Self> {
+        let producer: FutureProducer = config.create()?;
+        Ok(Self {
+            producer: Arc::new(RwLock::new(producer)),
+            config,
             dead_letter_topic,
             delivery_timeout,
-        }
+        })
     }
 
-    pub fn producer(&self) -> &FutureProducer {
-        &self.producer
+    /// The producer in use now.
+    pub fn producer(&self) -> FutureProducer {
+        match self.producer.read() {
+            Ok(producer) => producer.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
     }
 
     /// Where poison events go.
@@ -61,35 +74,68 @@ impl Publisher {
         &self,
         messages: &[OutgoingMessage],
         dead_letters: &[DeadLetter],
-    ) -> Result<(), RetryableError> {
+    ) -> Result<(), StepError> {
         if messages.is_empty() && dead_letters.is_empty() {
             return Ok(());
         }
+        let producer = self.producer();
         let timeout = Timeout::After(self.delivery_timeout);
         let mut labels = Vec::with_capacity(messages.len() + dead_letters.len());
         let mut pending = Vec::with_capacity(labels.capacity());
         for m in messages {
             labels.push((m.topic.as_str(), m.event_type));
-            pending.push(self.producer.send(message_record(m), timeout));
+            pending.push(producer.send(message_record(m), timeout));
         }
         for d in dead_letters {
             let record = dead_letter_record(&self.dead_letter_topic, d);
             labels.push((self.dead_letter_topic.as_str(), "DeadLetter"));
-            pending.push(self.producer.send(record, timeout));
+            pending.push(producer.send(record, timeout));
         }
         let results = join_all(pending).await;
         let outcomes = labels
             .into_iter()
             .zip(results.iter().map(|r| r.as_ref().err().map(|(e, _)| e)));
-        match count_deliveries(outcomes) {
-            None => Ok(()),
-            Some(message) => Err(RetryableError(message)),
+        let Some(message) = count_deliveries(outcomes) else {
+            return Ok(());
+        };
+        if let Some((code, reason)) = producer.client().fatal_error() {
+            return Err(self.replace_dead_producer(&format!("{code:?}: {reason}")));
         }
+        Err(StepError::Retryable(message))
+    }
+
+    /// After a fatal error (librdkafka's idempotent producer can lose its
+    /// sequence with the broker, for instance across a broker restart) the
+    /// producer fails everything it is given; librdkafka's remedy is a new
+    /// producer. Re-sending the batch through it is safe: results are
+    /// at-least-once, with deterministic ids. Fatal only if no new producer
+    /// can be made.
+    fn replace_dead_producer(&self, reason: &str) -> StepError {
+        let fresh: FutureProducer = match self.config.create() {
+            Ok(fresh) => fresh,
+            Err(e) => {
+                return StepError::Fatal(format!(
+                    "the producer failed fatally ({reason}) and no new one can be made: {e}"
+                ))
+            }
+        };
+        match self.producer.write() {
+            Ok(mut producer) => *producer = fresh,
+            Err(poisoned) => *poisoned.into_inner() = fresh,
+        }
+        metrics::counter!(t::PRODUCER_REPLACEMENTS_TOTAL).increment(1);
+        tracing::error!(
+            reason,
+            "the Kafka producer failed fatally; replaced it with a new one"
+        );
+        StepError::Retryable(format!(
+            "the producer failed fatally ({reason}); the batch is re-sent through a new one"
+        ))
     }
 
     /// Waits for queued messages to leave, for a clean shutdown.
     pub fn flush(&self, timeout: Duration) {
-        if let Err(e) = self.producer.flush(Timeout::After(timeout)) {
+        if let Err(e) = self.producer().flush(Timeout::After(timeout)) {
             tracing::warn!(error = %e, "producer flush at shutdown");
         }
     }

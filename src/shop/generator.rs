@@ -514,16 +514,32 @@ pub fn split_setup(
         .partition(|m| m.destination == Destination::Inventory || m.label == "OrderPlaced")
 }
 
+/// What became of a sent stream: how many messages the broker acknowledged,
+/// which were not (by index into the stream) and why (error text and
+/// count), so a caller can say more than "some were lost", or send those
+/// again.
+#[derive(Debug, Default)]
+pub struct SendOutcome {
+    pub acknowledged: usize,
+    pub unacknowledged: Vec<usize>,
+    pub failures: BTreeMap<String, usize>,
+}
+
+impl SendOutcome {
+    pub fn failed(&self) -> usize {
+        self.failures.values().sum()
+    }
+}
+
 /// Sends a generated stream at about `rate` messages per second (0: as fast
-/// as the broker takes them) and waits for every acknowledgement. Returns
-/// how many were acknowledged.
+/// as the broker takes them) and waits for every acknowledgement.
 pub async fn send_all(
     producer: &FutureProducer,
     orders_topic: &str,
     inventory_topic: &str,
     messages: &[GeneratedMessage],
     rate: u32,
-) -> Result<usize, KafkaError> {
+) -> Result<SendOutcome, KafkaError> {
     let pacer = Pacer::new(rate);
     let mut pending = Vec::with_capacity(messages.len());
     for (i, m) in messages.iter().enumerate() {
@@ -542,14 +558,21 @@ pub async fn send_all(
         // Queue without waiting for each acknowledgement; collect them at the end.
         pending.push(producer.send_result(record).map_err(|(e, _)| e)?);
     }
-    let mut acknowledged = 0;
-    for delivery in pending {
-        if let Ok(Ok(_)) = delivery.await {
-            acknowledged += 1;
-        }
+    let mut outcome = SendOutcome::default();
+    for (index, delivery) in pending.into_iter().enumerate() {
+        let failure = match delivery.await {
+            Ok(Ok(_)) => {
+                outcome.acknowledged += 1;
+                continue;
+            }
+            Ok(Err((e, _))) => e.to_string(),
+            Err(_) => "producer dropped".to_string(),
+        };
+        outcome.unacknowledged.push(index);
+        *outcome.failures.entry(failure).or_default() += 1;
     }
     producer.flush(Timeout::After(Duration::from_secs(30)))?;
-    Ok(acknowledged)
+    Ok(outcome)
 }
 
 /// Paces sending to `rate` messages per second (0 means as fast as possible).

@@ -52,6 +52,20 @@ impl StoreError {
     }
 }
 
+/// A stored row galley cannot read, or a schema that is not the one it
+/// expects, stays that way however often it is read again: fatal. A failed
+/// statement or connection may pass: retryable.
+impl From<StoreError> for crate::pipeline::StepError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Row { .. } | StoreError::Schema(_) => Self::Fatal(err.to_string()),
+            StoreError::Connect { .. } | StoreError::Query { .. } => {
+                Self::Retryable(err.to_string())
+            }
+        }
+    }
+}
+
 /// A row value together with the offset of the last event applied to it.
 ///
 /// Every projection row stores that offset both as `applied_offset` (read

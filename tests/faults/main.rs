@@ -53,13 +53,61 @@ fn stack(action: &str, component: &str) -> Duration {
     started.elapsed()
 }
 
-/// Sends a stream whose messages may wait out a broker outage.
+/// Sends a stream whose messages may wait out a broker outage, the way a
+/// careful upstream application does: whatever its producer could not
+/// deliver is sent again, in order, by a new producer. librdkafka's
+/// idempotent producer can turn fatal when the broker comes back (an out of
+/// order sequence number, librdkafka issue 3584), and then fails every
+/// message it holds. What failed, and why, is printed and kept with the
+/// figures; galley's own handling of the same event is what the scenarios
+/// check.
 async fn produce_patiently(
     topics: TopicsConfig,
     messages: Vec<GeneratedMessage>,
     rate: u32,
 ) -> usize {
-    support::scenario::produce_within(&topics, messages, rate, Duration::from_secs(120)).await
+    let mut remaining = messages;
+    let mut acknowledged = 0;
+    for round in 1..=3 {
+        let mut cfg = support::topics::kafka_config("producer");
+        cfg.delivery_timeout = Duration::from_secs(120);
+        let producer: rdkafka::producer::FutureProducer = galley::kafka::producer_config(&cfg)
+            .create()
+            .expect("producer");
+        let outcome = galley::shop::generator::send_all(
+            &producer,
+            &topics.orders,
+            &topics.inventory,
+            &remaining,
+            rate,
+        )
+        .await
+        .expect("send the stream");
+        acknowledged += outcome.acknowledged;
+        if outcome.unacknowledged.is_empty() {
+            return acknowledged;
+        }
+        let line = format!(
+            "[upstream producer] round {round}: {} of {} messages not acknowledged ({:?}); \
+             sending them again with a new producer\n",
+            outcome.unacknowledged.len(),
+            remaining.len(),
+            outcome.failures
+        );
+        print!("{line}");
+        save_report("faults-upstream-producer", &line);
+        let mut index = outcome.unacknowledged.into_iter().peekable();
+        remaining = remaining
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| index.next_if_eq(i).is_some())
+            .map(|(_, m)| m)
+            .collect();
+    }
+    panic!(
+        "{} messages were still not acknowledged after three producers",
+        remaining.len()
+    );
 }
 
 /// The figures every scenario prints, and keeps for scripts/faults to show.

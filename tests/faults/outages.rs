@@ -1,6 +1,7 @@
 //! Dependencies that go away or misbehave mid-stream: the broker stopped for
 //! 20 s, the database stopped for 20 s, and a slow, flaky database behind a
-//! proxy. galley must stall, say so on /readyz, and resume by itself.
+//! proxy, and rebalances around broker outages. galley must stall, say so on
+//! /readyz, and resume by itself, and its shutdown must keep its deadline.
 
 use std::time::{Duration, Instant};
 
@@ -10,7 +11,7 @@ use crate::support::scenario::Scenario;
 use crate::support::tcp_proxy::TcpProxy;
 use crate::{
     admin_get, peak_rss_kib, produce_patiently, require_fault_stack, stack, wait_applied,
-    wait_ready_again, Figures,
+    wait_metric_at_least, wait_ready_again, Figures,
 };
 
 const OUTAGE: Duration = Duration::from_secs(20);
@@ -172,4 +173,85 @@ async fn slow_and_flaky_database() {
         peak_kib > 0 && peak_kib < bound_kib,
         "peak RSS {peak_kib} KiB is outside (0, {bound_kib})"
     );
+}
+
+/// Rebalances on both sides of a broker outage, five times over, with two
+/// members. A second member is stopped while the broker is away: its
+/// shutdown must end within its deadline although nothing answers, and the
+/// group rebalances when the broker returns (the member could not leave).
+/// A new second member then joins: another rebalance, just after the
+/// outage. Throughout, the first member must never stall, and at the end
+/// every projection and result must equal the fold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebalances_around_kafka_outages_never_stall() {
+    require_fault_stack();
+    let started = Instant::now();
+    let mut scenario = Scenario::new("rebalout").await;
+    let shutdown_deadline = Duration::from_secs(5);
+    scenario.env.set("GALLEY_PIPELINE__RETRY_MAX_BACKOFF", "1s");
+    scenario.env.set(
+        "GALLEY_PIPELINE__SHUTDOWN_DEADLINE",
+        format!("{}s", shutdown_deadline.as_secs()),
+    );
+    let mut a = GalleyProcess::spawn(&scenario.env, "rebal_a");
+    a.wait_ready(Duration::from_secs(60)).await;
+
+    // About 80 s of stream, which the five rounds below overlap.
+    let messages = scenario.generate(12_000, 111);
+    let producing = tokio::spawn(produce_patiently(
+        scenario.env.topics.clone(),
+        messages,
+        150,
+    ));
+    let mut rounds = Vec::new();
+    for round in 1..=5 {
+        let mut b = GalleyProcess::spawn(&scenario.env, &format!("rebal_b{round}"));
+        b.wait_ready(Duration::from_secs(60)).await;
+        wait_metric_at_least(&b, "galley_partitions_owned", 1.0, Duration::from_secs(60)).await;
+
+        tokio::task::block_in_place(|| stack("down", "kafka"));
+        let asked = Instant::now();
+        let status = tokio::task::block_in_place(|| b.terminate(Duration::from_secs(60)));
+        let stop_took = asked.elapsed();
+        let log = b.log_tail(30);
+        assert!(
+            status.is_some(),
+            "round {round}: the second member did not exit within 60 s of SIGTERM with the \
+             broker down; log:\n{log}"
+        );
+        // The deadline, plus the runtime's grace for blocking calls and
+        // the process's own start of shutdown.
+        let bound = shutdown_deadline + Duration::from_secs(3);
+        assert!(
+            stop_took <= bound,
+            "round {round}: shutdown took {stop_took:?}, past {bound:?}; log:\n{log}"
+        );
+        tokio::task::block_in_place(|| stack("up", "kafka"));
+        let back_at = Instant::now();
+        wait_ready_again(&mut a, Duration::from_secs(120)).await;
+        rounds.push(format!(
+            "round {round}: second member stopped in {:.1}s with the broker down ({status:?}); \
+             first member ready {:.1}s after the broker's return",
+            stop_took.as_secs_f64(),
+            back_at.elapsed().as_secs_f64()
+        ));
+    }
+    let sent = producing.await.expect("producer task");
+    let calm_at = Instant::now();
+    scenario.wait_caught_up(&mut [&mut a]).await;
+    let caught_up_after = calm_at.elapsed();
+    assert!(a.is_running(), "the first member still runs");
+
+    let report = scenario.verify(sent).await;
+    Figures {
+        name: "rebalance_outages",
+        report: &report,
+        recovery: Some((
+            "from the end of the stream to lag 0".into(),
+            caught_up_after,
+        )),
+        extra: rounds,
+    }
+    .print(started.elapsed());
+    report.assert_exact();
 }

@@ -4,6 +4,7 @@
 //! them when it ends, so tests run in parallel.
 
 mod api;
+mod error_classes;
 mod hostile;
 mod lifecycle;
 mod observability;

@@ -30,6 +30,7 @@ async fn produce_with_librdkafka_defaults(scenario: &Scenario, count: usize, see
     generator::send_all(&producer, &topics.orders, &topics.inventory, &messages, 0)
         .await
         .expect("send the stream")
+        .acknowledged
 }
 
 /// The input records of both input topics: those an outside producer sent,

@@ -19,7 +19,7 @@ use crate::codec::EventSet;
 use crate::domain::inventory::{self, Reservation};
 use crate::domain::order;
 use crate::domain::{Emitted, EventIds, EventOrigin, InventoryEvent, OrderEvent, Outcome};
-use crate::pipeline::{Effects, InputRecord, RetryableError};
+use crate::pipeline::{Effects, InputRecord, StepError};
 use crate::store::Versioned;
 use crate::telemetry as t;
 
@@ -50,7 +50,7 @@ impl ShopProcessor {
     pub(super) async fn prepare_batch(
         &mut self,
         batch: &[InputRecord],
-    ) -> Result<Effects<ShopWrites>, RetryableError> {
+    ) -> Result<Effects<ShopWrites>, StepError> {
         let mut by_partition: BTreeMap<PartitionKey, Vec<&InputRecord>> = BTreeMap::new();
         for record in batch {
             by_partition
@@ -75,16 +75,13 @@ impl ShopProcessor {
         part: &PartitionKey,
         records: &[&InputRecord],
         effects: &mut Effects<ShopWrites>,
-    ) -> Result<(), RetryableError> {
+    ) -> Result<(), StepError> {
         let events = self.decode_records(records, &mut effects.dead_letters);
         let mut rows = BatchRows::default();
-        self.load_entity_rows(part, &events, &mut rows)
-            .await
-            .map_err(|e| RetryableError(e.to_string()))?;
+        self.load_entity_rows(part, &events, &mut rows).await?;
         let decided = self.decide_events(part, &events, &mut rows, effects)?;
         self.load_sales_rows(part, &decided.sales, &mut rows)
-            .await
-            .map_err(|e| RetryableError(e.to_string()))?;
+            .await?;
         let changed_cells = add_sales(&decided.sales, &mut rows.sku_sales, &mut rows.minute_sales);
         collect_writes(&mut effects.writes, part, rows, decided, changed_cells);
         Ok(())
@@ -98,7 +95,7 @@ impl ShopProcessor {
         events: &[(&InputRecord, Decoded)],
         rows: &mut BatchRows,
         effects: &mut Effects<ShopWrites>,
-    ) -> Result<PartitionDecisions, RetryableError> {
+    ) -> Result<PartitionDecisions, StepError> {
         let handler_started = Instant::now();
         let mut decided = PartitionDecisions::default();
         for (record, event) in events {

@@ -6,7 +6,7 @@ use super::ShopProcessor;
 use crate::codec::EventSet;
 use crate::domain::{Emitted, InventoryEvent, OrderEvent, ValidationError};
 use crate::pipeline::{
-    DeadLetter, DeadLetterStage, ErrorClass, InputRecord, OutgoingMessage, RetryableError,
+    DeadLetter, DeadLetterStage, ErrorClass, InputRecord, OutgoingMessage, StepError,
 };
 use crate::shop::{EVENT_ID_HEADER, EVENT_TYPE_HEADER};
 
@@ -126,7 +126,7 @@ impl ShopProcessor {
         Ok(event)
     }
 
-    pub(super) fn encode(&self, emitted: &Emitted) -> Result<OutgoingMessage, RetryableError> {
+    pub(super) fn encode(&self, emitted: &Emitted) -> Result<OutgoingMessage, StepError> {
         let topics = &self.settings.topics;
         let mut payload = Vec::with_capacity(128);
         let (topic, key, event_type, event_id, result) = match emitted {
@@ -153,8 +153,9 @@ impl ShopProcessor {
             ),
         };
         // Our own events always fit our own schemas; failing here is a
-        // deployment bug, and stalling is safer than dropping the effect.
-        result.map_err(|e| RetryableError(format!("cannot encode {event_type}: {e}")))?;
+        // deployment bug that no retry fixes. Stopping loudly is safer than
+        // dropping the effect, and than a silent retry loop.
+        result.map_err(|e| StepError::Fatal(format!("cannot encode {event_type}: {e}")))?;
         Ok(OutgoingMessage {
             topic: topic.clone(),
             key: key.as_bytes().to_vec(),

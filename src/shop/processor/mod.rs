@@ -28,7 +28,7 @@ pub use self::writes::ShopWrites;
 use super::projections::ProjectionStore;
 use super::ShopSettings;
 use crate::codec::Codec;
-use crate::pipeline::{Effects, InputRecord, Processor, RetryableError};
+use crate::pipeline::{Effects, InputRecord, Processor, StepError};
 
 /// The shop's [`Processor`].
 pub struct ShopProcessor {
@@ -52,14 +52,11 @@ impl ShopProcessor {
 impl Processor for ShopProcessor {
     type Writes = ShopWrites;
 
-    async fn prepare(
-        &mut self,
-        batch: &[InputRecord],
-    ) -> Result<Effects<ShopWrites>, RetryableError> {
+    async fn prepare(&mut self, batch: &[InputRecord]) -> Result<Effects<ShopWrites>, StepError> {
         self.prepare_batch(batch).await
     }
 
-    async fn write(&mut self, writes: &ShopWrites) -> Result<(), RetryableError> {
+    async fn write(&mut self, writes: &ShopWrites) -> Result<(), StepError> {
         self.write_in_waves(writes).await
     }
 

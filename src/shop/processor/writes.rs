@@ -14,7 +14,7 @@ use super::ShopProcessor;
 use crate::domain::inventory::{Reservation, Stock};
 use crate::domain::order::Order;
 use crate::domain::Outcome;
-use crate::pipeline::{unix_ms, RetryableError};
+use crate::pipeline::{unix_ms, StepError};
 use crate::shop::projections::ProjectionStore;
 use crate::shop::rows::SalesCell;
 use crate::store::{StoreError, Versioned};
@@ -130,7 +130,7 @@ impl InventoryLog {
 
 impl ShopProcessor {
     /// Writes a batch's rows in three waves, each finished before the next.
-    pub(super) async fn write_in_waves(&self, w: &ShopWrites) -> Result<(), RetryableError> {
+    pub(super) async fn write_in_waves(&self, w: &ShopWrites) -> Result<(), StepError> {
         let store = &*self.store;
         let limit = self.settings.max_concurrent_statements;
         let now = unix_ms();
@@ -204,10 +204,10 @@ fn progress_writes<'a>(store: &'a ProjectionStore, w: &'a ShopWrites, now: i64) 
 }
 
 /// Runs futures with at most `limit` in flight; the first error wins.
-async fn run_bounded(futures: Vec<Write<'_>>, limit: usize) -> Result<(), RetryableError> {
+async fn run_bounded(futures: Vec<Write<'_>>, limit: usize) -> Result<(), StepError> {
     let mut running = stream::iter(futures).buffer_unordered(limit.max(1));
     while let Some(result) = running.next().await {
-        result.map_err(|e| RetryableError(e.to_string()))?;
+        result?;
     }
     Ok(())
 }

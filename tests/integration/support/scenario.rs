@@ -461,7 +461,7 @@ pub async fn produce_within(
     let producer: FutureProducer = galley::kafka::producer_config(&cfg)
         .create()
         .expect("producer");
-    let sent = generator::send_all(
+    let outcome = generator::send_all(
         &producer,
         &topics.orders,
         &topics.inventory,
@@ -471,11 +471,12 @@ pub async fn produce_within(
     .await
     .expect("send the stream");
     assert_eq!(
-        sent,
+        outcome.acknowledged,
         messages.len(),
-        "every generated message is acknowledged"
+        "every generated message is acknowledged; the others failed with {:?}",
+        outcome.failures
     );
-    sent
+    outcome.acknowledged
 }
 
 /// Reads every order document of the keyspace into the fold's shape. The

@@ -1,0 +1,116 @@
+//! Errors fall in three classes: poison records are dead-lettered (see
+//! `pipeline.rs` and the fault suite), failures that can pass are retried
+//! (the outage scenarios of the fault suite), and failures no retry can fix
+//! stop galley with a non-zero status instead of a silent retry loop. This
+//! file covers the last class, and the one fatal error galley recovers from
+//! by itself: a producer librdkafka declared dead is replaced.
+
+use std::ffi::CString;
+use std::time::Duration;
+
+use rdkafka::producer::Producer;
+
+use galley::pipeline::{OutgoingMessage, Publisher};
+
+use crate::support::process::GalleyProcess;
+use crate::support::scenario::Scenario;
+use crate::support::topics::kafka_config;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_stored_row_stops_galley_with_a_non_zero_status() {
+    let scenario = Scenario::new("badrow").await;
+    let messages = scenario.generate(200, 71);
+    let order_id = messages
+        .iter()
+        .find(|m| m.label == "OrderPlaced")
+        .and_then(|m| m.key.clone())
+        .expect("the stream places an order");
+    // A row galley could never have written: its document is not JSON.
+    scenario
+        .keyspace
+        .session
+        .query_unpaged(
+            format!(
+                "INSERT INTO {}.order_documents (order_id, document, source_partition, \
+                 applied_offset) VALUES (?, '{{not json', 0, -1)",
+                scenario.keyspace.name
+            ),
+            (&order_id,),
+        )
+        .await
+        .expect("insert the unreadable row");
+
+    let mut galley = GalleyProcess::spawn(&scenario.env, "a");
+    galley.wait_ready(Duration::from_secs(60)).await;
+    scenario.produce(messages, 0).await;
+
+    let status = galley.wait_exit(Duration::from_secs(60));
+    let log = galley.log_tail(40);
+    let status = status.unwrap_or_else(|| {
+        panic!("galley kept running (retrying) over an unreadable row; log:\n{log}")
+    });
+    assert!(!status.success(), "exit status {status:?}; log:\n{log}");
+    for word in ["fatal", "order_documents", order_id.as_str()] {
+        assert!(log.contains(word), "`{word}` in:\n{log}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_producer_declared_dead_is_replaced_and_the_batch_delivered() {
+    let scenario = Scenario::new("deadproducer").await;
+    let topics = &scenario.env.topics;
+    let publisher = Publisher::new(
+        galley::kafka::producer_config(&kafka_config("unused")),
+        topics.dead_letter.clone(),
+        Duration::from_secs(10),
+    )
+    .expect("publisher");
+    let message = |n: u8| OutgoingMessage {
+        topic: topics.results.clone(),
+        key: vec![b'k', n],
+        payload: vec![n],
+        headers: Vec::new(),
+        event_type: "Test",
+    };
+    publisher
+        .publish_all(&[message(1)], &[])
+        .await
+        .expect("the first publish is delivered");
+
+    // What librdkafka does when an idempotent producer loses its sequence
+    // with the broker, through its own test hook.
+    let dead = publisher.producer();
+    let reason = CString::new("out of order sequence, raised by the test").expect("no NUL");
+    // SAFETY: the client pointer is valid while `dead` lives, and the reason
+    // outlives the call, which copies it.
+    unsafe {
+        rdkafka::bindings::rd_kafka_test_fatal_error(
+            dead.client().native_ptr(),
+            rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+            reason.as_ptr(),
+        );
+    }
+    assert!(
+        dead.client().fatal_error().is_some(),
+        "the hook took effect"
+    );
+
+    let first_try = publisher.publish_all(&[message(2)], &[]).await;
+    let error = first_try.expect_err("the dead producer delivers nothing");
+    assert!(
+        matches!(error, galley::pipeline::StepError::Retryable(_)),
+        "a dead producer is replaced, not the end of the process: {error}"
+    );
+    publisher
+        .publish_all(&[message(2)], &[])
+        .await
+        .expect("the batch is delivered through the new producer");
+    assert!(publisher.producer().client().fatal_error().is_none());
+
+    let payloads: Vec<Vec<u8>> = scenario
+        .read_topic(&topics.results)
+        .into_iter()
+        .filter_map(|m| m.payload)
+        .collect();
+    assert!(payloads.contains(&vec![2]), "{payloads:?}");
+}
