@@ -12,6 +12,10 @@
 //! 4. only then are the batch's offsets stored for commit
 //!    (`enable.auto.offset.store=false`).
 //!
+//! Steps 2 to 4 each log one debug line per batch (`batch published`,
+//! `batch written`, `offsets stored`, naming the records), so a log says
+//! where in a batch a process was killed or frozen; the tests rely on it.
+//!
 //! Before step 1, every keyed record is checked against the partitioner
 //! contract ([`partitioning`]); a misplaced one becomes a dead letter and the
 //! processor never sees it.
@@ -56,7 +60,7 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::config::PipelineConfig;
 use crate::telemetry as t;
@@ -413,7 +417,9 @@ async fn process_batch<P: Processor>(
         Step::Publish,
         publisher.publish_all(&effects.messages, &effects.dead_letters)
     );
+    debug!(records = %BatchSpan(batch), "batch published");
     until_done!(retry, Step::Write, processor.write(&effects.writes));
+    debug!(records = %BatchSpan(batch), "batch written");
     processor.committed(effects.writes);
     report_dead_letters(&effects.dead_letters, publisher.dead_letter_topic());
     health.wrong_partitions.record(&effects.dead_letters);
@@ -644,14 +650,15 @@ fn store_offsets(consumer: &StreamConsumer<PipelineContext>, batch: &[InputRecor
             warn!(topic, partition, offset, error = %e, "cannot record offset");
         }
     }
-    if let Err(e) = consumer.store_offsets(&tpl) {
+    match consumer.store_offsets(&tpl) {
+        Ok(()) => debug!(records = %BatchSpan(batch), "offsets stored"),
         // The partition was revoked meanwhile: its new owner redoes the batch,
         // and the row watermarks make that harmless.
-        warn!(
+        Err(e) => warn!(
             error = %e,
             records = %BatchSpan(batch),
             "storing offsets failed; the batch will be processed again"
-        );
+        ),
     }
 }
 

@@ -1,8 +1,9 @@
 //! The fault suite: galley against a real Kafka broker and a real CQL
 //! database while they fail. Every scenario sends a seeded stream, checks
-//! every projection row against the independent fold and every result event
-//! by id, and prints its figures (sent, applied, rejected, dead-lettered,
-//! projection mismatches, duplicate result events, recovery time).
+//! every projection row against the independent fold and every published
+//! event, payload and all, and prints its figures (sent, applied, rejected,
+//! dead-lettered, projection mismatches, duplicate result events, recovery
+//! time).
 //!
 //! Scenarios stop and start the servers, so they run one at a time and only
 //! against a stack of their own: `make faults` (scripts/faults) brings one up
@@ -129,8 +130,8 @@ impl Figures<'_> {
         let mut text = format!(
             "[{}] events_sent={} applied={} rejected={} dead_lettered={} duplicates_skipped={} \
              projection_mismatches={} duplicate_result_events={} missing_result_events={} \
-             unexpected_result_events={} dead_letter_problems={} recovery={recovery} \
-             elapsed={:.1}s\n",
+             unexpected_result_events={} mismatched_result_events={} dead_letter_problems={} \
+             recovery={recovery} elapsed={:.1}s\n",
             self.name,
             r.sent,
             r.applied,
@@ -141,6 +142,7 @@ impl Figures<'_> {
             r.duplicate_events,
             r.missing_events.len(),
             r.unexpected_events.len(),
+            r.mismatched_events.len(),
             r.dead_letter_problems.len(),
             elapsed.as_secs_f64(),
         );

@@ -11,7 +11,7 @@ use galley::domain::events::{
 };
 use galley::shop::generator::{self, Destination, GeneratedMessage, GeneratorSettings};
 
-use crate::support::process::{galley_command, GalleyProcess};
+use crate::support::process::{galley_command, BatchPhase, GalleyProcess, BATCH_PHASE_LOG_LEVEL};
 use crate::support::scenario::{read_projections, Scenario};
 use crate::{
     metric, produce_patiently, require_fault_stack, wait_applied, wait_metric_at_least, Figures,
@@ -41,14 +41,59 @@ async fn wait_owned(
     }
 }
 
-/// A member frozen (SIGSTOP) past its session timeout loses its partitions
-/// to the other; when it thaws (SIGCONT) its late writes carry older write
-/// timestamps and change nothing.
+/// Whether the process is stopped (its SIGSTOP took effect).
+fn is_stopped(galley: &GalleyProcess) -> bool {
+    let Some(pid) = galley.pid() else {
+        return false;
+    };
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The state follows the command name, which is in parentheses.
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .is_some_and(|state| state == "T" || state == "t")
+}
+
+/// Freezes `galley` (SIGSTOP) with a batch in hand: published, its rows
+/// not yet written. Aims at the moment it logs a publish and checks where
+/// the freeze landed; a freeze that missed is thawed and tried again.
+async fn freeze_mid_batch(galley: &GalleyProcess) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let aimed = galley
+            .wait_batch_phase(BatchPhase::Published, Duration::from_secs(10))
+            .await;
+        galley.signal("STOP");
+        let stop_deadline = Instant::now() + Duration::from_secs(5);
+        while !is_stopped(galley) {
+            assert!(
+                Instant::now() < stop_deadline,
+                "SIGSTOP did not take effect"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if aimed && galley.last_batch_phase() == Some(BatchPhase::Published) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "could not freeze galley between a batch's publish and its write; log:\n{}",
+            galley.log_tail(20)
+        );
+        galley.signal("CONT");
+    }
+}
+
+/// A member frozen (SIGSTOP) past its session timeout, holding a batch it
+/// has published but not written, loses its partitions to the other; when it
+/// thaws (SIGCONT) it writes that batch late, and its late writes carry older
+/// write timestamps and change nothing. Its log must show the late write (or
+/// the attempt), or the scenario did not test what it is named for.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zombie_member_cannot_clobber() {
     require_fault_stack();
     let started = Instant::now();
-    let scenario = Scenario::new("zombie").await; // session timeout 6 s (the harness's)
+    let mut scenario = Scenario::new("zombie").await; // session timeout 6 s (the harness's)
+    scenario.env.set("GALLEY_LOG__LEVEL", BATCH_PHASE_LOG_LEVEL);
     let mut a = GalleyProcess::spawn(&scenario.env, "zombie-a");
     let mut b = GalleyProcess::spawn(&scenario.env, "zombie-b");
     a.wait_ready(Duration::from_secs(60)).await;
@@ -69,7 +114,7 @@ async fn zombie_member_cannot_clobber() {
     // Freeze A with work in hand: once it has applied part of the stream.
     wait_applied(&a, 1_000.0, Duration::from_secs(60)).await;
     let a_rebalances = metric(&a, "galley_rebalances_total").await.unwrap_or(0.0);
-    a.signal("STOP");
+    freeze_mid_batch(&a).await;
     let stopped_at = Instant::now();
     wait_owned(&b, |n| n == ALL_PARTITIONS, Duration::from_secs(60)).await;
     let takeover = stopped_at.elapsed();
@@ -78,6 +123,8 @@ async fn zombie_member_cannot_clobber() {
         .await
         .unwrap_or(0.0);
     wait_applied(&b, b_applied + 1_000.0, Duration::from_secs(60)).await;
+    // Nothing A logs from here on can predate the thaw: it is stopped.
+    let thawed_at = a.log_len();
     a.signal("CONT");
     let frozen_for = stopped_at.elapsed();
     // The thawed zombie finishes what it held, learns it lost its partitions
@@ -89,6 +136,17 @@ async fn zombie_member_cannot_clobber() {
         Duration::from_secs(60),
     )
     .await;
+    // The zombie wrote the batch it held (or tried to) after its thaw.
+    let after_thaw = a.log_since(thawed_at);
+    let late_write = after_thaw.lines().find(|line| {
+        BatchPhase::of_line(line) == Some(BatchPhase::Written)
+            || line.contains("writing rows failed")
+    });
+    assert!(
+        late_write.is_some(),
+        "the thawed zombie neither wrote nor tried to write its batch; its log after the \
+         thaw:\n{after_thaw}"
+    );
     let sent = producing.await.expect("producer task");
     let a_exit = a.terminate(Duration::from_secs(40));
     scenario.wait_caught_up(&mut [&mut b]).await;
@@ -101,11 +159,14 @@ async fn zombie_member_cannot_clobber() {
             "from SIGSTOP to B owning all 12 partitions".into(),
             takeover,
         )),
-        extra: vec![format!(
-            "A frozen for {:.1}s (session timeout 6s), then thawed; A's exit after SIGTERM: \
-             {a_exit:?}",
-            frozen_for.as_secs_f64()
-        )],
+        extra: vec![
+            format!(
+                "A frozen for {:.1}s (session timeout 6s) with a published batch in hand, then \
+                 thawed; A's exit after SIGTERM: {a_exit:?}",
+                frozen_for.as_secs_f64()
+            ),
+            format!("A after its thaw: {}", late_write.unwrap_or_default()),
+        ],
     }
     .print(started.elapsed());
     report.assert_exact();

@@ -370,7 +370,7 @@ fn expected_counters(expected: &Expected, env: &GalleyEnv) -> BTreeMap<(String, 
             1,
         );
     }
-    for kind in expected.emitted.values() {
+    for kind in expected.emitted.values().map(crate::support::fold::kind_of) {
         let topic = match kind.destination {
             Destination::Results => &env.topics.results,
             Destination::Orders => &env.topics.orders,

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use rand::{Rng, SeedableRng};
 
 use crate::support::http;
-use crate::support::process::GalleyProcess;
+use crate::support::process::{self, BatchPhase, GalleyProcess};
 use crate::support::scenario::{produce, Scenario};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,10 +82,17 @@ async fn projections_equal_the_fold_of_a_generated_stream() {
     );
 }
 
+/// SIGKILLs, aimed inside a batch: right after galley logged that a batch's
+/// messages were published, before its rows are written and its offsets
+/// stored. The log then says where each kill landed, and at least one must
+/// have landed mid-batch, or the test did not test what it is named for.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn projections_equal_the_fold_after_repeated_sigkills() {
     let started = Instant::now();
-    let scenario = Scenario::new("crash").await;
+    let mut scenario = Scenario::new("crash").await;
+    scenario
+        .env
+        .set("GALLEY_LOG__LEVEL", process::BATCH_PHASE_LOG_LEVEL);
     let mut galley = GalleyProcess::spawn(&scenario.env, "crash-0");
     galley.wait_ready(Duration::from_secs(60)).await;
 
@@ -95,11 +102,20 @@ async fn projections_equal_the_fold_after_repeated_sigkills() {
 
     let mut rng = rand::rngs::StdRng::seed_from_u64(0xC0FFEE);
     let kills = 3;
+    let mut mid_batch = 0;
     for k in 1..=kills {
         let pause = Duration::from_millis(rng.random_range(1_200..3_500));
         tokio::time::sleep(pause).await;
+        let aimed = galley
+            .wait_batch_phase(BatchPhase::Published, Duration::from_secs(10))
+            .await;
         galley.kill();
-        println!("[crash] SIGKILL {k} after {pause:?}");
+        // The process is gone: its log ends where it died.
+        let landed = galley.last_batch_phase();
+        if landed.is_some_and(BatchPhase::mid_batch) {
+            mid_batch += 1;
+        }
+        println!("[crash] SIGKILL {k} after {pause:?} (aimed: {aimed}); last batch phase logged: {landed:?}");
         galley = GalleyProcess::spawn(&scenario.env, &format!("crash-{k}"));
         galley.wait_ready(Duration::from_secs(60)).await;
     }
@@ -109,10 +125,14 @@ async fn projections_equal_the_fold_after_repeated_sigkills() {
     let report = scenario.verify(sent).await;
     report.print("crash", started.elapsed());
     println!(
-        "[crash] kills={kills} duplicate_events={}",
+        "[crash] kills={kills} mid_batch_kills={mid_batch} duplicate_events={}",
         report.duplicate_events
     );
     report.assert_exact();
+    assert!(
+        mid_batch >= 1,
+        "none of the {kills} SIGKILLs landed between a batch's publish and its offset store"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,12 +8,25 @@
 //! codec to decode messages and the plain event types. If both implementations
 //! agree, the pipeline is right; if they disagree, one of them is wrong and
 //! the test says where.
+//!
+//! Every emitted event is computed in full, payload and all, from the rules.
+//! The records galley writes back onto its own input topics (reservation
+//! requests, releases and fulfilments by SKU, stock outcomes by order id) are
+//! not taken as inputs: the fold replays the partitions as queues in a causal
+//! simulation, and when it reaches such a record it applies the event it
+//! emitted itself under that id. Only the record's position (which partition,
+//! which offset) comes from the topic: timing is nondeterministic, contents
+//! are not. `published.rs` then compares galley's payloads with the fold's.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Debug;
 
 use galley::codec::{Codec, EventSet};
-use galley::domain::{minute_of, InventoryEvent, OrderEvent, OrderLine};
+use galley::domain::{
+    minute_of, Emitted, InventoryEvent, LowStockAlert, OrderEvent, OrderLine, OrderRejected,
+    OrderStatusChanged, ResultEvent, StockFulfilmentRequested, StockReleaseRequested,
+    StockReservationOutcome, StockReservationRequested, StockReserved, StockShort,
+};
 
 /// One message read back from an input topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +36,9 @@ pub struct InputMessage {
     pub offset: i64,
     pub key: Option<Vec<u8>>,
     pub payload: Option<Vec<u8>>,
+    /// The `galley.event_id` header: set on the records galley itself wrote
+    /// (re-keyed requests and answers), absent on outside input.
+    pub event_id: Option<String>,
 }
 
 /// The parts of galley's configuration the rules depend on.
@@ -57,11 +73,42 @@ pub enum Destination {
     Inventory,
 }
 
-/// What must be published under one deterministic event id.
+/// Which topic and which type an emitted event has.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EmittedKind {
     pub destination: Destination,
     pub event_type: &'static str,
+}
+
+/// The topic `event` is published to.
+pub fn destination_of(event: &Emitted) -> Destination {
+    match event {
+        Emitted::Result(_) => Destination::Results,
+        Emitted::Order(_) => Destination::Orders,
+        Emitted::Inventory(_) => Destination::Inventory,
+    }
+}
+
+/// The topic and type of `event`.
+pub fn kind_of(event: &Emitted) -> EmittedKind {
+    let event_type = match event {
+        Emitted::Result(e) => e.type_name(),
+        Emitted::Order(e) => e.type_name(),
+        Emitted::Inventory(e) => e.type_name(),
+    };
+    EmittedKind {
+        destination: destination_of(event),
+        event_type,
+    }
+}
+
+/// The record key `event` must be published with.
+pub fn key_of(event: &Emitted) -> &str {
+    match event {
+        Emitted::Result(e) => e.key(),
+        Emitted::Order(e) => e.key(),
+        Emitted::Inventory(e) => e.key(),
+    }
 }
 
 /// Everything the handlers must have produced from a given input.
@@ -78,8 +125,11 @@ pub struct Expected {
     pub stock: BTreeMap<String, (i64, i64)>,
     /// (sku, order_id) → (quantity, status)
     pub reservations: BTreeMap<(String, String), (i32, String)>,
-    /// event id → what it is and where it goes
-    pub emitted: BTreeMap<String, EmittedKind>,
+    /// event id → the whole event that must be published under it
+    pub emitted: BTreeMap<String, Emitted>,
+    /// Records galley wrote onto an input topic under an id the fold never
+    /// emits (or onto the wrong topic): the fold skipped them.
+    pub unexpected_inputs: Vec<String>,
     /// (topic, partition, offset) → error class
     pub dead_letters: BTreeMap<(String, i32, i64), String>,
     /// (outcome, event_type) → how many input events had that outcome
@@ -105,16 +155,8 @@ const SHORT: &str = "short";
 const RELEASED: &str = "released";
 const FULFILLED: &str = "fulfilled";
 
-// Emitted event types.
-const STATUS_CHANGED: &str = "OrderStatusChanged";
-const ORDER_REJECTED: &str = "OrderRejected";
-const STOCK_RESERVED: &str = "StockReserved";
-const STOCK_SHORT: &str = "StockShort";
-const LOW_STOCK_ALERT: &str = "LowStockAlert";
-const RESERVATION_REQUESTED: &str = "StockReservationRequested";
-const RELEASE_REQUESTED: &str = "StockReleaseRequested";
-const FULFILMENT_REQUESTED: &str = "StockFulfilmentRequested";
-const RESERVATION_OUTCOME: &str = "StockReservationOutcome";
+// Why an order was cancelled by a shortage rather than by its customer.
+const OUT_OF_STOCK: &str = "out_of_stock";
 
 const MAX_ID_BYTES: usize = 128;
 const MAX_LINES: usize = 100;
@@ -127,26 +169,103 @@ enum Input {
     Inventory,
 }
 
-/// Collects the ids of events emitted while handling one input message.
+/// Collects the events emitted while handling one input message, each under
+/// its deterministic id `{topic}/{partition}/{offset}/{index}`.
 struct Emitter<'a> {
     prefix: String,
     next: u32,
-    emitted: &'a mut BTreeMap<String, EmittedKind>,
+    emitted: &'a mut BTreeMap<String, Emitted>,
 }
 
 impl Emitter<'_> {
-    fn emit(&mut self, destination: Destination, event_type: &'static str) {
+    /// Emits the event `build` makes with the next id.
+    fn emit(&mut self, build: impl FnOnce(String) -> Emitted) {
         let id = format!("{}/{}", self.prefix, self.next);
         self.next += 1;
-        let previous = self.emitted.insert(
-            id.clone(),
-            EmittedKind {
-                destination,
-                event_type,
-            },
-        );
+        let previous = self.emitted.insert(id.clone(), build(id.clone()));
         assert!(previous.is_none(), "oracle emitted id {id} twice");
     }
+
+    /// An order's status moved `from` (absent when just placed) `to`.
+    fn status(&mut self, order: &OrderRef<'_>, from: Option<&str>, to: &str, reason: Option<&str>) {
+        self.emit(|event_id| {
+            Emitted::Result(ResultEvent::OrderStatusChanged(OrderStatusChanged {
+                event_id,
+                order_id: order.order_id.to_string(),
+                customer_id: order.customer_id.to_string(),
+                from_status: from.map(str::to_string),
+                to_status: to.to_string(),
+                reason: reason.map(str::to_string),
+                event_time_ms: order.time,
+            }))
+        });
+    }
+
+    /// `event` was refused for `reason`; `status` is the order's, if any.
+    fn rejected(&mut self, event: &OrderEvent, status: Option<&str>, reason: &str) {
+        self.emit(|event_id| {
+            Emitted::Result(ResultEvent::OrderRejected(OrderRejected {
+                event_id,
+                order_id: event.key().to_string(),
+                event_type: event.type_name().to_string(),
+                status: status.map(str::to_string),
+                reason: reason.to_string(),
+                event_time_ms: event.event_time_ms(),
+            }))
+        });
+    }
+
+    /// Asks inventory to reserve, release or take off the shelf a line's units.
+    fn stock_request(&mut self, order: &OrderRef<'_>, sku: &str, request: Request) {
+        let (sku, order_id, time) = (sku.to_string(), order.order_id.to_string(), order.time);
+        self.emit(|event_id| {
+            Emitted::Inventory(match request {
+                Request::Reserve(quantity) => {
+                    InventoryEvent::ReservationRequested(StockReservationRequested {
+                        event_id,
+                        sku,
+                        order_id,
+                        quantity,
+                        event_time_ms: time,
+                    })
+                }
+                Request::Release => InventoryEvent::ReleaseRequested(StockReleaseRequested {
+                    event_id,
+                    sku,
+                    order_id,
+                    event_time_ms: time,
+                }),
+                Request::Fulfil => InventoryEvent::FulfilmentRequested(StockFulfilmentRequested {
+                    event_id,
+                    sku,
+                    order_id,
+                    event_time_ms: time,
+                }),
+            })
+        });
+    }
+}
+
+/// What the order events emitted for one order name: its ids, and the time
+/// of the event being handled.
+struct OrderRef<'a> {
+    order_id: &'a str,
+    customer_id: &'a str,
+    time: i64,
+}
+
+/// What an order asks of inventory for one line.
+#[derive(Clone, Copy)]
+enum Request {
+    Reserve(i32),
+    Release,
+    Fulfil,
+}
+
+/// A free-text reason the customer left blank says nothing: it is absent.
+fn reason_text(text: &str) -> Option<&str> {
+    let trimmed = text.trim();
+    (!trimmed.is_empty()).then_some(trimmed)
 }
 
 /// How one well-formed input event was handled.
@@ -158,27 +277,97 @@ enum Handled {
 
 /// Computes the expected outcome of handling every message in `messages`.
 ///
-/// Messages are grouped per (topic, partition) and each partition is handled
-/// in offset order. Messages on topics other than the two input topics are
-/// ignored.
+/// Messages are grouped per (topic, partition) and each partition is a queue
+/// handled in offset order. A record galley wrote (it has an event id) is
+/// handled once the fold has emitted that id, with the fold's own event, not
+/// galley's bytes; until then its partition waits. Per-key state lives in
+/// one partition, so only the order within a partition matters. When no
+/// partition can move, the first waiting record is one the fold never emits:
+/// it is skipped and listed in `unexpected_inputs`. Messages on topics other
+/// than the two input topics are ignored.
 pub fn fold(codec: &Codec, settings: &FoldSettings, messages: &[InputMessage]) -> Expected {
-    let mut sorted: Vec<&InputMessage> = messages
+    let mut queues: BTreeMap<(&str, i32), Vec<&InputMessage>> = BTreeMap::new();
+    for m in messages
         .iter()
         .filter(|m| m.topic == settings.orders_topic || m.topic == settings.inventory_topic)
+    {
+        queues.entry((&m.topic, m.partition)).or_default().push(m);
+    }
+    let mut queues: Vec<VecDeque<&InputMessage>> = queues
+        .into_values()
+        .map(|mut q| {
+            q.sort_by_key(|m| m.offset);
+            q.into()
+        })
         .collect();
-    sorted
-        .sort_by(|a, b| (&a.topic, a.partition, a.offset).cmp(&(&b.topic, b.partition, b.offset)));
 
     let mut expected = Expected::default();
-    for message in sorted {
-        let input = if message.topic == settings.orders_topic {
-            Input::Orders
-        } else {
-            Input::Inventory
+    loop {
+        let mut advanced = false;
+        for queue in &mut queues {
+            while let Some(&message) = queue.front() {
+                if !step(codec, settings, message, &mut expected) {
+                    break;
+                }
+                queue.pop_front();
+                advanced = true;
+            }
+        }
+        if advanced {
+            continue;
+        }
+        let Some(stuck) = queues.iter_mut().find_map(VecDeque::pop_front) else {
+            break;
         };
-        handle_message(codec, settings, input, message, &mut expected);
+        expected.unexpected_inputs.push(format!(
+            "{}/{}/{}: galley wrote event id {:?}, which the fold never emits",
+            stuck.topic,
+            stuck.partition,
+            stuck.offset,
+            stuck.event_id.as_deref().unwrap_or_default()
+        ));
     }
     expected
+}
+
+/// Handles `message` if it can be handled now: false when galley wrote it
+/// under an id the fold has not emitted (yet).
+fn step(
+    codec: &Codec,
+    settings: &FoldSettings,
+    message: &InputMessage,
+    expected: &mut Expected,
+) -> bool {
+    let input = if message.topic == settings.orders_topic {
+        Input::Orders
+    } else {
+        Input::Inventory
+    };
+    let screened = match &message.event_id {
+        None => screen(codec, settings, input, message),
+        Some(id) => {
+            let Some(own) = expected.emitted.get(id) else {
+                return false;
+            };
+            let decoded = match (input, own.clone()) {
+                (Input::Orders, Emitted::Order(event)) => Decoded::Order(event),
+                (Input::Inventory, Emitted::Inventory(event)) => Decoded::Inventory(event),
+                (_, other) => {
+                    expected.unexpected_inputs.push(format!(
+                        "{}/{}/{}: galley wrote {id} here, but the fold emits it to {:?}",
+                        message.topic,
+                        message.partition,
+                        message.offset,
+                        destination_of(&other)
+                    ));
+                    return true;
+                }
+            };
+            check(decoded, message)
+        }
+    };
+    handle_message(message, screened, settings, expected);
+    true
 }
 
 fn bump<K: Ord>(map: &mut BTreeMap<K, usize>, key: K) {
@@ -186,13 +375,12 @@ fn bump<K: Ord>(map: &mut BTreeMap<K, usize>, key: K) {
 }
 
 fn handle_message(
-    codec: &Codec,
-    settings: &FoldSettings,
-    input: Input,
     message: &InputMessage,
+    screened: Result<Decoded, Poison>,
+    settings: &FoldSettings,
     expected: &mut Expected,
 ) {
-    let event = match screen(codec, settings, input, message) {
+    let event = match screened {
         Ok(event) => event,
         Err(Poison { class, event_type }) => {
             expected.dead_letters.insert(
@@ -268,43 +456,37 @@ fn screen(
     if payload.len() > settings.max_event_bytes {
         return Err(Poison::undecoded("oversize"));
     }
-    let (decoded, key, event_type) = match input {
-        Input::Orders => {
-            let event = codec
+    let decoded = match input {
+        Input::Orders => Decoded::Order(
+            codec
                 .decode::<OrderEvent>(payload)
-                .map_err(|e| Poison::undecoded(e.class()))?;
-            let event_type = event.type_name();
-            if !order_is_valid(&event) {
-                return Err(Poison {
-                    class: "validation".into(),
-                    event_type,
-                });
-            }
-            let key = event.key().as_bytes().to_vec();
-            (Decoded::Order(event), key, event_type)
-        }
-        Input::Inventory => {
-            let event = codec
+                .map_err(|e| Poison::undecoded(e.class()))?,
+        ),
+        Input::Inventory => Decoded::Inventory(
+            codec
                 .decode::<InventoryEvent>(payload)
-                .map_err(|e| Poison::undecoded(e.class()))?;
-            let event_type = event.type_name();
-            if !inventory_is_valid(&event) {
-                return Err(Poison {
-                    class: "validation".into(),
-                    event_type,
-                });
-            }
-            let key = event.key().as_bytes().to_vec();
-            (Decoded::Inventory(event), key, event_type)
-        }
+                .map_err(|e| Poison::undecoded(e.class()))?,
+        ),
+    };
+    check(decoded, message)
+}
+
+/// The contract checks of a decoded event, and its record's key.
+fn check(decoded: Decoded, message: &InputMessage) -> Result<Decoded, Poison> {
+    let (valid, key, event_type) = match &decoded {
+        Decoded::Order(event) => (order_is_valid(event), event.key(), event.type_name()),
+        Decoded::Inventory(event) => (inventory_is_valid(event), event.key(), event.type_name()),
     };
     let poison = |class: &str| Poison {
         class: class.into(),
         event_type,
     };
+    if !valid {
+        return Err(poison("validation"));
+    }
     match message.key.as_deref() {
         None => Err(poison("missing_key")),
-        Some(k) if k != key.as_slice() => Err(poison("key_mismatch")),
+        Some(k) if k != key.as_bytes() => Err(poison("key_mismatch")),
         Some(_) => Ok(decoded),
     }
 }
@@ -394,7 +576,7 @@ fn apply_order(expected: &mut Expected, prefix: String, event: &OrderEvent) -> H
 
     let Some(order) = orders.get_mut(&order_id) else {
         let OrderEvent::Placed(placed) = event else {
-            out.emit(Destination::Results, ORDER_REJECTED);
+            out.rejected(event, None, "unknown_order");
             return Handled::Rejected("unknown_order");
         };
         // Merge lines by SKU: quantities add up, the first price stays.
@@ -413,9 +595,14 @@ fn apply_order(expected: &mut Expected, prefix: String, event: &OrderEvent) -> H
         let total = lines.iter().fold(0i64, |acc, l| {
             acc.saturating_add(i64::from(l.1).saturating_mul(l.2))
         });
-        out.emit(Destination::Results, STATUS_CHANGED);
-        for _ in &lines {
-            out.emit(Destination::Inventory, RESERVATION_REQUESTED);
+        let who = OrderRef {
+            order_id: &order_id,
+            customer_id: &placed.customer_id,
+            time,
+        };
+        out.status(&who, None, PLACED, None);
+        for (sku, quantity, _, _) in &lines {
+            out.stock_request(&who, sku, Request::Reserve(*quantity));
         }
         customer_orders.insert(
             (placed.customer_id.clone(), time, order_id.clone()),
@@ -439,12 +626,19 @@ fn apply_order(expected: &mut Expected, prefix: String, event: &OrderEvent) -> H
     };
 
     let status = order.status.clone();
+    let customer_id = order.customer_id.clone();
+    let who = OrderRef {
+        order_id: &order_id,
+        customer_id: &customer_id,
+        time,
+    };
+    let from = Some(status.as_str());
     let verdict: Result<(), &'static str> = match event {
         OrderEvent::Placed(_) => Err("duplicate_order"),
 
         OrderEvent::StockOutcome(outcome) => {
             let Some(index) = order.lines.iter().position(|l| l.0 == outcome.sku) else {
-                out.emit(Destination::Results, ORDER_REJECTED);
+                out.rejected(event, from, "unknown_line");
                 return Handled::Rejected("unknown_line");
             };
             if order.lines[index].3 != PENDING {
@@ -454,14 +648,16 @@ fn apply_order(expected: &mut Expected, prefix: String, event: &OrderEvent) -> H
             order.updated_at_ms = time;
             if status == PLACED && order.lines.iter().all(|l| l.3 == RESERVED) {
                 order.status = CONFIRMED.to_string();
-                out.emit(Destination::Results, STATUS_CHANGED);
+                out.status(&who, from, CONFIRMED, None);
             } else if matches!(status.as_str(), PLACED | PAYMENT_FAILED | PAID) && !outcome.reserved
             {
+                // The first shortage cancels an order that has not shipped.
                 order.status = CANCELLED.to_string();
-                out.emit(Destination::Results, STATUS_CHANGED);
-                release_reserved_lines(order, &mut out);
+                out.status(&who, from, CANCELLED, Some(OUT_OF_STOCK));
+                release_reserved_lines(order, &who, &mut out);
             } else if matches!(status.as_str(), CANCELLED | REFUNDED) && outcome.reserved {
-                out.emit(Destination::Inventory, RELEASE_REQUESTED);
+                // Reserved after the order was cancelled: give the units back.
+                out.stock_request(&who, &outcome.sku, Request::Release);
                 order.lines[index].3 = RELEASED.to_string();
             }
             Ok(())
@@ -475,7 +671,7 @@ fn apply_order(expected: &mut Expected, prefix: String, event: &OrderEvent) -> H
                     order.status = PAID.to_string();
                     order.paid_cents = payment.amount_cents;
                     order.updated_at_ms = time;
-                    out.emit(Destination::Results, STATUS_CHANGED);
+                    out.status(&who, from, PAID, None);
                     Ok(())
                 }
             }
@@ -484,11 +680,11 @@ fn apply_order(expected: &mut Expected, prefix: String, event: &OrderEvent) -> H
             _ => Err("invalid_transition"),
         },
 
-        OrderEvent::PaymentFailed(_) => match status.as_str() {
+        OrderEvent::PaymentFailed(failed) => match status.as_str() {
             PLACED | CONFIRMED => {
                 order.status = PAYMENT_FAILED.to_string();
                 order.updated_at_ms = time;
-                out.emit(Destination::Results, STATUS_CHANGED);
+                out.status(&who, from, PAYMENT_FAILED, reason_text(&failed.reason));
                 Ok(())
             }
             CANCELLED => Err("order_cancelled"),
@@ -501,9 +697,9 @@ fn apply_order(expected: &mut Expected, prefix: String, event: &OrderEvent) -> H
             PAID => {
                 order.status = SHIPPED.to_string();
                 order.updated_at_ms = time;
-                out.emit(Destination::Results, STATUS_CHANGED);
+                out.status(&who, from, SHIPPED, None);
                 for line in order.lines.iter_mut() {
-                    out.emit(Destination::Inventory, FULFILMENT_REQUESTED);
+                    out.stock_request(&who, &line.0, Request::Fulfil);
                     line.3 = FULFILLED.to_string();
                 }
                 // Sales are recognised when the goods ship.
@@ -534,7 +730,7 @@ fn apply_order(expected: &mut Expected, prefix: String, event: &OrderEvent) -> H
             SHIPPED => {
                 order.status = DELIVERED.to_string();
                 order.updated_at_ms = time;
-                out.emit(Destination::Results, STATUS_CHANGED);
+                out.status(&who, from, DELIVERED, None);
                 Ok(())
             }
             CANCELLED => Err("order_cancelled"),
@@ -542,12 +738,12 @@ fn apply_order(expected: &mut Expected, prefix: String, event: &OrderEvent) -> H
             _ => Err("invalid_transition"),
         },
 
-        OrderEvent::Cancelled(_) => match status.as_str() {
+        OrderEvent::Cancelled(cancelled) => match status.as_str() {
             PLACED | CONFIRMED | PAYMENT_FAILED | PAID => {
                 order.status = CANCELLED.to_string();
                 order.updated_at_ms = time;
-                out.emit(Destination::Results, STATUS_CHANGED);
-                release_reserved_lines(order, &mut out);
+                out.status(&who, from, CANCELLED, reason_text(&cancelled.reason));
+                release_reserved_lines(order, &who, &mut out);
                 Ok(())
             }
             SHIPPED | DELIVERED => Err("not_cancellable"),
@@ -567,7 +763,7 @@ fn apply_order(expected: &mut Expected, prefix: String, event: &OrderEvent) -> H
                     order.status = REFUNDED.to_string();
                     order.refunded_cents = refund.amount_cents;
                     order.updated_at_ms = time;
-                    out.emit(Destination::Results, STATUS_CHANGED);
+                    out.status(&who, from, REFUNDED, reason_text(&refund.reason));
                     Ok(())
                 }
             }
@@ -578,21 +774,25 @@ fn apply_order(expected: &mut Expected, prefix: String, event: &OrderEvent) -> H
 
     match verdict {
         Ok(()) => {
-            let key = (order.customer_id.clone(), order.placed_at_ms, order_id);
+            let key = (
+                order.customer_id.clone(),
+                order.placed_at_ms,
+                order_id.clone(),
+            );
             customer_orders.insert(key, (order.status.clone(), order.total_cents));
             Handled::Applied
         }
         Err(reason) => {
-            out.emit(Destination::Results, ORDER_REJECTED);
+            out.rejected(event, from, reason);
             Handled::Rejected(reason)
         }
     }
 }
 
 /// Asks inventory to release every line currently reserved, in line order.
-fn release_reserved_lines(order: &mut ExpectedOrder, out: &mut Emitter<'_>) {
+fn release_reserved_lines(order: &mut ExpectedOrder, who: &OrderRef<'_>, out: &mut Emitter<'_>) {
     for line in order.lines.iter_mut().filter(|l| l.3 == RESERVED) {
-        out.emit(Destination::Inventory, RELEASE_REQUESTED);
+        out.stock_request(who, &line.0, Request::Release);
         line.3 = RELEASED.to_string();
     }
 }
@@ -632,15 +832,47 @@ fn apply_inventory(
             if reservations.contains_key(&key) {
                 return Handled::Duplicate;
             }
-            if available_before >= i64::from(e.quantity) {
-                reserved += i64::from(e.quantity);
-                reservations.insert(key, (e.quantity, RESERVED.to_string()));
-                out.emit(Destination::Results, STOCK_RESERVED);
+            let granted = available_before >= i64::from(e.quantity);
+            let (sku, order_id, quantity, time) =
+                (sku.clone(), e.order_id.clone(), e.quantity, e.event_time_ms);
+            if granted {
+                reserved += i64::from(quantity);
+                reservations.insert(key, (quantity, RESERVED.to_string()));
+                let available_after = on_hand - reserved;
+                out.emit(|event_id| {
+                    Emitted::Result(ResultEvent::StockReserved(StockReserved {
+                        event_id,
+                        sku: sku.clone(),
+                        order_id: order_id.clone(),
+                        quantity,
+                        available_after,
+                        event_time_ms: time,
+                    }))
+                });
             } else {
-                reservations.insert(key, (e.quantity, SHORT.to_string()));
-                out.emit(Destination::Results, STOCK_SHORT);
+                reservations.insert(key, (quantity, SHORT.to_string()));
+                out.emit(|event_id| {
+                    Emitted::Result(ResultEvent::StockShort(StockShort {
+                        event_id,
+                        sku: sku.clone(),
+                        order_id: order_id.clone(),
+                        requested: quantity,
+                        available: available_before,
+                        event_time_ms: time,
+                    }))
+                });
             }
-            out.emit(Destination::Orders, RESERVATION_OUTCOME);
+            // The answer goes back to the order, re-keyed by order id.
+            out.emit(|event_id| {
+                Emitted::Order(OrderEvent::StockOutcome(StockReservationOutcome {
+                    event_id,
+                    order_id,
+                    sku,
+                    quantity,
+                    reserved: granted,
+                    event_time_ms: time,
+                }))
+            });
         }
         InventoryEvent::ReleaseRequested(e) => {
             let key = (sku.clone(), e.order_id.clone());
@@ -668,11 +900,20 @@ fn apply_inventory(
         }
     }
 
-    stock.insert(sku, (on_hand, reserved));
     let available_after = on_hand - reserved;
     if available_before >= threshold && available_after < threshold {
-        out.emit(Destination::Results, LOW_STOCK_ALERT);
+        let (sku, time) = (sku.clone(), event.event_time_ms());
+        out.emit(|event_id| {
+            Emitted::Result(ResultEvent::LowStockAlert(LowStockAlert {
+                event_id,
+                sku,
+                available: available_after,
+                threshold,
+                event_time_ms: time,
+            }))
+        });
     }
+    stock.insert(sku, (on_hand, reserved));
     Handled::Applied
 }
 
@@ -765,6 +1006,17 @@ mod tests {
     const INVENTORY: &str = "inventory_t";
     const T0: i64 = 1_700_000_000_000;
 
+    // Emitted event types.
+    const STATUS_CHANGED: &str = "OrderStatusChanged";
+    const ORDER_REJECTED: &str = "OrderRejected";
+    const STOCK_RESERVED: &str = "StockReserved";
+    const STOCK_SHORT: &str = "StockShort";
+    const LOW_STOCK_ALERT: &str = "LowStockAlert";
+    const RESERVATION_REQUESTED: &str = "StockReservationRequested";
+    const RELEASE_REQUESTED: &str = "StockReleaseRequested";
+    const FULFILMENT_REQUESTED: &str = "StockFulfilmentRequested";
+    const RESERVATION_OUTCOME: &str = "StockReservationOutcome";
+
     fn settings() -> FoldSettings {
         FoldSettings {
             orders_topic: ORDERS.into(),
@@ -800,6 +1052,7 @@ mod tests {
                 offset,
                 key: key.map(<[u8]>::to_vec),
                 payload,
+                event_id: None,
             });
             offset
         }
@@ -985,7 +1238,12 @@ mod tests {
         ]
         .into_iter()
         .collect();
-        assert_eq!(e.emitted, want);
+        let got: BTreeMap<String, EmittedKind> = e
+            .emitted
+            .iter()
+            .map(|(id, ev)| (id.clone(), kind_of(ev)))
+            .collect();
+        assert_eq!(got, want);
         assert_eq!(count(&e, "applied", "OrderPlaced"), 1);
         assert_eq!(count(&e, "applied", "StockReservationOutcome"), 2);
         assert!(e.dead_letters.is_empty());
@@ -1017,11 +1275,11 @@ mod tests {
             .keys()
             .any(|id| id.starts_with(&format!("{ORDERS}/0/2/"))));
         assert_eq!(
-            e.emitted[&format!("{ORDERS}/0/3/0")].event_type,
+            kind_of(&e.emitted[&format!("{ORDERS}/0/3/0")]).event_type,
             ORDER_REJECTED
         );
         assert_eq!(
-            e.emitted[&format!("{ORDERS}/0/4/0")].event_type,
+            kind_of(&e.emitted[&format!("{ORDERS}/0/4/0")]).event_type,
             ORDER_REJECTED
         );
         assert_eq!(e.rejections["amount_mismatch"], 1);
@@ -1075,37 +1333,40 @@ mod tests {
         let o = |offset: i64, index: u32| format!("{ORDERS}/0/{offset}/{index}");
         let i = |offset: i64, index: u32| format!("{INVENTORY}/0/{offset}/{index}");
         assert_eq!(
-            e.emitted[&o(2, 0)],
+            kind_of(&e.emitted[&o(2, 0)]),
             kind(Destination::Results, STATUS_CHANGED)
         );
         assert_eq!(
-            e.emitted[&o(2, 1)],
+            kind_of(&e.emitted[&o(2, 1)]),
             kind(Destination::Inventory, RELEASE_REQUESTED)
         );
         assert!(!e.emitted.contains_key(&o(2, 2)));
         assert_eq!(
-            e.emitted[&o(3, 0)],
+            kind_of(&e.emitted[&o(3, 0)]),
             kind(Destination::Inventory, RELEASE_REQUESTED)
         );
         assert_eq!(
-            e.emitted[&o(4, 0)],
+            kind_of(&e.emitted[&o(4, 0)]),
             kind(Destination::Results, ORDER_REJECTED)
         );
         assert_eq!(e.rejections["order_cancelled"], 1);
 
         // Reserving 4 of 10 leaves 6 (>= 5): no alert.
         assert_eq!(
-            e.emitted[&i(1, 0)],
+            kind_of(&e.emitted[&i(1, 0)]),
             kind(Destination::Results, STOCK_RESERVED)
         );
         assert_eq!(
-            e.emitted[&i(1, 1)],
+            kind_of(&e.emitted[&i(1, 1)]),
             kind(Destination::Orders, RESERVATION_OUTCOME)
         );
         assert!(!e.emitted.contains_key(&i(1, 2)));
-        assert_eq!(e.emitted[&i(2, 0)], kind(Destination::Results, STOCK_SHORT));
         assert_eq!(
-            e.emitted[&i(2, 1)],
+            kind_of(&e.emitted[&i(2, 0)]),
+            kind(Destination::Results, STOCK_SHORT)
+        );
+        assert_eq!(
+            kind_of(&e.emitted[&i(2, 1)]),
             kind(Destination::Orders, RESERVATION_OUTCOME)
         );
         let release_prefix = format!("{INVENTORY}/0/3/");
@@ -1141,15 +1402,15 @@ mod tests {
         assert_eq!(e.reservations.len(), 1);
         let i = |offset: i64, index: u32| format!("{INVENTORY}/0/{offset}/{index}");
         assert_eq!(
-            e.emitted[&i(1, 0)],
+            kind_of(&e.emitted[&i(1, 0)]),
             kind(Destination::Results, STOCK_RESERVED)
         );
         assert_eq!(
-            e.emitted[&i(1, 1)],
+            kind_of(&e.emitted[&i(1, 1)]),
             kind(Destination::Orders, RESERVATION_OUTCOME)
         );
         assert_eq!(
-            e.emitted[&i(1, 2)],
+            kind_of(&e.emitted[&i(1, 2)]),
             kind(Destination::Results, LOW_STOCK_ALERT)
         );
         assert_eq!(e.emitted.len(), 3);

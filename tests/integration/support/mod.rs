@@ -5,6 +5,7 @@
 pub mod fold;
 pub mod http;
 pub mod process;
+pub mod published;
 pub mod scenario;
 pub mod tcp_proxy;
 pub mod topics;

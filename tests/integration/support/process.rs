@@ -196,6 +196,79 @@ impl GalleyProcess {
         let all: Vec<&str> = text.lines().collect();
         all[all.len().saturating_sub(lines)..].join("\n")
     }
+
+    /// How many bytes the log holds now: a mark for [`Self::log_since`].
+    pub fn log_len(&self) -> u64 {
+        std::fs::metadata(&self.log).map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// The log from byte `mark` on.
+    pub fn log_since(&self, mark: u64) -> String {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut text = Vec::new();
+        if let Ok(mut file) = File::open(&self.log) {
+            if file.seek(SeekFrom::Start(mark)).is_ok() {
+                let _ = file.read_to_end(&mut text);
+            }
+        }
+        String::from_utf8_lossy(&text).into_owned()
+    }
+
+    /// The batch phase galley logged last (it logs them only at
+    /// [`BATCH_PHASE_LOG_LEVEL`]). Reads the log's last 16 KiB, which hold
+    /// many batches' lines.
+    pub fn last_batch_phase(&self) -> Option<BatchPhase> {
+        let tail = self.log_since(self.log_len().saturating_sub(16 * 1024));
+        tail.lines().rev().find_map(BatchPhase::of_line)
+    }
+
+    /// Polls the log until the last batch phase is `phase` (then true), or
+    /// `timeout` passes (false).
+    pub async fn wait_batch_phase(&self, phase: BatchPhase, timeout: Duration) -> bool {
+        let until = Instant::now() + timeout;
+        while Instant::now() < until {
+            if self.last_batch_phase() == Some(phase) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        false
+    }
+}
+
+/// The log filter under which galley logs each batch's phases
+/// (`galley::pipeline` at debug: one line per phase per batch).
+pub const BATCH_PHASE_LOG_LEVEL: &str = "info,galley::pipeline=debug";
+
+/// The phases of a batch galley logs once each is done, in this order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchPhase {
+    /// Its messages are acknowledged by the broker.
+    Published,
+    /// Its rows are written.
+    Written,
+    /// Its offsets are stored for commit: the batch is over.
+    OffsetsStored,
+}
+
+impl BatchPhase {
+    /// The phase a (JSON) log line reports, if it reports one.
+    pub fn of_line(line: &str) -> Option<Self> {
+        [
+            ("batch published", Self::Published),
+            ("batch written", Self::Written),
+            ("offsets stored", Self::OffsetsStored),
+        ]
+        .into_iter()
+        .find(|(message, _)| line.contains(&format!("\"message\":\"{message}\"")))
+        .map(|(_, phase)| phase)
+    }
+
+    /// Whether a process that stopped right after logging this phase held a
+    /// batch between its publish and its offset store.
+    pub fn mid_batch(self) -> bool {
+        self != Self::OffsetsStored
+    }
 }
 
 impl Drop for GalleyProcess {

@@ -1,8 +1,8 @@
 //! The end-to-end harness: a test's world (topics, group, keyspace), a
 //! generated stream sent to it, waiting until galley has caught up, and the
 //! verification that every projection row equals an independent fold of the
-//! input topics, that every expected event was published (by deterministic
-//! id), and that every poison message sits in the dead-letter topic with its
+//! input topics, that every expected event was published under its
+//! deterministic id with exactly the fold's payload (see `published.rs`), and that every poison message sits in the dead-letter topic with its
 //! origin in the headers. Used by `pipeline.rs` and by the fault suite.
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
 use galley::codec::Codec;
-use galley::config::{KafkaConfig, TopicsConfig};
+use galley::config::{KafkaConfig, Partitioner, TopicsConfig};
 use galley::shop::generator::{self, GeneratedMessage, GeneratorSettings};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
@@ -18,10 +18,9 @@ use rdkafka::producer::FutureProducer;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use scylla::value::CqlTimestamp;
 
-use super::fold::{
-    self, Destination as FoldDestination, Expected, ExpectedOrder, FoldSettings, InputMessage,
-};
+use super::fold::{self, Expected, ExpectedOrder, FoldSettings, InputMessage};
 use super::process::{GalleyEnv, GalleyProcess};
+use super::published::{check_published, PublishSettings, PublishedRecord};
 use super::topics::{kafka_config, TestTopics};
 use super::{brokers, unique_name, TestKeyspace};
 
@@ -61,6 +60,8 @@ pub struct Report {
     pub missing_events: Vec<String>,
     pub unexpected_events: Vec<String>,
     pub duplicate_events: usize,
+    /// Published under an expected id with other contents than the fold's.
+    pub mismatched_events: Vec<String>,
     pub mismatches: Vec<String>,
     pub dead_letter_problems: Vec<String>,
     pub rejections: BTreeMap<String, usize>,
@@ -74,7 +75,8 @@ impl Report {
         let text = format!(
             "[{name}] sent={} input_messages={} applied={} rejected={} duplicates_skipped={} \
              dead_lettered={} expected_events={} missing_events={} unexpected_events={} \
-             duplicate_events={} projection_mismatches={} dead_letter_problems={} elapsed={:.1}s\n\
+             duplicate_events={} mismatched_events={} projection_mismatches={} \
+             dead_letter_problems={} elapsed={:.1}s\n\
              [{name}] rejections by reason: {:?}\n",
             self.sent,
             self.input_messages,
@@ -86,6 +88,7 @@ impl Report {
             self.missing_events.len(),
             self.unexpected_events.len(),
             self.duplicate_events,
+            self.mismatched_events.len(),
             self.mismatches.len(),
             self.dead_letter_problems.len(),
             elapsed.as_secs_f64(),
@@ -106,6 +109,12 @@ impl Report {
             "{} expected events were never published, e.g. {:?}",
             self.missing_events.len(),
             &self.missing_events[..self.missing_events.len().min(10)]
+        );
+        assert!(
+            self.mismatched_events.is_empty(),
+            "{} published events differ from the fold's, e.g.:\n{}",
+            self.mismatched_events.len(),
+            self.mismatched_events[..self.mismatched_events.len().min(10)].join("\n")
         );
         assert!(
             self.unexpected_events.is_empty(),
@@ -152,6 +161,20 @@ impl Scenario {
 
     pub async fn produce(&self, messages: Vec<GeneratedMessage>, rate: u32) -> usize {
         produce(&self.env.topics, messages, rate).await
+    }
+
+    /// The partitioner galley runs with: `kafka.partitioner` if the test
+    /// set it, else the default.
+    pub fn partitioner(&self) -> Partitioner {
+        match self
+            .env
+            .extra
+            .get("GALLEY_KAFKA__PARTITIONER")
+            .map(String::as_str)
+        {
+            Some("consistent") => Partitioner::Consistent,
+            _ => Partitioner::Murmur2,
+        }
     }
 
     pub fn admin_consumer(&self) -> BaseConsumer {
@@ -302,6 +325,7 @@ impl Scenario {
                 offset: m.offset,
                 key: m.key.clone(),
                 payload: m.payload.clone(),
+                event_id: m.headers.get(galley::shop::EVENT_ID_HEADER).cloned(),
             })
             .collect();
         let settings = FoldSettings {
@@ -331,44 +355,40 @@ impl Scenario {
             }
         }
 
-        // Every event galley published, by id and destination.
-        let mut published: BTreeMap<String, (FoldDestination, usize)> = BTreeMap::new();
-        let destinations = [
-            (&results, FoldDestination::Results),
-            (&orders, FoldDestination::Orders),
-            (&inventory, FoldDestination::Inventory),
-        ];
-        for (messages, destination) in destinations {
-            for m in messages {
-                if let Some(id) = m.headers.get(galley::shop::EVENT_ID_HEADER) {
-                    let entry = published.entry(id.clone()).or_insert((destination, 0));
-                    entry.1 += 1;
-                    if entry.0 != destination {
-                        report
-                            .unexpected_events
-                            .push(format!("{id} published to two topics"));
-                    }
-                }
-            }
-        }
-        for (id, kind) in &expected.emitted {
-            match published.get(id) {
-                None => report.missing_events.push(id.clone()),
-                Some((destination, _)) if *destination != kind.destination => {
-                    report.unexpected_events.push(format!(
-                        "{id} went to {destination:?}, expected {:?}",
-                        kind.destination
-                    ))
-                }
-                Some(_) => {}
-            }
-        }
-        for (id, (_, copies)) in &published {
-            if !expected.emitted.contains_key(id) {
-                report.unexpected_events.push(id.clone());
-            }
-            report.duplicate_events += copies - 1;
-        }
+        // Every event galley published, payload and all: on the results
+        // topic, and re-keyed onto the input topics (galley's own records
+        // there carry the event id header).
+        let records: Vec<PublishedRecord> = results
+            .iter()
+            .chain(&orders)
+            .chain(&inventory)
+            .filter_map(|m| {
+                let event_id = m.headers.get(galley::shop::EVENT_ID_HEADER)?;
+                Some(PublishedRecord {
+                    event_id: event_id.clone(),
+                    topic: m.topic.clone(),
+                    partition: m.partition,
+                    offset: m.offset,
+                    key: m.key.clone(),
+                    payload: m.payload.clone(),
+                })
+            })
+            .collect();
+        let publish = PublishSettings {
+            results_topic: self.env.topics.results.clone(),
+            orders_topic: self.env.topics.orders.clone(),
+            inventory_topic: self.env.topics.inventory.clone(),
+            input_partitions: INPUT_PARTITIONS,
+            partitioner: self.partitioner(),
+        };
+        let check = check_published(&self.codec, &publish, &expected, &records);
+        report.missing_events = check.missing;
+        report.unexpected_events = check.unexpected;
+        report
+            .unexpected_events
+            .extend(expected.unexpected_inputs.iter().cloned());
+        report.mismatched_events = check.mismatched;
+        report.duplicate_events = check.duplicate_copies;
 
         // Every poison message, in the dead-letter topic, with its origin.
         let mut seen_dead: BTreeMap<(String, i32, i64), String> = BTreeMap::new();
