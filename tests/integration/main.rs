@@ -4,6 +4,7 @@
 //! them when it ends, so tests run in parallel.
 
 mod api;
+mod codecs;
 mod error_classes;
 mod hostile;
 mod lifecycle;
