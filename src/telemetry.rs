@@ -84,7 +84,7 @@ pub const HTTP_REQUESTS_TOTAL: &str = "galley_http_requests_total";
 /// HTTP request latency (histogram). Labels: listener, route, method.
 pub const HTTP_REQUEST_DURATION_SECONDS: &str = "galley_http_request_duration_seconds";
 /// Connections a listener holds open now. Labels: listener (api, admin).
-pub const HTTP_CONNECTIONS_OPEN: &str = "galley_http_connections_open";
+pub const LISTENER_CONNECTIONS_OPEN: &str = "galley_listener_connections_open";
 /// Token checks run on /v1 requests. Labels: outcome (valid, invalid).
 pub const API_AUTH_CHECKS_TOTAL: &str = "galley_api_auth_checks_total";
 /// /v1 requests refused with 429 before any token check, because their
@@ -251,7 +251,7 @@ pub const METRICS: &[MetricDef] = &[
         "HTTP request latency, by listener, route template and method.",
     ),
     def(
-        HTTP_CONNECTIONS_OPEN,
+        LISTENER_CONNECTIONS_OPEN,
         Kind::Gauge,
         &["listener"],
         "Connections a listener holds open now, by listener; at most its max_connections.",

@@ -105,7 +105,7 @@ struct Connection {
 
 impl Connection {
     async fn serve(self, stream: TcpStream, mut shutdown: watch::Receiver<bool>) {
-        let open = metrics::gauge!(t::HTTP_CONNECTIONS_OPEN, "listener" => self.label);
+        let open = metrics::gauge!(t::LISTENER_CONNECTIONS_OPEN, "listener" => self.label);
         open.increment(1.0);
         let peer = self.peer;
         let router = TowerToHyperService::new(self.app);

@@ -166,6 +166,11 @@ async fn idle_connections_neither_exhaust_sockets_nor_keep_a_real_client_out() {
     )
     .await;
     assert_eq!(r.status, 404, "{}", r.body);
+    println!(
+        "[idle] {IDLE_CONNECTIONS} idle clients: galley held at most {most} sockets \
+         ({before} before); a real client was answered in {:?}",
+        r.elapsed
+    );
     // Idle clients are cut each api.header_read_timeout, a batch of at most
     // api.max_connections at a time, so the real client waits at most for
     // the batches queued before it.
