@@ -73,8 +73,12 @@ async fn metrics(State(state): State<AdminState>) -> Response {
 }
 
 async fn readyz(State(state): State<AdminState>) -> Response {
-    let reasons = state
-        .readiness
+    readiness_answer(&state.readiness)
+}
+
+/// /readyz's answer from the latest check; never ready before the first.
+fn readiness_answer(readiness: &Readiness) -> Response {
+    let reasons = readiness
         .latest()
         .unwrap_or_else(|| vec!["readiness: the first check has not finished yet".into()]);
     if reasons.is_empty() {
@@ -164,4 +168,25 @@ async fn not_ready_reasons(state: &AdminState) -> Vec<String> {
         ));
     }
     reasons
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn not_ready_until_the_first_check_then_as_the_latest_check_says() {
+        let readiness = Readiness::default();
+        assert_eq!(
+            readiness_answer(&readiness).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        readiness.set(Vec::new());
+        assert_eq!(readiness_answer(&readiness).status(), StatusCode::OK);
+        readiness.set(vec!["database: no answer within 2s".into()]);
+        assert_eq!(
+            readiness_answer(&readiness).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
 }

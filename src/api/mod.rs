@@ -230,4 +230,69 @@ mod tests {
             .await;
         assert_eq!(stop, Stop::CutAtDeadline);
     }
+
+    /// Whether the server closed `stream` within `within`.
+    async fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
+        let mut buf = [0u8; 256];
+        let deadline = Instant::now() + within;
+        loop {
+            match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+                Err(_) => return false,
+                Ok(Ok(0)) | Ok(Err(_)) => return true,
+                Ok(Ok(_)) => continue,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_client_stalling_in_its_request_head_is_cut_after_the_timeout() {
+        let (started, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        let listener = held_listener(started, release).await;
+        let addr = listener.local_addr();
+        let (_stop_tx, stop_rx) = watch::channel(false);
+        let _serving = listener.serve(stop_rx);
+        let mut stalled = TcpStream::connect(addr).await.expect("connect");
+        stalled.write_all(b"GET /sl").await.expect("send part");
+        let mut silent = TcpStream::connect(addr).await.expect("connect");
+        let begun = Instant::now();
+        assert!(
+            closed_within(&mut stalled, PATIENCE).await,
+            "stalled client kept"
+        );
+        assert!(
+            closed_within(&mut silent, PATIENCE).await,
+            "silent client kept"
+        );
+        assert!(begun.elapsed() >= LIMITS.header_read_timeout / 2);
+    }
+
+    #[tokio::test]
+    async fn connections_past_the_cap_wait_until_one_ends() {
+        let (started, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        let listener = held_listener(started.clone(), release.clone()).await;
+        let addr = listener.local_addr();
+        let (_stop_tx, stop_rx) = watch::channel(false);
+        let _serving = listener.serve(stop_rx);
+        // Fill every permit with a request held in its handler.
+        let mut held = Vec::new();
+        for _ in 0..LIMITS.max_connections {
+            held.push(request_slow(addr).await);
+            tokio::time::timeout(PATIENCE, started.notified())
+                .await
+                .expect("the handler starts");
+        }
+        // One more is connected by the kernel but not served.
+        let _extra = request_slow(addr).await;
+        assert!(
+            tokio::time::timeout(LIMITS.header_read_timeout * 2, started.notified())
+                .await
+                .is_err(),
+            "a connection past max_connections was served"
+        );
+        // Once one held request is answered and its connection closes, it is.
+        release.notify_one();
+        tokio::time::timeout(PATIENCE, started.notified())
+            .await
+            .expect("the waiting connection is served once a permit is free");
+    }
 }

@@ -18,6 +18,8 @@ use crate::support::scenario::Scenario;
 const TOKEN: &str = "server-hardening-test-token-0123456789";
 /// `api.header_read_timeout` of these tests: short, so that they end soon.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(2);
+/// `api.request_timeout` of these tests.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
 /// `api.max_connections` of these tests, well below the idle connections opened.
 const MAX_CONNECTIONS: usize = 200;
 const IDLE_CONNECTIONS: usize = 2_000;
@@ -38,6 +40,10 @@ fn hardened() -> Vec<(&'static str, String)> {
         (
             "GALLEY_API__HEADER_READ_TIMEOUT",
             format!("{}s", HEADER_READ_TIMEOUT.as_secs()),
+        ),
+        (
+            "GALLEY_API__REQUEST_TIMEOUT",
+            format!("{}s", REQUEST_TIMEOUT.as_secs()),
         ),
         ("GALLEY_API__MAX_CONNECTIONS", MAX_CONNECTIONS.to_string()),
         (
@@ -130,6 +136,32 @@ async fn a_client_stalling_in_its_request_head_is_disconnected() {
         closed_within(&mut silent, HEADER_READ_TIMEOUT + Duration::from_secs(10)).await,
         "a silent client was still connected"
     );
+}
+
+/// A request whose body never comes is answered 503 `timeout` after
+/// `api.request_timeout`, not held for as long as the client likes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_whose_body_never_comes_times_out() {
+    let (_scenario, galley) = hardened_galley("reqtimeout").await;
+    let mut client = TcpStream::connect(galley.api).await.expect("connect");
+    let head = format!(
+        "GET /openapi.json HTTP/1.1\r\nHost: {}\r\nContent-Length: 10\r\n\
+         Connection: close\r\n\r\n",
+        galley.api
+    );
+    client.write_all(head.as_bytes()).await.expect("send head");
+    let started = Instant::now();
+    let mut response = String::new();
+    tokio::time::timeout(
+        REQUEST_TIMEOUT + Duration::from_secs(10),
+        client.read_to_string(&mut response),
+    )
+    .await
+    .expect("an answer within api.request_timeout")
+    .expect("read the answer");
+    assert!(response.starts_with("HTTP/1.1 503"), "{response}");
+    assert!(response.contains("\"error\":\"timeout\""), "{response}");
+    assert!(started.elapsed() >= REQUEST_TIMEOUT - Duration::from_millis(100));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
