@@ -23,7 +23,7 @@ use tracing::{info, warn};
 use crate::api::admin::{self, AdminState};
 use crate::api::freshness::{self, FreshnessView};
 use crate::api::params::Limits;
-use crate::api::{Listener, Serving};
+use crate::api::{Listener, ServeLimits, Serving};
 use crate::codec::Codec;
 use crate::config::Config;
 use crate::kafka;
@@ -101,11 +101,16 @@ impl Application {
             // Metadata reads only, which a producer replaced after a fatal
             // error still serves.
             producer: publisher.producer(),
+            readiness: admin::Readiness::default(),
         };
         let admin = Listener::bind(
             "admin.listen",
             config.admin_addr(),
             admin::router(admin_state.clone()),
+            ServeLimits {
+                max_connections: config.admin.max_connections,
+                header_read_timeout: config.api.header_read_timeout,
+            },
         )
         .await?;
         info!(admin = %admin.local_addr(), "admin listener bound");
@@ -377,6 +382,10 @@ async fn bind_query_listener(
         "api.listen",
         config.api_addr(),
         crate::shop::api::router(state, &config.api)?,
+        ServeLimits {
+            max_connections: config.api.max_connections,
+            header_read_timeout: config.api.header_read_timeout,
+        },
     )
     .await?;
     // Token names only: the digests are not secret, but say nothing needless.

@@ -85,8 +85,17 @@ pub const EVENTS_IN_FLIGHT: &str = "galley_events_in_flight";
 pub const HTTP_REQUESTS_TOTAL: &str = "galley_http_requests_total";
 /// HTTP request latency (histogram). Labels: listener, route, method.
 pub const HTTP_REQUEST_DURATION_SECONDS: &str = "galley_http_request_duration_seconds";
+/// Connections a listener holds open now. Labels: listener (api, admin).
+pub const LISTENER_CONNECTIONS_OPEN: &str = "galley_listener_connections_open";
+/// Token checks run on /v1 requests. Labels: outcome (valid, invalid).
+pub const API_AUTH_CHECKS_TOTAL: &str = "galley_api_auth_checks_total";
+/// /v1 requests refused with 429 before any token check, because their
+/// client IP failed the check too often (`api.unauthenticated_rate_limit_*`).
+pub const API_UNAUTHENTICATED_THROTTLED_TOTAL: &str = "galley_api_unauthenticated_throttled_total";
 /// 1 when /readyz would answer 200, else 0.
 pub const READY: &str = "galley_ready";
+/// Readiness checks run (a database ping and a Kafka metadata fetch each).
+pub const READINESS_CHECKS_TOTAL: &str = "galley_readiness_checks_total";
 /// Build information; value 1. Labels: version.
 pub const BUILD_INFO: &str = "galley_build_info";
 
@@ -250,10 +259,34 @@ pub const METRICS: &[MetricDef] = &[
         "HTTP request latency, by listener, route template and method.",
     ),
     def(
+        LISTENER_CONNECTIONS_OPEN,
+        Kind::Gauge,
+        &["listener"],
+        "Connections a listener holds open now, by listener; at most its max_connections.",
+    ),
+    def(
+        API_AUTH_CHECKS_TOTAL,
+        Kind::Counter,
+        &["outcome"],
+        "Bearer tokens checked on /v1 requests, by outcome (valid, invalid).",
+    ),
+    def(
+        API_UNAUTHENTICATED_THROTTLED_TOTAL,
+        Kind::Counter,
+        &[],
+        "/v1 requests refused with 429 before the token check: their client IP failed it too often.",
+    ),
+    def(
         READY,
         Kind::Gauge,
         &[],
         "1 when galley is ready (Kafka and the database answer, partitions held, last writes fine), else 0.",
+    ),
+    def(
+        READINESS_CHECKS_TOTAL,
+        Kind::Counter,
+        &[],
+        "Readiness checks run, each a database ping and a Kafka metadata fetch.",
     ),
     def(BUILD_INFO, Kind::Gauge, &["version"], "Build information; the value is always 1."),
 ];

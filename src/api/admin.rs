@@ -3,9 +3,14 @@
 //! lately received records keyed for another), /metrics
 //! (Prometheus exposition). It never shares the query API's port. Consumer
 //! lag, which /metrics shows, is refreshed by [`super::freshness`].
+//!
+//! /readyz answers from the state [`watch_readiness`] keeps, refreshed every
+//! [`READINESS_CHECK_INTERVAL`]: a check costs a CQL round trip and a Kafka
+//! metadata fetch, which a flood of probes must not multiply. Until the
+//! first check has run, /readyz says not ready.
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use axum::extract::State;
@@ -27,6 +32,23 @@ pub struct AdminState {
     pub health: Arc<PipelineHealth>,
     pub session: Arc<Session>,
     pub producer: FutureProducer,
+    pub readiness: Readiness,
+}
+
+/// The outcome of the latest readiness check: `None` before the first,
+/// else the reasons galley is not ready (empty when it is).
+#[derive(Clone, Default)]
+pub struct Readiness(Arc<RwLock<Option<Vec<String>>>>);
+
+impl Readiness {
+    fn latest(&self) -> Option<Vec<String>> {
+        // A poisoned lock only means a panic mid-write of a plain value.
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set(&self, reasons: Vec<String>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Some(reasons);
+    }
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -61,8 +83,14 @@ async fn healthz(State(state): State<AdminState>) -> Response {
 }
 
 async fn readyz(State(state): State<AdminState>) -> Response {
-    let reasons = not_ready_reasons(&state).await;
-    crate::telemetry::set_ready(reasons.is_empty());
+    readiness_answer(&state.readiness)
+}
+
+/// /readyz's answer from the latest check; never ready before the first.
+fn readiness_answer(readiness: &Readiness) -> Response {
+    let reasons = readiness
+        .latest()
+        .unwrap_or_else(|| vec!["readiness: the first check has not finished yet".into()]);
     if reasons.is_empty() {
         (StatusCode::OK, Json(json!({"status": "ready"}))).into_response()
     } else {
@@ -74,12 +102,15 @@ async fn readyz(State(state): State<AdminState>) -> Response {
     }
 }
 
-/// How often `galley_ready` is refreshed without a request to /readyz.
-pub const READINESS_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+/// How often readiness is checked: /readyz is at most this stale, plus
+/// the check's own time (at most [`CHECK_TIMEOUT`]).
+pub const READINESS_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Runs the readiness check every `interval` until shutdown and keeps the
-/// `galley_ready` gauge current, so that Prometheus sees readiness even when
-/// nothing polls /readyz.
+/// How long each of the database and Kafka checks may take.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Runs the readiness check every `interval` until shutdown, keeps the
+/// state /readyz answers from and the `galley_ready` gauge current.
 pub async fn watch_readiness(
     state: AdminState,
     interval: Duration,
@@ -88,6 +119,7 @@ pub async fn watch_readiness(
     loop {
         let reasons = not_ready_reasons(&state).await;
         crate::telemetry::set_ready(reasons.is_empty());
+        state.readiness.set(reasons);
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = shutdown.wait_for(|s| *s) => return,
@@ -97,21 +129,27 @@ pub async fn watch_readiness(
 
 /// Why galley is not ready; empty when it is.
 async fn not_ready_reasons(state: &AdminState) -> Vec<String> {
+    metrics::counter!(crate::telemetry::READINESS_CHECKS_TOTAL).increment(1);
     let mut reasons: Vec<String> = Vec::new();
-    let db = tokio::time::timeout(Duration::from_secs(2), crate::store::ping(&state.session)).await;
+    // Both at once, so that an outage of one does not delay news of the other.
+    let producer = state.producer.clone();
+    let (db, kafka) = tokio::join!(
+        tokio::time::timeout(CHECK_TIMEOUT, crate::store::ping(&state.session)),
+        tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(None, CHECK_TIMEOUT)
+                .map(|_| ())
+        })
+    );
     match db {
         Ok(Ok(())) => {}
         Ok(Err(e)) => reasons.push(format!("database: {e}")),
-        Err(_) => reasons.push("database: no answer within 2s".into()),
+        Err(_) => reasons.push(format!(
+            "database: no answer within {}s",
+            CHECK_TIMEOUT.as_secs()
+        )),
     }
-    let producer = state.producer.clone();
-    let kafka = tokio::task::spawn_blocking(move || {
-        producer
-            .client()
-            .fetch_metadata(None, Duration::from_secs(2))
-            .map(|_| ())
-    })
-    .await;
     match kafka {
         Ok(Ok(())) => {}
         Ok(Err(e)) => reasons.push(format!("kafka: {e}")),
@@ -140,4 +178,25 @@ async fn not_ready_reasons(state: &AdminState) -> Vec<String> {
         ));
     }
     reasons
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn not_ready_until_the_first_check_then_as_the_latest_check_says() {
+        let readiness = Readiness::default();
+        assert_eq!(
+            readiness_answer(&readiness).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        readiness.set(Vec::new());
+        assert_eq!(readiness_answer(&readiness).status(), StatusCode::OK);
+        readiness.set(vec!["database: no answer within 2s".into()]);
+        assert_eq!(
+            readiness_answer(&readiness).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
 }

@@ -4,12 +4,16 @@
 //! config holds no secret and the comparison leaks nothing through timing.
 //! Each token then draws from its own token bucket; an empty bucket is a 429
 //! with `Retry-After`. Tokens are never logged: only their configured names.
+//! Before any of that, a client IP that failed the check too often is
+//! refused with 429 (see [`super::unauthenticated`]), so that a flood of bad
+//! tokens costs galley no hashing.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -17,7 +21,9 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
+use super::unauthenticated::{self, FailureLimiter};
 use crate::config::ApiConfig;
+use crate::telemetry as t;
 
 /// The SHA-256 of a token, as lowercase hex: what `api.tokens[].sha256` holds.
 pub fn token_digest_hex(token: &[u8]) -> String {
@@ -50,6 +56,7 @@ pub struct Caller {
 pub struct Gate {
     tokens: Vec<KnownToken>,
     buckets: Mutex<HashMap<Arc<str>, Bucket>>,
+    failures: FailureLimiter,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -76,9 +83,17 @@ impl Gate {
                 })
             })
             .collect();
+        let failures = FailureLimiter::new(
+            unauthenticated::RateLimit {
+                per_second: cfg.unauthenticated_rate_limit_per_second,
+                burst: cfg.unauthenticated_rate_limit_burst,
+            },
+            cfg.unauthenticated_max_clients,
+        );
         Self {
             tokens,
             buckets: Mutex::new(HashMap::new()),
+            failures,
         }
     }
 
@@ -134,19 +149,48 @@ fn bearer(request: &Request) -> Option<&[u8]> {
     (!token.is_empty()).then_some(token)
 }
 
-/// Middleware for the /v1 routes: 401 without a known token, 429 over its rate.
+/// The client's IP, which the listener puts in every request; a request
+/// built without one (a test calling the router directly) counts as
+/// 0.0.0.0, one client.
+fn client_ip(request: &Request) -> IpAddr {
+    request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip())
+        .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
+}
+
+/// Middleware for the /v1 routes: 429 for a client IP over its failed-check
+/// limit, 401 without a known token, 429 over the token's rate.
 pub async fn require_token(
     State(gate): State<Arc<Gate>>,
     mut request: Request,
     next: Next,
 ) -> Response {
+    let ip = client_ip(&request);
+    let now = Instant::now();
+    if let Err(retry_after) = gate.failures.check(ip, now) {
+        metrics::counter!(t::API_UNAUTHENTICATED_THROTTLED_TOTAL).increment(1);
+        return ApiError::rate_limited(
+            retry_after,
+            format!(
+                "too many requests without a valid token from this address; retry after \
+                 {retry_after}s"
+            ),
+        )
+        .into_response();
+    }
     let Some(presented) = bearer(&request) else {
+        gate.failures.charge(ip, now);
         return ApiError::unauthorized("send `Authorization: Bearer <token>`").into_response();
     };
     let Some(token) = gate.identify(presented) else {
+        metrics::counter!(t::API_AUTH_CHECKS_TOTAL, "outcome" => "invalid").increment(1);
+        gate.failures.charge(ip, now);
         return ApiError::unauthorized("the bearer token is not valid").into_response();
     };
-    if let Err(retry_after) = gate.admit(&token.name, token.limit, Instant::now()) {
+    metrics::counter!(t::API_AUTH_CHECKS_TOTAL, "outcome" => "valid").increment(1);
+    if let Err(retry_after) = gate.admit(&token.name, token.limit, now) {
         return ApiError::rate_limited(
             retry_after,
             format!(

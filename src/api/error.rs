@@ -106,6 +106,18 @@ impl ApiError {
         )
     }
 
+    /// The request took longer than `api.request_timeout` and was given up.
+    pub fn timed_out(limit: std::time::Duration) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            format!(
+                "the request took longer than api.request_timeout ({}ms); try again shortly",
+                limit.as_millis()
+            ),
+        )
+    }
+
     pub fn status(&self) -> StatusCode {
         self.status
     }

@@ -11,7 +11,9 @@ pub mod freshness;
 pub mod http_metrics;
 pub mod params;
 pub mod query;
+pub mod serve;
 pub mod time;
+pub mod unauthenticated;
 
 use std::io;
 use std::net::SocketAddr;
@@ -23,6 +25,8 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::warn;
 
+pub use serve::ServeLimits;
+
 /// A bound listener and the routes it will serve. Binding comes first so
 /// that the caller learns the address (port 0 picks a free one) before
 /// anything is served.
@@ -31,11 +35,19 @@ pub struct Listener {
     listener: TcpListener,
     local_addr: SocketAddr,
     app: Router,
+    limits: ServeLimits,
 }
 
 impl Listener {
-    /// Binds `addr` for `app`. `key` names the config key in errors and logs.
-    pub async fn bind(key: &'static str, addr: SocketAddr, app: Router) -> anyhow::Result<Self> {
+    /// Binds `addr` for `app`, to be served within `limits`. `key` names
+    /// the config key in errors and logs; its section (`api`, `admin`)
+    /// labels the listener's metrics.
+    pub async fn bind(
+        key: &'static str,
+        addr: SocketAddr,
+        app: Router,
+        limits: ServeLimits,
+    ) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|e| anyhow::anyhow!("cannot bind {key} {addr}: {e}"))?;
@@ -47,6 +59,7 @@ impl Listener {
             listener,
             local_addr,
             app,
+            limits,
         })
     }
 
@@ -57,14 +70,12 @@ impl Listener {
 
     /// Serves on a task of its own until `shutdown` turns true; then it stops
     /// accepting and lets the requests in flight finish.
-    pub fn serve(self, mut shutdown: watch::Receiver<bool>) -> Serving {
-        let stop = async move {
-            let _ = shutdown.wait_for(|stop| *stop).await;
-        };
-        let server = axum::serve(self.listener, self.app).with_graceful_shutdown(stop);
+    pub fn serve(self, shutdown: watch::Receiver<bool>) -> Serving {
+        let label = self.key.split('.').next().unwrap_or(self.key);
+        let server = serve::serve(self.listener, self.app, self.limits, label, shutdown);
         Serving {
             key: self.key,
-            task: tokio::spawn(async move { server.await }),
+            task: tokio::spawn(server),
         }
     }
 }
@@ -128,6 +139,11 @@ mod tests {
     /// Long enough for anything on loopback; a failing test ends instead of hanging.
     const PATIENCE: Duration = Duration::from_secs(10);
 
+    const LIMITS: ServeLimits = ServeLimits {
+        max_connections: 4,
+        header_read_timeout: Duration::from_millis(500),
+    };
+
     /// Serves `/slow`, which says when it has started and answers only once released.
     async fn held_listener(started: Arc<Notify>, release: Arc<Notify>) -> Listener {
         let app = Router::new().route(
@@ -141,7 +157,7 @@ mod tests {
                 }
             }),
         );
-        Listener::bind("test.listen", ([127, 0, 0, 1], 0).into(), app)
+        Listener::bind("test.listen", ([127, 0, 0, 1], 0).into(), app, LIMITS)
             .await
             .expect("bind loopback")
     }
@@ -213,5 +229,70 @@ mod tests {
             .finish_by(Instant::now() + Duration::from_millis(200))
             .await;
         assert_eq!(stop, Stop::CutAtDeadline);
+    }
+
+    /// Whether the server closed `stream` within `within`.
+    async fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
+        let mut buf = [0u8; 256];
+        let deadline = Instant::now() + within;
+        loop {
+            match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+                Err(_) => return false,
+                Ok(Ok(0)) | Ok(Err(_)) => return true,
+                Ok(Ok(_)) => continue,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_client_stalling_in_its_request_head_is_cut_after_the_timeout() {
+        let (started, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        let listener = held_listener(started, release).await;
+        let addr = listener.local_addr();
+        let (_stop_tx, stop_rx) = watch::channel(false);
+        let _serving = listener.serve(stop_rx);
+        let mut stalled = TcpStream::connect(addr).await.expect("connect");
+        stalled.write_all(b"GET /sl").await.expect("send part");
+        let mut silent = TcpStream::connect(addr).await.expect("connect");
+        let begun = Instant::now();
+        assert!(
+            closed_within(&mut stalled, PATIENCE).await,
+            "stalled client kept"
+        );
+        assert!(
+            closed_within(&mut silent, PATIENCE).await,
+            "silent client kept"
+        );
+        assert!(begun.elapsed() >= LIMITS.header_read_timeout / 2);
+    }
+
+    #[tokio::test]
+    async fn connections_past_the_cap_wait_until_one_ends() {
+        let (started, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        let listener = held_listener(started.clone(), release.clone()).await;
+        let addr = listener.local_addr();
+        let (_stop_tx, stop_rx) = watch::channel(false);
+        let _serving = listener.serve(stop_rx);
+        // Fill every permit with a request held in its handler.
+        let mut held = Vec::new();
+        for _ in 0..LIMITS.max_connections {
+            held.push(request_slow(addr).await);
+            tokio::time::timeout(PATIENCE, started.notified())
+                .await
+                .expect("the handler starts");
+        }
+        // One more is connected by the kernel but not served.
+        let _extra = request_slow(addr).await;
+        assert!(
+            tokio::time::timeout(LIMITS.header_read_timeout * 2, started.notified())
+                .await
+                .is_err(),
+            "a connection past max_connections was served"
+        );
+        // Once one held request is answered and its connection closes, it is.
+        release.notify_one();
+        tokio::time::timeout(PATIENCE, started.notified())
+            .await
+            .expect("the waiting connection is served once a permit is free");
     }
 }

@@ -96,6 +96,7 @@ where
             limits.max_request_body_bytes,
             limit_body,
         ))
+        .layer(from_fn_with_state(cfg.request_timeout, time_limit))
         .layer(from_fn_with_state(
             super::http_metrics::Listener("api"),
             super::http_metrics::track,
@@ -199,6 +200,16 @@ async fn limit_body(State(max): State<usize>, request: Request, next: Next) -> R
     }
     next.run(Request::from_parts(parts, Body::from(buffered)))
         .await
+}
+
+/// Gives up a request, its body included, after `api.request_timeout`
+/// with a 503 `timeout`: a slow body or a stuck read must not hold the
+/// connection, and its permit, indefinitely.
+async fn time_limit(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::timed_out(limit).into_response(),
+    }
 }
 
 /// The OpenAPI 3.1 document of this API.

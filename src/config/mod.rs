@@ -289,6 +289,29 @@ pub struct ApiConfig {
     /// How long a page cursor stays valid.
     #[serde(with = "humantime_serde")]
     pub cursor_ttl: Duration,
+    /// How long a client may take to send a whole request head, counted
+    /// from its connect or from the previous response on a kept-alive
+    /// connection; then the connection is closed. Bounds both a slowly
+    /// trickled head and an idle keep-alive connection (both listeners).
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// Longest time one query API request may take, its body included;
+    /// past it the answer is a 503 `timeout`.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Connections the query listener holds at once; more wait in the
+    /// kernel's backlog. File descriptors are shared with the Kafka and CQL
+    /// clients: keep this well below the process's open-file limit.
+    pub max_connections: usize,
+    /// Requests per second, per client IP (IPv6 per /64), that may fail the
+    /// token check; past the burst, that IP's requests get 429 before any
+    /// token is checked. 0 turns the limit off.
+    pub unauthenticated_rate_limit_per_second: u32,
+    /// Failed token checks a client IP may have at once before the rate applies.
+    pub unauthenticated_rate_limit_burst: u32,
+    /// Client IPs whose failures are tracked one by one; beyond them, the
+    /// rest share one bucket, so memory stays bounded however many IPs send.
+    pub unauthenticated_max_clients: usize,
 }
 
 impl Default for ApiConfig {
@@ -305,6 +328,12 @@ impl Default for ApiConfig {
             max_request_body_bytes: 16 * 1024,
             cursor_key: Secret::default(),
             cursor_ttl: Duration::from_secs(15 * 60),
+            header_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            max_connections: 512,
+            unauthenticated_rate_limit_per_second: 1,
+            unauthenticated_rate_limit_burst: 20,
+            unauthenticated_max_clients: 10_000,
         }
     }
 }
@@ -347,12 +376,16 @@ impl ApiToken {
 pub struct AdminConfig {
     /// Address of /metrics, /healthz and /readyz; never the query port.
     pub listen: String,
+    /// Connections the admin listener holds at once (its own cap, so that
+    /// a flood of the query port never keeps probes and scrapes out).
+    pub max_connections: usize,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8081".into(),
+            max_connections: 32,
         }
     }
 }

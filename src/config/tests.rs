@@ -94,6 +94,25 @@ fn bad_values_name_the_key() {
         ("[api]\ncursor_ttl = \"0s\"\n", "api.cursor_ttl"),
         ("[api]\ncursor_ttl = \"30days\"\n", "api.cursor_ttl"),
         (
+            "[api]\nheader_read_timeout = \"0s\"\n",
+            "api.header_read_timeout",
+        ),
+        (
+            "[api]\nheader_read_timeout = \"1h\"\n",
+            "api.header_read_timeout",
+        ),
+        ("[api]\nrequest_timeout = \"1ms\"\n", "api.request_timeout"),
+        ("[api]\nmax_connections = 0\n", "api.max_connections"),
+        ("[admin]\nmax_connections = 0\n", "admin.max_connections"),
+        (
+            "[api]\nunauthenticated_rate_limit_burst = 0\n",
+            "api.unauthenticated_rate_limit_burst",
+        ),
+        (
+            "[api]\nunauthenticated_max_clients = 0\n",
+            "api.unauthenticated_max_clients",
+        ),
+        (
             "[api]\ncors_allowed_origins = [\"*\"]\n",
             "api.cors_allowed_origins",
         ),

@@ -225,8 +225,53 @@ impl Config {
                 "must be at least 1 while api.rate_limit_per_second is set",
             ));
         }
-        check_cursor_settings(api)
+        check_cursor_settings(api)?;
+        check_server_limits(self)
     }
+}
+
+/// Timeouts, connection caps and the limit on failed token checks: each
+/// bounded both ways, so that neither a typo nor zero disables a defence.
+fn check_server_limits(cfg: &Config) -> Result<(), ConfigError> {
+    let api = &cfg.api;
+    let within = |key: &str, d: Duration, low: u64, high: u64| {
+        if d < Duration::from_millis(low) || d > Duration::from_millis(high) {
+            Err(invalid(
+                key,
+                format!("must be between {low}ms and {}s", high / 1000),
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    within(
+        "api.header_read_timeout",
+        api.header_read_timeout,
+        100,
+        300_000,
+    )?;
+    within("api.request_timeout", api.request_timeout, 100, 600_000)?;
+    for (key, value) in [
+        ("api.max_connections", api.max_connections),
+        ("admin.max_connections", cfg.admin.max_connections),
+    ] {
+        if !(1..=1_000_000).contains(&value) {
+            return Err(invalid(key, "must be between 1 and 1000000"));
+        }
+    }
+    if api.unauthenticated_rate_limit_per_second > 0 && api.unauthenticated_rate_limit_burst == 0 {
+        return Err(invalid(
+            "api.unauthenticated_rate_limit_burst",
+            "must be at least 1 while api.unauthenticated_rate_limit_per_second is set",
+        ));
+    }
+    if !(1..=1_000_000).contains(&api.unauthenticated_max_clients) {
+        return Err(invalid(
+            "api.unauthenticated_max_clients",
+            "must be between 1 and 1000000",
+        ));
+    }
+    Ok(())
 }
 
 /// Cursor signing: a configured key strong enough for HMAC-SHA256, and a

@@ -185,6 +185,10 @@ fn api_env(env: &mut GalleyEnv) {
         // The dashboard token makes thousands of requests here; its bucket must not be the limit.
         ("GALLEY_API__RATE_LIMIT_PER_SECOND", "100000"),
         ("GALLEY_API__RATE_LIMIT_BURST", "100000"),
+        // Every kind of missing or wrong token is provoked on every route,
+        // more than the default burst of failures; tests/integration/server.rs
+        // covers that limit.
+        ("GALLEY_API__UNAUTHENTICATED_RATE_LIMIT_PER_SECOND", "0"),
         ("GALLEY_API__CORS_ALLOWED_ORIGINS", ALLOWED_ORIGIN),
         ("GALLEY_API__CURSOR_KEY", CURSOR_KEY),
         ("GALLEY_PIPELINE__LAG_REFRESH_INTERVAL", "500ms"),

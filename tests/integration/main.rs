@@ -13,5 +13,6 @@ mod offset_spaces;
 mod openapi_fuzz;
 mod partitioning;
 mod pipeline;
+mod server;
 mod stack;
 mod support;

@@ -63,9 +63,9 @@ fn resume_from(
         (status = 401, description = "No token or an unknown one (`unauthorized`)", body = ErrorBody),
         (status = 404, description = "No such order (`not_found`)", body = ErrorBody),
         (status = 413, description = "A request body over api.max_request_body_bytes (`body_too_large`)", body = ErrorBody),
-        (status = 429, description = "Over the token's rate limit (`rate_limited`)", body = ErrorBody,
+        (status = 429, description = "Over the token's rate limit, or too many failed token checks from this address (`rate_limited`)", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "The database did not answer (`unavailable`)", body = ErrorBody),
+        (status = 503, description = "The database did not answer (`unavailable`), or the request took longer than api.request_timeout (`timeout`)", body = ErrorBody),
     )
 )]
 pub(super) async fn get_order(
@@ -103,9 +103,9 @@ pub(super) async fn get_order(
             `page_too_large` naming api.max_page_size, `invalid_cursor`, `invalid_query`)", body = ErrorBody),
         (status = 401, description = "No token or an unknown one (`unauthorized`)", body = ErrorBody),
         (status = 413, description = "A request body over api.max_request_body_bytes (`body_too_large`)", body = ErrorBody),
-        (status = 429, description = "Over the token's rate limit (`rate_limited`)", body = ErrorBody,
+        (status = 429, description = "Over the token's rate limit, or too many failed token checks from this address (`rate_limited`)", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "The database did not answer (`unavailable`)", body = ErrorBody),
+        (status = 503, description = "The database did not answer (`unavailable`), or the request took longer than api.request_timeout (`timeout`)", body = ErrorBody),
     )
 )]
 pub(super) async fn customer_orders(
@@ -153,9 +153,9 @@ pub(super) async fn customer_orders(
         (status = 401, description = "No token or an unknown one (`unauthorized`)", body = ErrorBody),
         (status = 404, description = "Nothing was ever recorded for this SKU (`not_found`)", body = ErrorBody),
         (status = 413, description = "A request body over api.max_request_body_bytes (`body_too_large`)", body = ErrorBody),
-        (status = 429, description = "Over the token's rate limit (`rate_limited`)", body = ErrorBody,
+        (status = 429, description = "Over the token's rate limit, or too many failed token checks from this address (`rate_limited`)", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "The database did not answer (`unavailable`)", body = ErrorBody),
+        (status = 503, description = "The database did not answer (`unavailable`), or the request took longer than api.request_timeout (`timeout`)", body = ErrorBody),
     )
 )]
 pub(super) async fn inventory(
@@ -213,9 +213,9 @@ pub(super) async fn inventory(
             `invalid_time_range`, `window_too_large` naming api.max_time_window, `invalid_query`)", body = ErrorBody),
         (status = 401, description = "No token or an unknown one (`unauthorized`)", body = ErrorBody),
         (status = 413, description = "A request body over api.max_request_body_bytes (`body_too_large`)", body = ErrorBody),
-        (status = 429, description = "Over the token's rate limit (`rate_limited`)", body = ErrorBody,
+        (status = 429, description = "Over the token's rate limit, or too many failed token checks from this address (`rate_limited`)", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "The database did not answer (`unavailable`)", body = ErrorBody),
+        (status = 503, description = "The database did not answer (`unavailable`), or the request took longer than api.request_timeout (`timeout`)", body = ErrorBody),
     )
 )]
 pub(super) async fn sku_sales(
@@ -252,9 +252,9 @@ pub(super) async fn sku_sales(
             `invalid_time_range`, `window_too_large` naming api.max_time_window, `invalid_query`)", body = ErrorBody),
         (status = 401, description = "No token or an unknown one (`unauthorized`)", body = ErrorBody),
         (status = 413, description = "A request body over api.max_request_body_bytes (`body_too_large`)", body = ErrorBody),
-        (status = 429, description = "Over the token's rate limit (`rate_limited`)", body = ErrorBody,
+        (status = 429, description = "Over the token's rate limit, or too many failed token checks from this address (`rate_limited`)", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "The database did not answer (`unavailable`)", body = ErrorBody),
+        (status = 503, description = "The database did not answer (`unavailable`), or the request took longer than api.request_timeout (`timeout`)", body = ErrorBody),
     )
 )]
 pub(super) async fn sales(
