@@ -112,7 +112,7 @@ pub fn produce(config: Config, args: ProduceArgs) -> anyhow::Result<()> {
             .create()
             .context("creating the Kafka producer")?;
         let started = Instant::now();
-        let outcome = generator::send_all(
+        let outcome = crate::shop::send::send_all(
             &producer,
             &config.topics.orders,
             &config.topics.inventory,

@@ -43,12 +43,14 @@ mod dead_letter;
 pub mod partitioning;
 mod publish;
 mod retry;
+mod step;
 
 pub use consumer::{GroupEvents, PipelineContext};
 pub use dead_letter::{DeadLetter, DeadLetterStage, ErrorClass};
 pub use partitioning::{PartitionCheck, WrongPartitions};
 pub use publish::Publisher;
 pub use retry::Backoff;
+use step::{Step, StepRetry};
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -432,106 +434,6 @@ async fn process_batch<P: Processor>(
     metrics::histogram!(t::BATCH_DURATION_SECONDS).record(started.elapsed().as_secs_f64());
     metrics::gauge!(t::EVENTS_IN_FLIGHT).set(0.0);
     BatchOutcome::Done
-}
-
-/// The steps of a batch, each retried on its own.
-#[derive(Debug, Clone, Copy)]
-enum Step {
-    Check,
-    Prepare,
-    Publish,
-    Write,
-}
-
-impl Step {
-    const ALL: [Step; 4] = [Step::Check, Step::Prepare, Step::Publish, Step::Write];
-
-    /// The `step` label of the retry counter.
-    fn label(self) -> &'static str {
-        match self {
-            Step::Check => "check",
-            Step::Prepare => "prepare",
-            Step::Publish => "publish",
-            Step::Write => "write",
-        }
-    }
-
-    /// The dependency the step waits on, as readiness reports it.
-    fn health_flag(self, health: &PipelineHealth) -> &AtomicBool {
-        match self {
-            Step::Prepare | Step::Write => &health.db_ok,
-            Step::Check | Step::Publish => &health.kafka_ok,
-        }
-    }
-
-    fn retrying(self) -> &'static str {
-        match self {
-            Step::Check => "reading the input topics' partition counts failed; retrying",
-            Step::Prepare => "preparing batch failed; retrying",
-            Step::Publish => "publishing failed; retrying the whole batch's messages",
-            Step::Write => "writing rows failed; retrying",
-        }
-    }
-}
-
-/// What a failed step needs to report itself and wait before its next try.
-struct StepRetry<'a> {
-    backoff: Backoff,
-    cfg: &'a PipelineConfig,
-    health: &'a PipelineHealth,
-    shutdown: &'a mut watch::Receiver<bool>,
-    deadline: Option<Instant>,
-    batch: &'a [InputRecord],
-}
-
-impl StepRetry<'_> {
-    fn succeeded<T>(&mut self, step: Step, value: T) -> T {
-        step.health_flag(self.health).store(true, Ordering::Relaxed);
-        self.backoff.reset();
-        value
-    }
-
-    /// Runs one attempt of a step. A shutdown asked meanwhile starts the
-    /// deadline clock, and an attempt still running at the deadline is given
-    /// up (`None`): no publish or write outlives `pipeline.shutdown_deadline`.
-    /// What it sent may still land; the batch's offsets are not stored, so
-    /// it is redone, and its effects converge.
-    async fn bounded<T>(&mut self, attempt: impl Future<Output = T>) -> Option<T> {
-        tokio::pin!(attempt);
-        loop {
-            if let Some(deadline) = self.deadline {
-                let deadline = tokio::time::Instant::from_std(deadline);
-                return tokio::time::timeout_at(deadline, &mut attempt).await.ok();
-            }
-            tokio::select! {
-                out = &mut attempt => return Some(out),
-                changed = self.shutdown.changed() => {
-                    if changed.is_err() || *self.shutdown.borrow() {
-                        self.deadline = Some(Instant::now() + self.cfg.shutdown_deadline);
-                    }
-                }
-            }
-        }
-    }
-
-    /// Reports the failure and waits out the backoff; false when the batch
-    /// must be abandoned (shutdown deadline passed).
-    async fn failed(&mut self, step: Step, error: &StepError) -> bool {
-        step.health_flag(self.health)
-            .store(false, Ordering::Relaxed);
-        metrics::counter!(t::BATCH_RETRIES_TOTAL, "step" => step.label()).increment(1);
-        // Retry warnings name the records they hold up, by partition and offset range.
-        warn!(
-            error = %error,
-            records = %BatchSpan(self.batch),
-            events = self.batch.len(),
-            "{}",
-            step.retrying()
-        );
-        self.backoff
-            .wait(self.shutdown, &mut self.deadline, self.cfg)
-            .await
-    }
 }
 
 /// Creates the series that must exist before anything happens, so that

@@ -35,6 +35,7 @@ mod processor;
 pub mod projections;
 pub mod queries;
 pub mod rows;
+pub mod send;
 
 use crate::config::TopicsConfig;
 

@@ -75,7 +75,7 @@ async fn produce_patiently(
         let producer: rdkafka::producer::FutureProducer = galley::kafka::producer_config(&cfg)
             .create()
             .expect("producer");
-        let outcome = galley::shop::generator::send_all(
+        let outcome = galley::shop::send::send_all(
             &producer,
             &topics.orders,
             &topics.inventory,

@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use galley::config::Partitioner;
 use galley::pipeline::partitioning::partition_for;
-use galley::shop::generator;
 use rdkafka::producer::FutureProducer;
 use rdkafka::ClientConfig;
 
@@ -27,7 +26,7 @@ async fn produce_with_librdkafka_defaults(scenario: &Scenario, count: usize, see
         .expect("producer");
     let messages = scenario.generate(count, seed);
     let topics = &scenario.env.topics;
-    generator::send_all(&producer, &topics.orders, &topics.inventory, &messages, 0)
+    galley::shop::send::send_all(&producer, &topics.orders, &topics.inventory, &messages, 0)
         .await
         .expect("send the stream")
         .acknowledged

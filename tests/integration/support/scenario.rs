@@ -481,7 +481,7 @@ pub async fn produce_within(
     let producer: FutureProducer = galley::kafka::producer_config(&cfg)
         .create()
         .expect("producer");
-    let outcome = generator::send_all(
+    let outcome = galley::shop::send::send_all(
         &producer,
         &topics.orders,
         &topics.inventory,
