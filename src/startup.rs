@@ -173,7 +173,7 @@ impl Application {
             group = %config.kafka.group_id,
             "galley running"
         );
-        let pipeline = pipeline::run(
+        let mut pipeline = Box::pin(pipeline::run(
             consumer,
             publisher,
             processor,
@@ -181,8 +181,8 @@ impl Application {
             config.pipeline.clone(),
             health,
             stop_rx,
-        );
-        tokio::pin!(pipeline, shutdown);
+        ));
+        tokio::pin!(shutdown);
         let grace = config.pipeline.shutdown_deadline;
         // The listeners and background tasks stop while the pipeline drains,
         // so their deadline runs from the signal, as the pipeline's does.
@@ -208,7 +208,8 @@ impl Application {
             .min(PUBLISHER_FLUSH_TIMEOUT);
         flusher.flush(flush_for);
         companions.stop_by(deadline).await;
-        close_consumer_by(closer, deadline).await;
+        // A pipeline given up at the deadline still holds the consumer.
+        close_consumer_by((closer, pipeline), deadline).await;
         match stopped {
             Stopped::Drained => {
                 info!("stopped cleanly");
@@ -223,10 +224,12 @@ impl Application {
     }
 }
 
-/// Drops the last handle on the consumer, which closes it, on a blocking
-/// thread and within `deadline`: past it the process exits without waiting.
-async fn close_consumer_by(consumer: InputConsumer, deadline: Instant) {
-    let closing = tokio::task::spawn_blocking(move || drop(consumer));
+/// Drops the last handles on the consumer, which closes it (a blocking call
+/// that, with the broker away, can last until the session times out), on a
+/// blocking thread and within `deadline`: past it the process exits without
+/// waiting.
+async fn close_consumer_by(holders: impl Send + 'static, deadline: Instant) {
+    let closing = tokio::task::spawn_blocking(move || drop(holders));
     if tokio::time::timeout_at(deadline, closing).await.is_err() {
         warn!("closing the Kafka consumer did not finish by the shutdown deadline");
     }

@@ -60,7 +60,8 @@ pub const DB_STATEMENT_DURATION_SECONDS: &str = "galley_db_statement_duration_se
 pub const DB_ERRORS_TOTAL: &str = "galley_db_errors_total";
 /// Publishes the broker did not acknowledge (the batch retries them). Labels: topic.
 pub const PUBLISH_ERRORS_TOTAL: &str = "galley_publish_errors_total";
-/// Producers replaced after librdkafka declared the one in use dead.
+/// Producers replaced after librdkafka declared the one in use dead, or
+/// after a publish whose messages timed out.
 pub const PRODUCER_REPLACEMENTS_TOTAL: &str = "galley_producer_replacements_total";
 /// Errors the consumer reported while polling (broker unreachable and the like).
 pub const CONSUMER_ERRORS_TOTAL: &str = "galley_consumer_errors_total";
@@ -207,7 +208,7 @@ pub const METRICS: &[MetricDef] = &[
         PRODUCER_REPLACEMENTS_TOTAL,
         Kind::Counter,
         &[],
-        "Kafka producers replaced after librdkafka declared the one in use dead (a fatal error).",
+        "Kafka producers replaced after a fatal librdkafka error or a publish that timed out.",
     ),
     def(
         CONSUMER_ERRORS_TOTAL,

@@ -213,6 +213,10 @@ async fn rebalances_around_kafka_outages_never_stall() {
         let asked = Instant::now();
         let status = tokio::task::block_in_place(|| b.terminate(Duration::from_secs(60)));
         let stop_took = asked.elapsed();
+        // The broker comes back before any assertion, so that a failure
+        // here does not leave the stack down for the scenarios after it.
+        tokio::task::block_in_place(|| stack("up", "kafka"));
+        let back_at = Instant::now();
         let log = b.log_tail(30);
         assert!(
             status.is_some(),
@@ -226,8 +230,6 @@ async fn rebalances_around_kafka_outages_never_stall() {
             stop_took <= bound,
             "round {round}: shutdown took {stop_took:?}, past {bound:?}; log:\n{log}"
         );
-        tokio::task::block_in_place(|| stack("up", "kafka"));
-        let back_at = Instant::now();
         wait_ready_again(&mut a, Duration::from_secs(120)).await;
         rounds.push(format!(
             "round {round}: second member stopped in {:.1}s with the broker down ({status:?}); \
