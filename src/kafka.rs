@@ -17,6 +17,10 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
 use crate::config::KafkaConfig;
 
+/// How long a client that cannot refresh its metadata from any broker it
+/// knows waits before starting again from `kafka.brokers`.
+const REBOOTSTRAP_AFTER: Duration = Duration::from_secs(10);
+
 /// Settings common to every client: brokers, identity and security.
 pub fn base_config(cfg: &KafkaConfig) -> ClientConfig {
     let mut c = ClientConfig::new();
@@ -26,6 +30,17 @@ pub fn base_config(cfg: &KafkaConfig) -> ClientConfig {
         // Fail fast on a broker that is down, but keep reconnecting in the background.
         .set("reconnect.backoff.ms", "100")
         .set("reconnect.backoff.max.ms", "2000")
+        // A single broker restarting can answer a metadata request without
+        // itself in the broker list; librdkafka (2.10+) then drops the
+        // broker and, with no broker left, re-bootstraps only after this
+        // interval, 5 minutes by default. The fault suite saw producers time
+        // every message out and consumers stay out of their group for 2
+        // minutes after a restart. Re-bootstrapping from
+        // `bootstrap.servers` costs one connection.
+        .set(
+            "metadata.recovery.rebootstrap.trigger.ms",
+            REBOOTSTRAP_AFTER.as_millis().to_string(),
+        )
         // librdkafka's log callback (forwarded to tracing under the
         // `librdkafka` target) gets warnings and errors only. It prints its
         // configuration only in debug contexts (`debug=conf` or `all`),

@@ -114,3 +114,36 @@ async fn a_producer_declared_dead_is_replaced_and_the_batch_delivered() {
         .collect();
     assert!(payloads.contains(&vec![2]), "{payloads:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_whose_messages_time_out_gets_a_new_producer() {
+    // Nothing listens on port 1: every message times out, as they do from
+    // a producer left stuck by a broker restart.
+    let mut cfg = kafka_config("unused");
+    cfg.brokers = "127.0.0.1:1".into();
+    cfg.delivery_timeout = Duration::from_secs(1);
+    let publisher = Publisher::new(
+        galley::kafka::producer_config(&cfg),
+        "dead-letters".into(),
+        Duration::from_secs(1),
+    )
+    .expect("publisher");
+    let stuck = publisher.producer().client().native_ptr() as usize;
+    let message = OutgoingMessage {
+        topic: "results".into(),
+        key: b"k".to_vec(),
+        payload: b"v".to_vec(),
+        headers: Vec::new(),
+        event_type: "Test",
+    };
+    let error = publisher
+        .publish_all(&[message], &[])
+        .await
+        .expect_err("nothing can be delivered");
+    assert!(
+        matches!(&error, galley::pipeline::StepError::Retryable(m) if m.contains("timed out")),
+        "{error}"
+    );
+    let now = publisher.producer().client().native_ptr() as usize;
+    assert_ne!(stuck, now, "the batch is re-sent through a new producer");
+}
