@@ -56,12 +56,13 @@ fn stack(action: &str, component: &str) -> Duration {
 
 /// Sends a stream whose messages may wait out a broker outage, the way a
 /// careful upstream application does: whatever its producer could not
-/// deliver is sent again, in order, by a new producer. librdkafka's
-/// idempotent producer can turn fatal when the broker comes back (an out of
-/// order sequence number, librdkafka issue 3584), and then fails every
-/// message it holds. What failed, and why, is printed and kept with the
-/// figures; galley's own handling of the same event is what the scenarios
-/// check.
+/// deliver is sent again, in order, by a new producer. A producer can fail
+/// every message it holds after the broker comes back: it can turn fatal
+/// (an out of order sequence number, librdkafka issue 3584), or lose track
+/// of the broker until it re-bootstraps (galley's clients, this one
+/// included, re-bootstrap after 10 s; see `kafka::base_config`). What
+/// failed, and why, is printed and kept with the figures; galley's own
+/// handling of the same events is what the scenarios check.
 async fn produce_patiently(
     topics: TopicsConfig,
     messages: Vec<GeneratedMessage>,
