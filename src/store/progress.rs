@@ -18,6 +18,12 @@ use scylla::{DeserializeRow, SerializeRow};
 use super::read::{self, ReadError};
 use super::{execute, prepare, StoreError};
 
+/// The engine's table of per-partition progress. It holds no watermark a
+/// row depends on, but `galley rebuild` empties it with the domain's
+/// tables, so that the freshness report does not claim the rebuilt rows are
+/// current before they are.
+pub const TABLE: &str = "partition_progress";
+
 /// The bound values of the progress upsert, in statement order (checked by
 /// name against the prepared statement's bind markers).
 #[derive(Debug, Clone, PartialEq, SerializeRow)]
