@@ -18,6 +18,7 @@ use super::rows::{
 };
 use crate::domain::inventory::{Reservation, ReservationStatus, Stock};
 use crate::domain::order::Order;
+use crate::store::marks::RecordMark;
 use crate::store::progress::ProgressStore;
 use crate::store::{self, read, record_statement, StoreError, Versioned};
 
@@ -387,12 +388,12 @@ impl ProjectionStore {
         &self,
         topic: &str,
         partition: i32,
-        applied_offset: i64,
+        newest: &RecordMark,
         newest_event_ms: i64,
         now_ms: i64,
     ) -> Result<(), StoreError> {
         self.progress
-            .write(topic, partition, applied_offset, newest_event_ms, now_ms)
+            .write(topic, partition, newest, newest_event_ms, now_ms)
             .await
     }
 

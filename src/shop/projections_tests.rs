@@ -19,6 +19,10 @@ const KEPT: &[(&str, &str)] = &[
         "input_topics",
         "the partition counts the offset-space check compares",
     ),
+    (
+        "partition_marks",
+        "the records the re-created-topic check compares",
+    ),
 ];
 
 fn created_tables() -> BTreeSet<String> {

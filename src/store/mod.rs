@@ -6,6 +6,7 @@
 //! `src/shop/`).
 
 pub mod cache;
+pub mod marks;
 pub mod migrate;
 pub mod progress;
 pub mod read;
