@@ -310,8 +310,11 @@ pub fn rebuild(config: Config) -> anyhow::Result<()> {
             })?;
         println!("truncated {keyspace}.{table}");
     }
-    refuse_active_members(&consumer, group, "rebuilding")
-        .context("a member joined during the rebuild: stop it, then run `galley rebuild` again")?;
+    refuse_active_members(&consumer, group, "rebuilding").context(
+        "checking, after the truncations, that no member joined during the rebuild (one \
+             that did may have written into the emptied tables): stop every member, then run \
+             `galley rebuild` again",
+    )?;
     println!("keyspace {keyspace}: the next `galley run` rebuilds every row from the input topics");
     Ok(())
 }
