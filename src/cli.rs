@@ -247,6 +247,9 @@ async fn wait_for_signal() {
     }
 }
 
+/// How long each broker request of `galley replay` and `galley rebuild` may take.
+const GROUP_ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// `galley replay`: moves the consumer group back to the earliest retained
 /// offset of every input partition, so that the next `galley run` reads the
 /// input topics again from the start. The projections skip what they have
@@ -254,31 +257,110 @@ async fn wait_for_signal() {
 /// and re-publishes nothing for events already applied. Refused while the
 /// group has active members: their commits would undo the reset.
 pub fn replay(config: Config) -> anyhow::Result<()> {
-    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-    use rdkafka::{Offset, TopicPartitionList};
+    let consumer = group_admin(&config)?;
+    refuse_active_members(&consumer, &config.kafka.group_id, "replaying")?;
+    let earliest = earliest_offsets(&consumer, &config)?;
+    let reset = commit_offsets(&consumer, &config.kafka.group_id, &earliest)?;
+    println!(
+        "group {}: {reset} partitions reset to their earliest offsets; the next `galley run` \
+         replays them",
+        config.kafka.group_id
+    );
+    Ok(())
+}
 
-    let timeout = Duration::from_secs(10);
+/// `galley rebuild`: empties every table derived from the input topics
+/// (the shop's [`DERIVED_TABLES`](crate::shop::projections::DERIVED_TABLES)
+/// and the engine's progress table) and resets the consumer group to the
+/// earliest offsets, so that the next `galley run` derives every row again
+/// from the input topics. Derived tables depend on each other's watermarks,
+/// so they are only ever emptied together. Refused, like a replay, while the
+/// group has active members: they would write into the emptied tables.
+///
+/// The group is reset first: if a truncation then fails, a `galley run`
+/// replays into the rows still there instead of continuing with rows gone.
+pub fn rebuild(config: Config) -> anyhow::Result<()> {
     let group = &config.kafka.group_id;
-    let consumer: BaseConsumer = kafka::base_config(&config.kafka)
-        .set("group.id", group)
+    let keyspace = &config.cql.keyspace;
+    let consumer = group_admin(&config)?;
+    refuse_active_members(&consumer, group, "rebuilding")?;
+    let runtime = runtime()?;
+    let session = runtime.block_on(async {
+        let session = store::connect(&config.cql).await?;
+        migrate::check(&session, keyspace).await?;
+        anyhow::Ok(session)
+    })?;
+    let earliest = earliest_offsets(&consumer, &config)?;
+    if let Some(problem) = missing_history(&earliest) {
+        bail!(problem);
+    }
+    let reset = commit_offsets(&consumer, group, &earliest)?;
+    println!("group {group}: {reset} partitions reset to their earliest offsets");
+    let tables = crate::shop::projections::DERIVED_TABLES
+        .iter()
+        .chain([&store::progress::TABLE]);
+    for table in tables {
+        runtime
+            .block_on(store::truncate(&session, keyspace, table))
+            .with_context(|| {
+                format!(
+                    "the rebuild stopped at {keyspace}.{table}: run `galley rebuild` again \
+                     before any `galley run`"
+                )
+            })?;
+        println!("truncated {keyspace}.{table}");
+    }
+    refuse_active_members(&consumer, group, "rebuilding").context(
+        "checking, after the truncations, that no member joined during the rebuild (one \
+             that did may have written into the emptied tables): stop every member, then run \
+             `galley rebuild` again",
+    )?;
+    println!("keyspace {keyspace}: the next `galley run` rebuilds every row from the input topics");
+    Ok(())
+}
+
+/// A consumer of the configured group that only reads and commits offsets.
+fn group_admin(config: &Config) -> anyhow::Result<rdkafka::consumer::BaseConsumer> {
+    kafka::base_config(&config.kafka)
+        .set("group.id", &config.kafka.group_id)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .create()
-        .context("creating the Kafka consumer")?;
+        .context("creating the Kafka consumer")
+}
+
+/// Fails when `group` has active members: their commits would undo a reset.
+fn refuse_active_members(
+    consumer: &rdkafka::consumer::BaseConsumer,
+    group: &str,
+    doing: &str,
+) -> anyhow::Result<()> {
+    use rdkafka::consumer::Consumer;
     let groups = consumer
-        .fetch_group_list(Some(group), timeout)
+        .fetch_group_list(Some(group), GROUP_ADMIN_TIMEOUT)
         .context("describing the consumer group")?;
     if let Some(g) = groups.groups().iter().find(|g| g.name() == group) {
         if !g.members().is_empty() {
             bail!(
                 "consumer group {group} has {} active member(s) (state {}): stop every \
-                 `galley run` of this group before replaying",
+                 `galley run` of this group before {doing}",
                 g.members().len(),
                 g.state()
             );
         }
     }
-    let mut tpl = TopicPartitionList::new();
+    Ok(())
+}
+
+/// The earliest retained offset of every input partition.
+fn earliest_offsets(
+    consumer: &rdkafka::consumer::BaseConsumer,
+    config: &Config,
+) -> anyhow::Result<Vec<(String, i32, i64)>> {
+    use rdkafka::consumer::Consumer;
+
+    let timeout = GROUP_ADMIN_TIMEOUT;
+    let mut earliest = Vec::new();
     for topic in [&config.topics.orders, &config.topics.inventory] {
         let metadata = consumer
             .fetch_metadata(Some(topic), timeout)
@@ -296,22 +378,66 @@ pub fn replay(config: Config) -> anyhow::Result<()> {
             let (low, _) = consumer
                 .fetch_watermarks(topic, partition, timeout)
                 .with_context(|| format!("reading the watermarks of {topic}[{partition}]"))?;
-            tpl.add_partition_offset(topic, partition, Offset::Offset(low))
-                .with_context(|| format!("adding {topic}[{partition}]"))?;
+            earliest.push((topic.clone(), partition, low));
         }
+    }
+    Ok(earliest)
+}
+
+/// Why the input topics cannot rebuild every row, if they cannot: a
+/// partition whose earliest retained offset is not 0 has lost events to
+/// retention (or a deletion), and rows rebuilt without them would be wrong.
+/// A replay does not care (rows keep what they applied); a rebuild does.
+fn missing_history(earliest: &[(String, i32, i64)]) -> Option<String> {
+    let (topic, partition, low) = earliest.iter().find(|(_, _, low)| *low > 0)?;
+    Some(format!(
+        "input topic {topic}[{partition}] starts at offset {low}: the events before it are \
+         gone, so a rebuild cannot derive the rows they made. Nothing was changed. Keep \
+         the keyspace, or rebuild from topics that hold every event (see README \
+         \"Adding partitions\")"
+    ))
+}
+
+/// Commits `offsets` for `group`, prints each, and returns how many partitions were set.
+fn commit_offsets(
+    consumer: &rdkafka::consumer::BaseConsumer,
+    group: &str,
+    offsets: &[(String, i32, i64)],
+) -> anyhow::Result<usize> {
+    use rdkafka::consumer::{CommitMode, Consumer};
+    use rdkafka::{Offset, TopicPartitionList};
+
+    let mut tpl = TopicPartitionList::new();
+    for (topic, partition, offset) in offsets {
+        tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))
+            .with_context(|| format!("adding {topic}[{partition}]"))?;
     }
     consumer
         .commit(&tpl, CommitMode::Sync)
         .with_context(|| format!("committing the earliest offsets for group {group}"))?;
-    for e in tpl.elements() {
-        if let Offset::Offset(o) = e.offset() {
-            println!("{}[{}]: committed offset {o}", e.topic(), e.partition());
-        }
+    for (topic, partition, offset) in offsets {
+        println!("{topic}[{partition}]: committed offset {offset}");
     }
-    println!(
-        "group {group}: {} partitions reset to their earliest offsets; the next `galley run` \
-         replays them",
-        tpl.count()
-    );
-    Ok(())
+    Ok(offsets.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::missing_history;
+
+    #[test]
+    fn a_rebuild_needs_every_partition_from_offset_zero() {
+        let whole = vec![
+            ("orders".to_string(), 0, 0),
+            ("inventory".to_string(), 3, 0),
+        ];
+        assert_eq!(missing_history(&whole), None);
+        let mut trimmed = whole;
+        trimmed.push(("inventory".to_string(), 4, 120));
+        let problem = missing_history(&trimmed).expect("refused");
+        assert!(
+            problem.contains("inventory[4] starts at offset 120"),
+            "{problem}"
+        );
+    }
 }

@@ -114,6 +114,54 @@ pub fn partition_ends<C: ConsumerContext>(
     Ok(ends)
 }
 
+/// One record read back by [`first_records_at`]: its offset, key and Kafka timestamp.
+pub type ReadBack = (i64, Option<Vec<u8>>, Option<i64>);
+
+/// The first record at or after each `(partition, offset)` of `topic`, for
+/// the partitions that return one within `wait`. Reads with a consumer of
+/// its own that joins no group and commits nothing. Blocking: call it off
+/// the async runtime's workers.
+pub fn first_records_at(
+    cfg: &KafkaConfig,
+    topic: &str,
+    offsets: &[(i32, i64)],
+    wait: Duration,
+) -> Result<std::collections::BTreeMap<i32, ReadBack>, KafkaError> {
+    use rdkafka::consumer::BaseConsumer;
+    use rdkafka::message::Message;
+    use rdkafka::{Offset, TopicPartitionList};
+
+    let consumer: BaseConsumer = base_config(cfg)
+        .set("group.id", &cfg.group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "false")
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    for (partition, offset) in offsets {
+        tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
+    }
+    consumer.assign(&tpl)?;
+    let mut found = std::collections::BTreeMap::new();
+    let deadline = std::time::Instant::now() + wait;
+    while found.len() < offsets.len() && std::time::Instant::now() < deadline {
+        let Some(message) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let message = message?;
+        found.entry(message.partition()).or_insert_with(|| {
+            (
+                message.offset(),
+                message.key().map(<[u8]>::to_vec),
+                message.timestamp().to_millis(),
+            )
+        });
+    }
+    Ok(found)
+}
+
 /// Why a topic could not be created.
 #[derive(Debug, thiserror::Error)]
 pub enum TopicError {

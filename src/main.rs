@@ -33,6 +33,10 @@ enum Command {
     /// Reset the consumer group to the earliest offsets of the input topics
     /// (refused while any `galley run` of the group is active).
     Replay,
+    /// Empty every table derived from the input topics and reset the group
+    /// to the earliest offsets, so the next run rebuilds every row (refused
+    /// while any `galley run` of the group is active).
+    Rebuild,
     /// Check the config and print it with secrets redacted.
     CheckConfig,
     /// Read an API token on stdin and print the SHA-256 that api.tokens takes.
@@ -59,6 +63,7 @@ fn main() -> ExitCode {
         Command::CreateTopics(args) => cli::create_topics(config, args),
         Command::Produce(args) => cli::produce(config, args),
         Command::Replay => cli::replay(config),
+        Command::Rebuild => cli::rebuild(config),
         Command::CheckConfig => cli::check_config(&config),
         Command::HashToken => Ok(()),
     })

@@ -31,6 +31,7 @@ use crate::pipeline::{self, PartitionCheck, PipelineContext, PipelineHealth, Pub
 use crate::shop::projections::ProjectionStore;
 use crate::shop::queries::QueryStore;
 use crate::shop::{ShopProcessor, ShopSettings};
+use crate::store::marks::{self, Incarnation, RecordMark};
 use crate::store::progress::ProgressStore;
 use crate::store::{self, migrate};
 
@@ -324,11 +325,60 @@ async fn check_offset_spaces(
         {
             bail!(problem);
         }
+        check_incarnation(config, topic, &ends, progress).await?;
         if recorded.is_none() {
             let now = pipeline::unix_ms();
             progress
                 .record_partitions(topic, ends.len() as i32, now)
                 .await?;
+        }
+    }
+    Ok(())
+}
+
+/// How long the startup check waits for the records at the marked offsets.
+const MARKED_RECORDS_WAIT: Duration = Duration::from_secs(10);
+
+/// Refuses to start when the record at a partition's marked offset is not
+/// the one this keyspace applied there (see [`store::marks`]): the topic was
+/// re-created, even if it has grown past every applied offset since.
+async fn check_incarnation(
+    config: &Config,
+    topic: &str,
+    ends: &std::collections::BTreeMap<i32, i64>,
+    progress: &ProgressStore,
+) -> anyhow::Result<()> {
+    // A mark at or past a partition's end was refused by the offset check.
+    let marks: Vec<(i32, RecordMark)> = progress
+        .marks(topic)
+        .await?
+        .into_iter()
+        .filter(|(p, mark)| ends.get(p).is_some_and(|end| mark.offset < *end))
+        .collect();
+    if marks.is_empty() {
+        return Ok(());
+    }
+    let offsets: Vec<(i32, i64)> = marks.iter().map(|(p, m)| (*p, m.offset)).collect();
+    let (kafka, name) = (config.kafka.clone(), topic.to_string());
+    let found = tokio::task::spawn_blocking(move || {
+        kafka::first_records_at(&kafka, &name, &offsets, MARKED_RECORDS_WAIT)
+    })
+    .await?
+    .with_context(|| format!("reading the marked records of input topic {topic}"))?;
+    for (partition, mark) in &marks {
+        let read = found
+            .get(partition)
+            .map(|(offset, key, time)| RecordMark::of(*offset, key.as_deref(), *time));
+        match marks::compare_mark(topic, *partition, mark, read.as_ref()) {
+            Incarnation::Same => {}
+            Incarnation::Different(problem) => bail!(problem),
+            Incarnation::Unknown => warn!(
+                topic = %topic,
+                partition,
+                offset = mark.offset,
+                "the record this keyspace applied last here is gone (retention); this \
+                 partition is not checked for a re-created topic"
+            ),
         }
     }
     Ok(())

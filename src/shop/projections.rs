@@ -18,8 +18,29 @@ use super::rows::{
 };
 use crate::domain::inventory::{Reservation, ReservationStatus, Stock};
 use crate::domain::order::Order;
+use crate::store::marks::RecordMark;
 use crate::store::progress::ProgressStore;
 use crate::store::{self, read, record_statement, StoreError, Versioned};
+
+/// Every table the shop derives from the input topics, in the order
+/// `galley rebuild` empties them. They are emptied together because they
+/// depend on each other: an order row's watermark decides whether an order
+/// event is applied at all, and only an applied event writes the customer
+/// list and the sales, so truncating those alone and replaying leaves them
+/// empty. A table whose watermarks decide whether another is written comes
+/// before it, so that a rebuild that stops half-way leaves rows that a
+/// replay completes (derived rows skip what they already hold) rather than
+/// truncated rows that nothing writes again.
+///
+/// Not here: `orders`, which galley no longer writes (migration 0002), so
+/// that a rebuild does not lose rows it cannot derive again.
+pub const DERIVED_TABLES: &[&str] = &[
+    order::TABLE,
+    "inventory",
+    "orders_by_customer",
+    "sales_by_sku_minute",
+    "sales_by_minute",
+];
 
 /// The prepared statements of every projection, prepared once at startup.
 pub struct ProjectionStore {
@@ -367,12 +388,12 @@ impl ProjectionStore {
         &self,
         topic: &str,
         partition: i32,
-        applied_offset: i64,
+        newest: &RecordMark,
         newest_event_ms: i64,
         now_ms: i64,
     ) -> Result<(), StoreError> {
         self.progress
-            .write(topic, partition, applied_offset, newest_event_ms, now_ms)
+            .write(topic, partition, newest, newest_event_ms, now_ms)
             .await
     }
 
@@ -399,3 +420,7 @@ impl ProjectionStore {
         store::execute(&self.session, name, statement, values).await
     }
 }
+
+#[cfg(test)]
+#[path = "projections_tests.rs"]
+mod tests;

@@ -36,6 +36,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "input_topics",
         cql: include_str!("migrations/0003_input_topics.cql"),
     },
+    Migration {
+        version: 4,
+        name: "partition_marks",
+        cql: include_str!("migrations/0004_partition_marks.cql"),
+    },
 ];
 
 /// The schema version this build needs.

@@ -6,6 +6,7 @@
 //! `src/shop/`).
 
 pub mod cache;
+pub mod marks;
 pub mod migrate;
 pub mod progress;
 pub mod read;
@@ -18,6 +19,7 @@ use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
 use scylla::serialize::row::SerializeRow;
 use scylla::statement::prepared::PreparedStatement;
+use scylla::statement::unprepared::Statement;
 use scylla::statement::Consistency;
 
 use crate::config::{CqlConfig, CqlConsistency};
@@ -129,6 +131,25 @@ pub async fn prepare(session: &Session, cql: &str) -> Result<PreparedStatement, 
     session
         .prepare(cql)
         .await
+        .map_err(|e| StoreError::query(cql, e))
+}
+
+/// How long one `TRUNCATE` may take: every replica flushes and drops the
+/// table's data before it answers, which takes far longer than a row write
+/// (Cassandra's own `truncate_request_timeout` is 60 s).
+const TRUNCATE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Empties `table` of `keyspace`. `TRUNCATE` and never `DELETE`: a tombstone
+/// written with a wall-clock timestamp would shadow every offset-stamped
+/// write that follows it (see [`Versioned`]).
+pub async fn truncate(session: &Session, keyspace: &str, table: &str) -> Result<(), StoreError> {
+    let cql = format!("TRUNCATE {keyspace}.{table}");
+    let mut statement = Statement::new(cql.clone());
+    statement.set_request_timeout(Some(TRUNCATE_TIMEOUT));
+    session
+        .query_unpaged(statement, ())
+        .await
+        .map(|_| ())
         .map_err(|e| StoreError::query(cql, e))
 }
 

@@ -15,8 +15,15 @@ use scylla::statement::prepared::PreparedStatement;
 use scylla::value::CqlTimestamp;
 use scylla::{DeserializeRow, SerializeRow};
 
+use super::marks::RecordMark;
 use super::read::{self, ReadError};
 use super::{execute, prepare, StoreError};
+
+/// The engine's table of per-partition progress. It holds no watermark a
+/// row depends on, but `galley rebuild` empties it with the domain's
+/// tables, so that the freshness report does not claim the rebuilt rows are
+/// current before they are.
+pub const TABLE: &str = "partition_progress";
 
 /// The bound values of the progress upsert, in statement order (checked by
 /// name against the prepared statement's bind markers).
@@ -97,6 +104,16 @@ struct ProgressColumns {
     newest_event_time: Option<CqlTimestamp>,
 }
 
+/// What the marks read selects.
+#[derive(Debug, DeserializeRow)]
+#[scylla(flavor = "enforce_order")]
+struct MarkColumns {
+    partition: i32,
+    record_offset: Option<i64>,
+    record_timestamp: Option<i64>,
+    key_hash: Option<i64>,
+}
+
 /// Newest applied event time of one input partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProgressRow {
@@ -112,6 +129,8 @@ pub struct ProgressStore {
     applied: PreparedStatement,
     recorded: PreparedStatement,
     record: PreparedStatement,
+    upsert_mark: PreparedStatement,
+    select_marks: PreparedStatement,
 }
 
 impl ProgressStore {
@@ -131,7 +150,17 @@ impl ProgressStore {
         let record = format!(
             "INSERT INTO {ks}.input_topics (topic, partitions, recorded_at) VALUES (?, ?, ?)"
         );
+        let upsert_mark = format!(
+            "INSERT INTO {ks}.partition_marks (topic, partition, record_offset, \
+             record_timestamp, key_hash) VALUES (?, ?, ?, ?, ?) USING TIMESTAMP ?"
+        );
+        let select_marks = format!(
+            "SELECT partition, record_offset, record_timestamp, key_hash \
+             FROM {ks}.partition_marks WHERE topic = ?"
+        );
         Ok(Self {
+            upsert_mark: prepare(&session, &upsert_mark).await?,
+            select_marks: prepare(&session, &select_marks).await?,
             upsert: prepare(&session, &upsert).await?,
             select: prepare(&session, &select).await?,
             applied: prepare(&session, &applied).await?,
@@ -141,18 +170,51 @@ impl ProgressStore {
         })
     }
 
-    /// Records that `partition` of `topic` applied up to `applied_offset`,
-    /// whose newest event happened at `newest_event_ms`.
+    /// Records that `partition` of `topic` applied up to the record
+    /// `newest`, whose event happened at `newest_event_ms`, and marks that
+    /// record as the partition's (see [`super::marks`]).
     pub async fn write(
         &self,
         topic: &str,
         partition: i32,
-        applied_offset: i64,
+        newest: &RecordMark,
         newest_event_ms: i64,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        let values = progress_values(topic, partition, applied_offset, newest_event_ms, now_ms);
-        execute(&self.session, "upsert_progress", &self.upsert, values).await
+        let values = progress_values(topic, partition, newest.offset, newest_event_ms, now_ms);
+        execute(&self.session, "upsert_progress", &self.upsert, values).await?;
+        let mark = (
+            topic,
+            partition,
+            newest.offset,
+            newest.timestamp_ms,
+            newest.key_hash,
+            newest.offset,
+        );
+        execute(&self.session, "upsert_mark", &self.upsert_mark, mark).await
+    }
+
+    /// The marked record of every partition of `topic` that has one.
+    pub async fn marks(&self, topic: &str) -> Result<Vec<(i32, RecordMark)>, ReadError> {
+        let rows: Vec<MarkColumns> = read::select_all(
+            &self.session,
+            "startup_marks",
+            "partition_marks",
+            &self.select_marks,
+            (topic,),
+        )
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|row| {
+                let mark = RecordMark {
+                    offset: row.record_offset?,
+                    timestamp_ms: row.record_timestamp?,
+                    key_hash: row.key_hash?,
+                };
+                Some((row.partition, mark))
+            })
+            .collect())
     }
 
     /// Newest applied event time of every partition of `topic` that has applied one.

@@ -13,6 +13,7 @@ mod offset_spaces;
 mod openapi_fuzz;
 mod partitioning;
 mod pipeline;
+mod rebuild;
 mod server;
 mod stack;
 mod support;

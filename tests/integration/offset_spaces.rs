@@ -2,7 +2,8 @@
 //! one incarnation of each input topic with one partition count. When
 //! partitions are added (keys move) or a topic is re-created (offsets start
 //! again below the watermarks), `galley run` must refuse to start and say
-//! what to do, instead of counting new events as duplicates.
+//! what to do, instead of counting new events as duplicates, even when the
+//! re-created topic has grown past every applied offset.
 
 use std::time::Duration;
 
@@ -88,31 +89,81 @@ async fn galley_refuses_to_start_after_partitions_were_added() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn galley_refuses_to_start_on_a_recreated_topic() {
-    let scenario = applied_stream("recreate").await;
-    let inventory = scenario.env.topics.inventory.clone();
+/// Deletes `topic` and creates it again, empty, with as many partitions.
+async fn recreate(scenario: &Scenario, topic: &str) {
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     admin()
-        .delete_topics(&[&inventory], &opts)
+        .delete_topics(&[topic], &opts)
         .await
         .expect("delete topic");
     // Deletion completes in the background; create again until it takes.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let created = galley::kafka::ensure_topics(
-            &kafka_config("unused"),
-            &[&inventory],
-            INPUT_PARTITIONS,
-            1,
-        )
-        .await;
-        if created.is_ok() && tokio::task::block_in_place(|| is_empty_topic(&scenario, &inventory))
-        {
-            break;
+        let created =
+            galley::kafka::ensure_topics(&kafka_config("unused"), &[topic], INPUT_PARTITIONS, 1)
+                .await;
+        if created.is_ok() && tokio::task::block_in_place(|| is_empty_topic(scenario, topic)) {
+            return;
         }
         assert!(std::time::Instant::now() < deadline, "topic not re-created");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// Each partition of `topic` and its end offset.
+fn partition_ends(scenario: &Scenario, topic: &str) -> Vec<(i32, i64)> {
+    use rdkafka::consumer::Consumer;
+    let consumer = scenario.admin_consumer();
+    (0..INPUT_PARTITIONS)
+        .map(|p| {
+            let (_, high) = consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(5))
+                .expect("watermarks");
+            (p, high)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn galley_refuses_to_start_on_a_recreated_topic() {
+    let scenario = applied_stream("recreate").await;
+    let inventory = scenario.env.topics.inventory.clone();
+    recreate(&scenario, &inventory).await;
     assert_refuses_to_start(&scenario, &inventory, &["re-created"]);
+}
+
+/// A re-created topic that has grown past every offset the keyspace applied
+/// before galley starts again: the end offsets alone cannot tell, the
+/// records at the applied offsets can.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn galley_refuses_to_start_on_a_recreated_topic_grown_past_the_watermarks() {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+
+    let scenario = applied_stream("regrown").await;
+    let inventory = scenario.env.topics.inventory.clone();
+    let before = tokio::task::block_in_place(|| partition_ends(&scenario, &inventory));
+    assert!(before.iter().any(|(_, end)| *end > 0), "{before:?}");
+    recreate(&scenario, &inventory).await;
+    let producer: FutureProducer = galley::kafka::producer_config(&kafka_config("regrown"))
+        .create()
+        .expect("producer");
+    for (partition, end) in &before {
+        for n in 0..end + 5 {
+            let key = format!("regrown-{partition}-{n}");
+            let record = FutureRecord::to(&inventory)
+                .partition(*partition)
+                .key(&key)
+                .payload("not an event of the first incarnation");
+            producer
+                .send(record, Duration::from_secs(30))
+                .await
+                .expect("send");
+        }
+    }
+    let after = tokio::task::block_in_place(|| partition_ends(&scenario, &inventory));
+    assert!(
+        before.iter().zip(&after).all(|((_, b), (_, a))| a > b),
+        "every partition ends past its old end: {before:?} -> {after:?}"
+    );
+    assert_refuses_to_start(&scenario, &inventory, &["another record", "re-created"]);
 }

@@ -20,6 +20,7 @@ use crate::domain::inventory::{self, Reservation};
 use crate::domain::order;
 use crate::domain::{Emitted, EventIds, EventOrigin, InventoryEvent, OrderEvent, Outcome};
 use crate::pipeline::{Effects, InputRecord, StepError};
+use crate::store::marks::RecordMark;
 use crate::store::Versioned;
 use crate::telemetry as t;
 
@@ -32,15 +33,17 @@ struct PartitionDecisions {
     /// Each SKU whose stock changed, with its changes in order.
     inventory_log: BTreeMap<String, InventoryLog>,
     sales: Vec<SaleContribution>,
-    /// The highest offset and event time seen.
-    newest: Option<(i64, i64)>,
+    /// The record of the highest offset seen, and the newest event time.
+    newest: Option<(RecordMark, i64)>,
 }
 
 impl PartitionDecisions {
-    fn note_seen(&mut self, offset: i64, event_time_ms: i64) {
+    fn note_seen(&mut self, record: &InputRecord, event_time_ms: i64) {
+        let mark = RecordMark::of(record.offset, record.key.as_deref(), record.timestamp_ms);
         self.newest = Some(match self.newest {
-            Some((o, t)) => (o.max(offset), t.max(event_time_ms)),
-            None => (offset, event_time_ms),
+            Some((m, t)) if m.offset >= mark.offset => (m, t.max(event_time_ms)),
+            Some((_, t)) => (mark, t.max(event_time_ms)),
+            None => (mark, event_time_ms),
         });
     }
 }
@@ -127,7 +130,7 @@ impl ShopProcessor {
             offset: record.offset,
         };
         let mut ids = EventIds::new(origin);
-        decided.note_seen(record.offset, event.event_time_ms());
+        decided.note_seen(record, event.event_time_ms());
         match event {
             Decoded::Order(e) => apply_order_event(e, record.offset, &mut ids, rows, decided),
             Decoded::Inventory(e) => {
@@ -285,9 +288,9 @@ fn collect_writes(
             w.inventory.push((partition, chunks));
         }
     }
-    if let Some((offset, event_time)) = decided.newest {
+    if let Some((newest, event_time)) = decided.newest {
         w.progress
-            .push((part.0.clone(), partition, offset, event_time));
+            .push((part.0.clone(), partition, newest, event_time));
     }
     w.cache.insert(part.clone(), rows);
 }

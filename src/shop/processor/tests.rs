@@ -10,12 +10,14 @@ use super::sales::{add_sales, SaleContribution};
 use super::writes::{Counted, ShopWrites};
 use crate::domain::Outcome;
 use crate::shop::rows::SalesCell;
+use crate::store::marks::RecordMark;
 use crate::store::Versioned;
 
 #[test]
 fn take_rows_moves_the_rows_and_leaves_what_committed_adopts() {
     let mut writes = ShopWrites::default();
-    writes.progress.push((Arc::from("t"), 0, 41, 1_000));
+    let newest = RecordMark::of(41, Some(b"O-1"), Some(1_000));
+    writes.progress.push((Arc::from("t"), 0, newest, 1_000));
     writes.minute_sales.push((0, 60_000, cell(1, 1, 41)));
     writes.counts.push(Counted {
         topic: Arc::from("t"),
@@ -27,7 +29,11 @@ fn take_rows_moves_the_rows_and_leaves_what_committed_adopts() {
         .insert((Arc::from("t"), 0), BatchRows::default());
 
     let rows = writes.take_rows();
-    assert_eq!(rows.statement_count(), 2);
+    assert_eq!(
+        rows.statement_count(),
+        3,
+        "progress row and mark, one sales cell"
+    );
     assert!(rows.cache.is_empty() && rows.counts.is_empty());
     assert_eq!(writes.statement_count(), 0);
     assert_eq!((writes.cache.len(), writes.counts.len()), (1, 1));

@@ -17,6 +17,7 @@ use crate::domain::Outcome;
 use crate::pipeline::{unix_ms, StepError};
 use crate::shop::projections::ProjectionStore;
 use crate::shop::rows::SalesCell;
+use crate::store::marks::RecordMark;
 use crate::store::{StoreError, Versioned};
 use crate::telemetry as t;
 
@@ -33,7 +34,8 @@ pub struct ShopWrites {
     pub(super) minute_sales: Vec<(i32, i64, Versioned<SalesCell>)>,
     pub(super) orders: Vec<(i32, Versioned<Order>)>,
     pub(super) inventory: Vec<(i32, Vec<InventoryChunk>)>,
-    pub(super) progress: Vec<(Arc<str>, i32, i64, i64)>,
+    /// Per input partition: its newest record applied and newest event time.
+    pub(super) progress: Vec<(Arc<str>, i32, RecordMark, i64)>,
     pub(super) cache: HashMap<PartitionKey, BatchRows>,
     pub(super) counts: Vec<Counted>,
 }
@@ -58,14 +60,15 @@ impl ShopWrites {
     }
 
     /// Statements [`Processor::write`](crate::pipeline::Processor::write)
-    /// executes for these rows (an inventory chunk is one batch statement).
+    /// executes for these rows (an inventory chunk is one batch statement; a
+    /// partition's progress is two, its row and its mark).
     pub fn statement_count(&self) -> usize {
         self.customer_index.len()
             + self.sku_sales.len()
             + self.minute_sales.len()
             + self.orders.len()
             + self.inventory.iter().map(|(_, c)| c.len()).sum::<usize>()
-            + self.progress.len()
+            + 2 * self.progress.len()
     }
 }
 
@@ -195,9 +198,9 @@ async fn write_inventory_chunks(
 fn progress_writes<'a>(store: &'a ProjectionStore, w: &'a ShopWrites, now: i64) -> Vec<Write<'a>> {
     w.progress
         .iter()
-        .map(|(topic, p, offset, event_time)| {
+        .map(|(topic, p, newest, event_time)| {
             store
-                .write_progress(topic, *p, *offset, *event_time, now)
+                .write_progress(topic, *p, newest, *event_time, now)
                 .boxed()
         })
         .collect()
