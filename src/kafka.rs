@@ -78,7 +78,30 @@ pub fn consumer_config(cfg: &KafkaConfig) -> ClientConfig {
             (cfg.session_timeout.as_millis() / 4).max(100).to_string(),
         )
         .set("enable.partition.eof", "false");
+    bound_prefetch(&mut c, cfg.consumer_queue_max_bytes);
     c
+}
+
+/// librdkafka's own `message.max.bytes` default: `fetch.max.bytes` may not be smaller.
+const LIBRDKAFKA_MESSAGE_MAX_BYTES: usize = 1_000_000;
+
+/// Bounds what librdkafka prefetches to about `queue_bytes`. It stops
+/// fetching once its queue holds `queued.max.messages.kbytes`, but the fetch
+/// in flight may still land, so the queue can reach twice the bound:
+/// `fetch.max.bytes` is set to the bound too. A partition's fetch is capped
+/// by `max.partition.fetch.bytes` (1 MiB, or the bound when smaller); a record
+/// larger than either is still fetched whole.
+fn bound_prefetch(c: &mut ClientConfig, queue_bytes: usize) {
+    let fetch = queue_bytes.max(LIBRDKAFKA_MESSAGE_MAX_BYTES);
+    c.set(
+        "queued.max.messages.kbytes",
+        (queue_bytes / 1024).max(1).to_string(),
+    )
+    .set("fetch.max.bytes", fetch.to_string())
+    .set(
+        "max.partition.fetch.bytes",
+        fetch.min(1024 * 1024).to_string(),
+    );
 }
 
 /// Each partition of `topic` and its high watermark (the offset after its

@@ -70,6 +70,14 @@ fn bad_values_name_the_key() {
             "[pipeline]\nbatch_max_events = 0\n",
             "pipeline.batch_max_events",
         ),
+        (
+            "[pipeline]\nbatch_max_bytes = 10\n",
+            "pipeline.batch_max_bytes",
+        ),
+        (
+            "[kafka]\nconsumer_queue_max_bytes = 4096\n",
+            "kafka.consumer_queue_max_bytes",
+        ),
         ("[cql]\nkeyspace = \"1bad\"\n", "cql.keyspace"),
         ("[cql]\nconsistency = \"most\"\n", "cql.consistency"),
         ("[admin]\nlisten = \"127.0.0.1:8080\"\n", "admin.listen"),

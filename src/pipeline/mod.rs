@@ -96,6 +96,14 @@ impl InputRecord {
             timestamp_ms: msg.timestamp().to_millis(),
         }
     }
+
+    /// The bytes this record holds: its key and value, and the record
+    /// itself. (Headers are not copied from the consumed message.)
+    pub fn held_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.key.as_ref().map_or(0, Vec::len)
+            + self.payload.as_ref().map_or(0, Vec::len)
+    }
 }
 
 /// A message the pipeline publishes on a processor's behalf.
@@ -298,8 +306,10 @@ async fn leave_group(consumer: Arc<StreamConsumer<PipelineContext>>, bound: Dura
     }
 }
 
-/// Polls until the batch is full, its linger has passed, or shutdown is asked.
-/// Returns whether shutdown was asked.
+/// Polls until the batch is full (`batch_max_events` records, or
+/// `batch_max_bytes` of them: the record that reaches the byte bound is the
+/// last one taken, so a batch holds at most the bound plus one record), its
+/// linger has passed, or shutdown is asked. Returns whether shutdown was asked.
 async fn fill_batch(
     consumer: &StreamConsumer<PipelineContext>,
     cfg: &PipelineConfig,
@@ -310,7 +320,8 @@ async fn fill_batch(
     // An idle consumer still wakes up now and then, so that revocations seen
     // by the callback reach the processor without waiting for a message.
     let idle_wake = tokio::time::Instant::now() + Duration::from_millis(500);
-    while batch.len() < cfg.batch_max_events {
+    let mut bytes: usize = batch.iter().map(InputRecord::held_bytes).sum();
+    while batch.len() < cfg.batch_max_events && bytes < cfg.batch_max_bytes {
         let wake_at = linger_until.unwrap_or(idle_wake);
         tokio::select! {
             biased;
@@ -321,7 +332,9 @@ async fn fill_batch(
             }
             received = consumer.recv() => match received {
                 Ok(msg) => {
-                    batch.push(InputRecord::copy_of(&msg, batch.last()));
+                    let record = InputRecord::copy_of(&msg, batch.last());
+                    bytes += record.held_bytes();
+                    batch.push(record);
                     if linger_until.is_none() {
                         linger_until = Some(tokio::time::Instant::now() + cfg.batch_linger);
                     }

@@ -8,6 +8,7 @@ mod codecs;
 mod error_classes;
 mod hostile;
 mod lifecycle;
+mod memory;
 mod observability;
 mod offset_spaces;
 mod openapi_fuzz;
