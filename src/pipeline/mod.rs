@@ -39,6 +39,7 @@
 //! leaves the group.
 
 mod consumer;
+mod consumer_errors;
 mod dead_letter;
 pub mod partitioning;
 mod publish;
@@ -46,6 +47,7 @@ mod retry;
 mod step;
 
 pub use consumer::{GroupEvents, PipelineContext};
+pub use consumer_errors::{ConsumerErrors, CONSUMER_ERROR_WINDOW};
 pub use dead_letter::{DeadLetter, DeadLetterStage, ErrorClass};
 pub use partitioning::{PartitionCheck, WrongPartitions};
 pub use publish::Publisher;
@@ -187,6 +189,8 @@ pub struct PipelineHealth {
     pub last_batch_ms: AtomicI64,
     /// Input partitions that lately received records keyed for another one.
     pub wrong_partitions: WrongPartitions,
+    /// The consumer's recent errors, while they persist.
+    pub consumer_errors: ConsumerErrors,
     /// The pipeline stopped on a fatal error; /healthz fails until the process exits.
     pub fatal: AtomicBool,
 }
@@ -232,7 +236,7 @@ pub async fn run<P: Processor>(
         if *shutdown.borrow() {
             break;
         }
-        let stopping = fill_batch(&consumer, &cfg, &mut batch, &mut shutdown).await;
+        let stopping = fill_batch(&consumer, &cfg, &health, &mut batch, &mut shutdown).await;
         // Counted as polled, before revocations may drop some of them.
         count_by_topic(&batch, t::EVENTS_CONSUMED_TOTAL);
         apply_group_events(&group_events, &mut batch, &mut processor, &health);
@@ -313,6 +317,7 @@ async fn leave_group(consumer: Arc<StreamConsumer<PipelineContext>>, bound: Dura
 async fn fill_batch(
     consumer: &StreamConsumer<PipelineContext>,
     cfg: &PipelineConfig,
+    health: &PipelineHealth,
     batch: &mut Vec<InputRecord>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> bool {
@@ -332,6 +337,7 @@ async fn fill_batch(
             }
             received = consumer.recv() => match received {
                 Ok(msg) => {
+                    health.consumer_errors.record_received();
                     let record = InputRecord::copy_of(&msg, batch.last());
                     bytes += record.held_bytes();
                     batch.push(record);
@@ -342,6 +348,7 @@ async fn fill_batch(
                 Err(e) => {
                     metrics::counter!(t::CONSUMER_ERRORS_TOTAL).increment(1);
                     warn!(error = %e, "consumer error; continuing");
+                    health.consumer_errors.record_error(unix_ms(), e.to_string());
                 }
             },
             _ = tokio::time::sleep_until(wake_at) => {
