@@ -257,12 +257,17 @@ impl Default for PipelineConfig {
 pub struct ShopConfig {
     /// A low-stock alert is published when a SKU's available units fall below this.
     pub low_stock_threshold: i64,
+    /// Bytes (approximate) the row caches of all owned partitions hold
+    /// together, at most; each partition's is evicted oldest first past
+    /// its share.
+    pub row_cache_max_bytes: usize,
 }
 
 impl Default for ShopConfig {
     fn default() -> Self {
         Self {
             low_stock_threshold: 10,
+            row_cache_max_bytes: 64 * 1024 * 1024,
         }
     }
 }

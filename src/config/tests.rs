@@ -71,6 +71,10 @@ fn bad_values_name_the_key() {
             "pipeline.batch_max_events",
         ),
         (
+            "[shop]\nrow_cache_max_bytes = 10\n",
+            "shop.row_cache_max_bytes",
+        ),
+        (
             "[pipeline]\nbatch_max_bytes = 10\n",
             "pipeline.batch_max_bytes",
         ),

@@ -149,6 +149,9 @@ impl Config {
         if self.shop.low_stock_threshold < 0 {
             return Err(invalid("shop.low_stock_threshold", "must not be negative"));
         }
+        if self.shop.row_cache_max_bytes < 1024 {
+            return Err(invalid("shop.row_cache_max_bytes", "must be at least 1024"));
+        }
         Ok(())
     }
 
