@@ -30,15 +30,21 @@ const SLACK_KIB: u64 = 32 * 1024;
 /// compressed stream would let its queue hold the compression ratio times
 /// more (see README, "Memory").
 async fn send_max_size_poison(topic: &str) {
+    send_poison(topic, EVENTS, EVENT_BYTES).await;
+}
+
+/// Sends `count` poison values of `bytes` each, uncompressed, unkeyed,
+/// spread over the input partitions.
+async fn send_poison(topic: &str, count: usize, bytes: usize) {
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers())
         .set("compression.type", "none")
-        .set("message.max.bytes", (2 * EVENT_BYTES).to_string())
+        .set("message.max.bytes", (2 * bytes).to_string())
         .create()
         .expect("producer");
-    for i in 0..EVENTS {
+    for i in 0..count {
         // 0x40 and up: never the wire format's magic byte 0.
-        let value: Vec<u8> = (0..EVENT_BYTES)
+        let value: Vec<u8> = (0..bytes)
             .map(|j| ((j * 7919 + i * 31) % 251) as u8 | 0x40)
             .collect();
         let partition = i as i32 % INPUT_PARTITIONS;
@@ -95,4 +101,33 @@ async fn maximum_size_events_keep_the_resident_set_under_the_configured_bytes() 
     );
     let dead_lettered = scenario.read_topic(&scenario.env.topics.dead_letter).len();
     assert_eq!(dead_lettered, EVENTS, "every poison event is dead-lettered");
+}
+
+/// A value of about 1 MB, the most a broker takes with its default
+/// `message.max.bytes` (1048588 bytes per record batch), and within
+/// galley's default `pipeline.max_event_bytes` (1 MiB).
+const BROKER_DEFAULT_RECORD_BYTES: usize = 1_040_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_event_as_large_as_the_broker_takes_is_dead_lettered() {
+    let scenario = Scenario::new("bigpoison").await;
+    let mut galley = GalleyProcess::spawn(&scenario.env, "a");
+    galley.wait_ready(Duration::from_secs(60)).await;
+    send_poison(&scenario.env.topics.orders, 1, BROKER_DEFAULT_RECORD_BYTES).await;
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let dead = scenario.read_topic(&scenario.env.topics.dead_letter);
+        if let Some(letter) = dead.first() {
+            let size = letter.payload.as_ref().map_or(0, Vec::len);
+            assert_eq!(size, BROKER_DEFAULT_RECORD_BYTES, "the value as it was");
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no dead letter within 60 s; log:\n{}",
+            galley.log_tail(10)
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
