@@ -5,6 +5,7 @@
 
 mod api;
 mod codecs;
+mod consumer_errors;
 mod error_classes;
 mod hostile;
 mod lifecycle;
