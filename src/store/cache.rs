@@ -78,15 +78,25 @@ impl<K: Eq + Hash, V> RowCache<K, V> {
     }
 
     /// Changes the bound of each generation, evicting at once what a
-    /// smaller bound leaves no room for.
+    /// smaller bound leaves no room for: a `hot` too large becomes `cold`,
+    /// and a `cold` too large keeps only as many entries as fit (any: the
+    /// map keeps no order among them).
     pub fn set_generation_max_bytes(&mut self, bytes: usize) {
-        self.generation_max_bytes = bytes.max(1);
-        if self.hot_bytes > self.generation_max_bytes {
+        let max = bytes.max(1);
+        self.generation_max_bytes = max;
+        if self.hot_bytes > max {
             self.rotate();
         }
-        if self.cold_bytes > self.generation_max_bytes {
-            self.cold.clear();
-            self.cold_bytes = 0;
+        if self.cold_bytes > max {
+            let mut kept = 0;
+            self.cold.retain(|_, (_, entry)| {
+                let fits = kept + *entry <= max;
+                if fits {
+                    kept += *entry;
+                }
+                fits
+            });
+            self.cold_bytes = kept;
         }
     }
 
@@ -167,6 +177,7 @@ mod tests {
         }
         cache.set_generation_max_bytes(room_for(2));
         assert!(cache.bytes() <= 2 * room_for(2), "{} bytes", cache.bytes());
+        assert_eq!(cache.len(), 2, "what fits is kept");
         cache.set_generation_max_bytes(room_for(20));
         cache.insert(100, 100);
         assert_eq!(cache.get(&100), Some(&100));

@@ -2,9 +2,14 @@
 //! works on.
 //!
 //! The caches of all owned partitions share `shop.row_cache_max_bytes`:
-//! each of a partition's five tables gets an equal share of the partition's,
-//! split again between its two generations, and the shares are worked out
-//! again whenever a partition's cache is made or dropped.
+//! every table that holds rows, in any partition's cache, gets an equal
+//! share, split again between its two generations. (A partition of the
+//! orders topic never holds stock rows, nor one of the inventory topic
+//! orders: an equal share for every table would leave half the budget
+//! unused.) The shares are worked out again after every batch and whenever
+//! a partition's cache is dropped, so the bound holds between batches; a
+//! batch that brings rows into tables empty until then may overshoot it by
+//! their shares until it ends.
 //!
 //! A batch copies the rows it needs out of the partition's cache into its own
 //! [`BatchRows`] and changes only those; the cache adopts them once the batch
@@ -22,9 +27,8 @@ use crate::shop::rows::SalesCell;
 use crate::store::cache::RowCache;
 use crate::store::Versioned;
 
-/// The tables of a partition's cache, times their two generations: the
-/// shares a partition's bytes are split into.
-const SHARES_PER_PARTITION: usize = 5 * 2;
+/// The generations each table's share is split between.
+const GENERATIONS: usize = 2;
 
 /// An input partition: its topic and number.
 pub(super) type PartitionKey = (Arc<str>, i32);
@@ -65,6 +69,20 @@ impl PartitionCache {
         self.reservations.set_generation_max_bytes(bytes);
         self.sku_sales.set_generation_max_bytes(bytes);
         self.minute_sales.set_generation_max_bytes(bytes);
+    }
+
+    /// How many of its tables hold rows.
+    fn tables_in_use(&self) -> usize {
+        [
+            self.orders.is_empty(),
+            self.stock.is_empty(),
+            self.reservations.is_empty(),
+            self.sku_sales.is_empty(),
+            self.minute_sales.is_empty(),
+        ]
+        .iter()
+        .filter(|empty| !**empty)
+        .count()
     }
 
     /// Approximate bytes held by all five tables.
@@ -140,28 +158,36 @@ impl PartitionCaches {
         }
     }
 
-    /// Each generation's share of the budget with `partitions` caches.
-    fn generation_share(&self, partitions: usize) -> usize {
-        self.max_bytes / (partitions.max(1) * SHARES_PER_PARTITION)
+    /// Each generation's share of the budget: tables in use times their
+    /// generations split it equally. Empty tables get the same, which they
+    /// start filling from.
+    fn generation_share(&self) -> usize {
+        let in_use: usize = self
+            .caches
+            .values()
+            .map(PartitionCache::tables_in_use)
+            .sum();
+        self.max_bytes / (in_use.max(1) * GENERATIONS)
     }
 
-    /// Works out every cache's share again after the number of caches changed.
+    /// Works out every table's share again, evicting past it.
     fn reshare(&mut self) {
-        let share = self.generation_share(self.caches.len());
+        let share = self.generation_share();
         for cache in self.caches.values_mut() {
             cache.set_generation_max_bytes(share);
         }
     }
 
     pub(super) fn cache(&mut self, key: &PartitionKey) -> &mut PartitionCache {
-        if !self.caches.contains_key(key) {
-            // Its share is set with everyone else's, just below.
-            self.caches.insert(key.clone(), PartitionCache::new(1));
-            self.reshare();
-        }
+        // Worked out only for a new partition: it costs a pass over all.
+        let share = if self.caches.contains_key(key) {
+            0
+        } else {
+            self.generation_share()
+        };
         self.caches
             .entry(key.clone())
-            .or_insert_with(|| PartitionCache::new(1))
+            .or_insert_with(|| PartitionCache::new(share))
     }
 
     /// Approximate bytes held by every partition's cache.
@@ -189,6 +215,7 @@ impl PartitionCaches {
                 cache.minute_sales.insert(k, v);
             }
         }
+        self.reshare();
     }
 
     /// Drops the caches of partitions another process now owns: its writes
