@@ -69,9 +69,19 @@ pub fn producer_config(cfg: &KafkaConfig) -> ClientConfig {
             "delivery.timeout.ms",
             cfg.delivery_timeout.as_millis().to_string(),
         )
-        .set("retry.backoff.ms", "20");
+        .set("retry.backoff.ms", "20")
+        // librdkafka refuses, before any broker sees it, a record larger
+        // than its `message.max.bytes`, 1000000 by default: less than a
+        // broker's default limit (1048588) and than `pipeline.max_event_bytes`,
+        // so a poison record the broker took could never be dead-lettered
+        // and stalled its partition. The broker's limit is the one that counts.
+        .set("message.max.bytes", PRODUCER_MESSAGE_MAX_BYTES.to_string());
     c
 }
+
+/// The largest `message.max.bytes` librdkafka accepts: no limit of its own
+/// below the broker's.
+const PRODUCER_MESSAGE_MAX_BYTES: usize = 1_000_000_000;
 
 /// A group consumer that leaves offset storing to galley: an offset is stored
 /// only after the effects of its event are published and written.
@@ -93,7 +103,30 @@ pub fn consumer_config(cfg: &KafkaConfig) -> ClientConfig {
             (cfg.session_timeout.as_millis() / 4).max(100).to_string(),
         )
         .set("enable.partition.eof", "false");
+    bound_prefetch(&mut c, cfg.consumer_queue_max_bytes);
     c
+}
+
+/// librdkafka's own `message.max.bytes` default: `fetch.max.bytes` may not be smaller.
+const LIBRDKAFKA_MESSAGE_MAX_BYTES: usize = 1_000_000;
+
+/// Bounds what librdkafka prefetches to about `queue_bytes`. It stops
+/// fetching once its queue holds `queued.max.messages.kbytes`, but the fetch
+/// in flight may still land, so the queue can reach twice the bound:
+/// `fetch.max.bytes` is set to the bound too. A partition's fetch is capped
+/// by `max.partition.fetch.bytes` (1 MiB, or the bound when smaller); a record
+/// larger than either is still fetched whole.
+fn bound_prefetch(c: &mut ClientConfig, queue_bytes: usize) {
+    let fetch = queue_bytes.max(LIBRDKAFKA_MESSAGE_MAX_BYTES);
+    c.set(
+        "queued.max.messages.kbytes",
+        (queue_bytes / 1024).max(1).to_string(),
+    )
+    .set("fetch.max.bytes", fetch.to_string())
+    .set(
+        "max.partition.fetch.bytes",
+        fetch.min(1024 * 1024).to_string(),
+    );
 }
 
 /// Each partition of `topic` and its high watermark (the offset after its

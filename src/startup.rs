@@ -469,6 +469,7 @@ fn shop_processor(
             low_stock_threshold: config.shop.low_stock_threshold,
             max_event_bytes: config.pipeline.max_event_bytes,
             max_concurrent_statements: config.cql.max_concurrent_statements,
+            row_cache_max_bytes: config.shop.row_cache_max_bytes,
         },
     )
 }

@@ -80,6 +80,9 @@ pub const REBALANCES_TOTAL: &str = "galley_rebalances_total";
 pub const PARTITIONS_OWNED: &str = "galley_partitions_owned";
 /// Events of the batch being processed (polled, not yet committed).
 pub const EVENTS_IN_FLIGHT: &str = "galley_events_in_flight";
+/// Approximate bytes the processor's row caches hold (bounded by
+/// `shop.row_cache_max_bytes`).
+pub const ROW_CACHE_BYTES: &str = "galley_row_cache_bytes";
 /// HTTP requests answered. Labels: listener (api, admin), route (the matched
 /// route template, or `unmatched`), method (GET, HEAD, POST, PUT, DELETE,
 /// PATCH, OPTIONS, CONNECT, TRACE, or `other`), status_class (2xx, 4xx, 5xx).
@@ -246,6 +249,12 @@ pub const METRICS: &[MetricDef] = &[
         Kind::Gauge,
         &[],
         "Events of the batch being processed, polled and not yet committed.",
+    ),
+    def(
+        ROW_CACHE_BYTES,
+        Kind::Gauge,
+        &[],
+        "Approximate bytes the row caches of the owned partitions hold.",
     ),
     def(
         HTTP_REQUESTS_TOTAL,

@@ -90,6 +90,7 @@ impl BenchEnv {
             low_stock_threshold: c.shop.low_stock_threshold,
             max_event_bytes: c.pipeline.max_event_bytes,
             max_concurrent_statements: c.cql.max_concurrent_statements,
+            row_cache_max_bytes: c.shop.row_cache_max_bytes,
         }
     }
 

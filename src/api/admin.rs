@@ -1,6 +1,7 @@
 //! The admin listener: /healthz (the process lives), /readyz (Kafka and the
-//! database answer, the consumer holds an assignment, and no partition
-//! lately received records keyed for another), /metrics
+//! database answer, the consumer holds an assignment and reports no
+//! persistent errors, and no partition lately received records keyed for
+//! another), /metrics
 //! (Prometheus exposition). It never shares the query API's port. Consumer
 //! lag, which /metrics shows, is refreshed by [`super::freshness`].
 //!
@@ -155,19 +156,23 @@ async fn not_ready_reasons(state: &AdminState) -> Vec<String> {
         Ok(Err(e)) => reasons.push(format!("kafka: {e}")),
         Err(e) => reasons.push(format!("kafka: check failed: {e}")),
     }
-    if !state.health.has_assignment.load(Ordering::Relaxed) {
+    reasons.extend(pipeline_reasons(&state.health, crate::pipeline::unix_ms()));
+    reasons
+}
+
+/// What the pipeline itself reports that makes galley unready at `now_ms`.
+fn pipeline_reasons(health: &PipelineHealth, now_ms: i64) -> Vec<String> {
+    let mut reasons: Vec<String> = Vec::new();
+    if !health.has_assignment.load(Ordering::Relaxed) {
         reasons.push("consumer: no partitions assigned yet".into());
     }
-    if !state.health.db_ok.load(Ordering::Relaxed) {
+    if !health.db_ok.load(Ordering::Relaxed) {
         reasons.push("pipeline: the last database write failed; retrying".into());
     }
-    if !state.health.kafka_ok.load(Ordering::Relaxed) {
+    if !health.kafka_ok.load(Ordering::Relaxed) {
         reasons.push("pipeline: the last publish failed; retrying".into());
     }
-    let misplaced = state
-        .health
-        .wrong_partitions
-        .recent(crate::pipeline::unix_ms());
+    let misplaced = health.wrong_partitions.recent(now_ms);
     if !misplaced.is_empty() {
         reasons.push(format!(
             "kafka.partitioner: {} received records keyed for another partition in the last \
@@ -177,12 +182,31 @@ async fn not_ready_reasons(state: &AdminState) -> Vec<String> {
             crate::pipeline::partitioning::WRONG_PARTITION_UNREADY_FOR.as_secs()
         ));
     }
+    if let Some(error) = health.consumer_errors.persisting(now_ms) {
+        reasons.push(format!("kafka: consumer errors: {error}"));
+    }
     reasons
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn persistent_consumer_errors_make_galley_unready() {
+        let health = PipelineHealth::new();
+        health.has_assignment.store(true, Ordering::Relaxed);
+        assert_eq!(pipeline_reasons(&health, 1_000), Vec::<String>::new());
+        let error = "Fetch from broker 1 failed: Local: Decompression failed";
+        health.consumer_errors.record_error(1_000, error.into());
+        let reasons = pipeline_reasons(&health, 2_000);
+        assert!(
+            reasons
+                .iter()
+                .any(|r| r.starts_with(&format!("kafka: consumer errors: {error}"))),
+            "{reasons:?}"
+        );
+    }
 
     #[test]
     fn not_ready_until_the_first_check_then_as_the_latest_check_says() {

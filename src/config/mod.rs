@@ -118,6 +118,10 @@ pub struct KafkaConfig {
     /// producer uses the same, and an input record on another partition than
     /// its key's is dead-lettered as `wrong_partition`.
     pub partitioner: Partitioner,
+    /// Bytes of records the consumer may prefetch ahead of the batch being
+    /// filled (librdkafka's `queued.max.messages.kbytes` and
+    /// `fetch.max.bytes`); one fetch may overshoot it by as much again.
+    pub consumer_queue_max_bytes: usize,
     /// SASL mechanism when a SASL protocol is used (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512).
     pub sasl_mechanism: String,
     pub sasl_username: String,
@@ -134,6 +138,7 @@ impl Default for KafkaConfig {
             delivery_timeout: Duration::from_secs(30),
             security_protocol: SecurityProtocol::Plaintext,
             partitioner: Partitioner::Murmur2,
+            consumer_queue_max_bytes: 32 * 1024 * 1024,
             sasl_mechanism: String::new(),
             sasl_username: String::new(),
             sasl_password: Secret::default(),
@@ -211,6 +216,9 @@ impl Default for CqlConfig {
 pub struct PipelineConfig {
     /// Most events taken into one batch.
     pub batch_max_events: usize,
+    /// Most bytes (keys and values) taken into one batch; a record larger
+    /// than this still forms a batch of one.
+    pub batch_max_bytes: usize,
     /// How long a batch waits to fill before it is processed anyway.
     #[serde(with = "humantime_serde")]
     pub batch_linger: Duration,
@@ -233,6 +241,7 @@ impl Default for PipelineConfig {
     fn default() -> Self {
         Self {
             batch_max_events: 2000,
+            batch_max_bytes: 16 * 1024 * 1024,
             batch_linger: Duration::from_millis(20),
             max_event_bytes: 1024 * 1024,
             shutdown_deadline: Duration::from_secs(30),
@@ -248,12 +257,17 @@ impl Default for PipelineConfig {
 pub struct ShopConfig {
     /// A low-stock alert is published when a SKU's available units fall below this.
     pub low_stock_threshold: i64,
+    /// Bytes (approximate) the row caches of all owned partitions hold
+    /// together, at most; each partition's is evicted oldest first past
+    /// its share.
+    pub row_cache_max_bytes: usize,
 }
 
 impl Default for ShopConfig {
     fn default() -> Self {
         Self {
             low_stock_threshold: 10,
+            row_cache_max_bytes: 64 * 1024 * 1024,
         }
     }
 }

@@ -70,6 +70,18 @@ fn bad_values_name_the_key() {
             "[pipeline]\nbatch_max_events = 0\n",
             "pipeline.batch_max_events",
         ),
+        (
+            "[shop]\nrow_cache_max_bytes = 10\n",
+            "shop.row_cache_max_bytes",
+        ),
+        (
+            "[pipeline]\nbatch_max_bytes = 10\n",
+            "pipeline.batch_max_bytes",
+        ),
+        (
+            "[kafka]\nconsumer_queue_max_bytes = 4096\n",
+            "kafka.consumer_queue_max_bytes",
+        ),
         ("[cql]\nkeyspace = \"1bad\"\n", "cql.keyspace"),
         ("[cql]\nconsistency = \"most\"\n", "cql.consistency"),
         ("[admin]\nlisten = \"127.0.0.1:8080\"\n", "admin.listen"),

@@ -26,6 +26,13 @@ impl Config {
         nonempty("kafka.client_id", &self.kafka.client_id)?;
         positive_duration("kafka.session_timeout", self.kafka.session_timeout)?;
         positive_duration("kafka.delivery_timeout", self.kafka.delivery_timeout)?;
+        // librdkafka takes it in KiB, as a C int, and never below one fetch of 1 MB.
+        if !(1_000_000..=1 << 30).contains(&self.kafka.consumer_queue_max_bytes) {
+            return Err(invalid(
+                "kafka.consumer_queue_max_bytes",
+                "must be between 1000000 (librdkafka's smallest fetch) and 1073741824 (1 GiB)",
+            ));
+        }
         if self.kafka.security_protocol.uses_sasl() {
             nonempty("kafka.sasl_mechanism", &self.kafka.sasl_mechanism)?;
             nonempty("kafka.sasl_username", &self.kafka.sasl_username)?;
@@ -111,6 +118,9 @@ impl Config {
                 "must be between 1 and 100000",
             ));
         }
+        if self.pipeline.batch_max_bytes < 1024 {
+            return Err(invalid("pipeline.batch_max_bytes", "must be at least 1024"));
+        }
         if self.pipeline.max_event_bytes < 64 {
             return Err(invalid("pipeline.max_event_bytes", "must be at least 64"));
         }
@@ -138,6 +148,9 @@ impl Config {
     fn validate_shop(&self) -> Result<(), ConfigError> {
         if self.shop.low_stock_threshold < 0 {
             return Err(invalid("shop.low_stock_threshold", "must not be negative"));
+        }
+        if self.shop.row_cache_max_bytes < 1024 {
+            return Err(invalid("shop.row_cache_max_bytes", "must be at least 1024"));
         }
         Ok(())
     }

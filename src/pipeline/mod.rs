@@ -39,6 +39,7 @@
 //! leaves the group.
 
 mod consumer;
+mod consumer_errors;
 mod dead_letter;
 pub mod partitioning;
 mod publish;
@@ -46,6 +47,7 @@ mod retry;
 mod step;
 
 pub use consumer::{GroupEvents, PipelineContext};
+pub use consumer_errors::{ConsumerErrors, CONSUMER_ERROR_WINDOW};
 pub use dead_letter::{DeadLetter, DeadLetterStage, ErrorClass};
 pub use partitioning::{PartitionCheck, WrongPartitions};
 pub use publish::Publisher;
@@ -95,6 +97,14 @@ impl InputRecord {
             payload: msg.payload().map(<[u8]>::to_vec),
             timestamp_ms: msg.timestamp().to_millis(),
         }
+    }
+
+    /// The bytes this record holds: its key and value, and the record
+    /// itself. (Headers are not copied from the consumed message.)
+    pub fn held_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.key.as_ref().map_or(0, Vec::len)
+            + self.payload.as_ref().map_or(0, Vec::len)
     }
 }
 
@@ -179,6 +189,8 @@ pub struct PipelineHealth {
     pub last_batch_ms: AtomicI64,
     /// Input partitions that lately received records keyed for another one.
     pub wrong_partitions: WrongPartitions,
+    /// The consumer's recent errors, while they persist.
+    pub consumer_errors: ConsumerErrors,
     /// The pipeline stopped on a fatal error; /healthz fails until the process exits.
     pub fatal: AtomicBool,
 }
@@ -224,7 +236,7 @@ pub async fn run<P: Processor>(
         if *shutdown.borrow() {
             break;
         }
-        let stopping = fill_batch(&consumer, &cfg, &mut batch, &mut shutdown).await;
+        let stopping = fill_batch(&consumer, &cfg, &health, &mut batch, &mut shutdown).await;
         // Counted as polled, before revocations may drop some of them.
         count_by_topic(&batch, t::EVENTS_CONSUMED_TOTAL);
         apply_group_events(&group_events, &mut batch, &mut processor, &health);
@@ -298,11 +310,14 @@ async fn leave_group(consumer: Arc<StreamConsumer<PipelineContext>>, bound: Dura
     }
 }
 
-/// Polls until the batch is full, its linger has passed, or shutdown is asked.
-/// Returns whether shutdown was asked.
+/// Polls until the batch is full (`batch_max_events` records, or
+/// `batch_max_bytes` of them: the record that reaches the byte bound is the
+/// last one taken, so a batch holds at most the bound plus one record), its
+/// linger has passed, or shutdown is asked. Returns whether shutdown was asked.
 async fn fill_batch(
     consumer: &StreamConsumer<PipelineContext>,
     cfg: &PipelineConfig,
+    health: &PipelineHealth,
     batch: &mut Vec<InputRecord>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> bool {
@@ -310,7 +325,8 @@ async fn fill_batch(
     // An idle consumer still wakes up now and then, so that revocations seen
     // by the callback reach the processor without waiting for a message.
     let idle_wake = tokio::time::Instant::now() + Duration::from_millis(500);
-    while batch.len() < cfg.batch_max_events {
+    let mut bytes: usize = batch.iter().map(InputRecord::held_bytes).sum();
+    while batch.len() < cfg.batch_max_events && bytes < cfg.batch_max_bytes {
         let wake_at = linger_until.unwrap_or(idle_wake);
         tokio::select! {
             biased;
@@ -321,7 +337,10 @@ async fn fill_batch(
             }
             received = consumer.recv() => match received {
                 Ok(msg) => {
-                    batch.push(InputRecord::copy_of(&msg, batch.last()));
+                    health.consumer_errors.record_received();
+                    let record = InputRecord::copy_of(&msg, batch.last());
+                    bytes += record.held_bytes();
+                    batch.push(record);
                     if linger_until.is_none() {
                         linger_until = Some(tokio::time::Instant::now() + cfg.batch_linger);
                     }
@@ -329,6 +348,7 @@ async fn fill_batch(
                 Err(e) => {
                     metrics::counter!(t::CONSUMER_ERRORS_TOTAL).increment(1);
                     warn!(error = %e, "consumer error; continuing");
+                    health.consumer_errors.record_error(unix_ms(), e.to_string());
                 }
             },
             _ = tokio::time::sleep_until(wake_at) => {

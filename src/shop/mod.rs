@@ -53,4 +53,6 @@ pub struct ShopSettings {
     pub low_stock_threshold: i64,
     pub max_event_bytes: usize,
     pub max_concurrent_statements: usize,
+    /// Bytes the row caches of all owned partitions may hold together.
+    pub row_cache_max_bytes: usize,
 }

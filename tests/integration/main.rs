@@ -5,9 +5,11 @@
 
 mod api;
 mod codecs;
+mod consumer_errors;
 mod error_classes;
 mod hostile;
 mod lifecycle;
+mod memory;
 mod observability;
 mod offset_spaces;
 mod openapi_fuzz;

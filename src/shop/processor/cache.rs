@@ -1,6 +1,16 @@
 //! The rows a partition's owner keeps between batches, and the rows one batch
 //! works on.
 //!
+//! The caches of all owned partitions share `shop.row_cache_max_bytes`:
+//! every table that holds rows, in any partition's cache, gets an equal
+//! share, split again between its two generations. (A partition of the
+//! orders topic never holds stock rows, nor one of the inventory topic
+//! orders: an equal share for every table would leave half the budget
+//! unused.) The shares are worked out again after every batch and whenever
+//! a partition's cache is dropped, so the bound holds between batches; a
+//! batch that brings rows into tables empty until then may overshoot it by
+//! their shares until it ends.
+//!
 //! A batch copies the rows it needs out of the partition's cache into its own
 //! [`BatchRows`] and changes only those; the cache adopts them once the batch
 //! is committed. A batch that fails to write therefore leaves in the cache
@@ -11,15 +21,14 @@ use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
 use std::sync::Arc;
 
-use super::ShopProcessor;
 use crate::domain::inventory::{Reservation, Stock};
 use crate::domain::order::Order;
 use crate::shop::rows::SalesCell;
 use crate::store::cache::RowCache;
 use crate::store::Versioned;
 
-/// Rows of one generation of a partition's cache, per table.
-const CACHE_GENERATION_ROWS: usize = 10_000;
+/// The generations each table's share is split between.
+const GENERATIONS: usize = 2;
 
 /// An input partition: its topic and number.
 pub(super) type PartitionKey = (Arc<str>, i32);
@@ -36,15 +45,77 @@ pub(super) struct PartitionCache {
 }
 
 impl PartitionCache {
-    fn new() -> Self {
+    fn new(generation_max_bytes: usize) -> Self {
         Self {
-            orders: RowCache::new(CACHE_GENERATION_ROWS),
-            stock: RowCache::new(CACHE_GENERATION_ROWS),
-            reservations: RowCache::new(CACHE_GENERATION_ROWS),
-            sku_sales: RowCache::new(CACHE_GENERATION_ROWS),
-            minute_sales: RowCache::new(CACHE_GENERATION_ROWS),
+            orders: RowCache::new(generation_max_bytes, |k, v| {
+                k.capacity() + v.as_ref().map_or(0, |o| order_heap_bytes(&o.value))
+            }),
+            stock: RowCache::new(generation_max_bytes, |k, v| {
+                k.capacity() + v.as_ref().map_or(0, |s| s.value.sku.capacity())
+            }),
+            reservations: RowCache::new(generation_max_bytes, |(sku, order), v| {
+                sku.capacity()
+                    + order.capacity()
+                    + v.as_ref().map_or(0, |r| r.value.order_id.capacity())
+            }),
+            sku_sales: RowCache::new(generation_max_bytes, |(sku, _), _| sku.capacity()),
+            minute_sales: RowCache::new(generation_max_bytes, |_, _| 0),
         }
     }
+
+    fn set_generation_max_bytes(&mut self, bytes: usize) {
+        self.orders.set_generation_max_bytes(bytes);
+        self.stock.set_generation_max_bytes(bytes);
+        self.reservations.set_generation_max_bytes(bytes);
+        self.sku_sales.set_generation_max_bytes(bytes);
+        self.minute_sales.set_generation_max_bytes(bytes);
+    }
+
+    /// How many of its tables hold rows.
+    fn tables_in_use(&self) -> usize {
+        [
+            self.orders.is_empty(),
+            self.stock.is_empty(),
+            self.reservations.is_empty(),
+            self.sku_sales.is_empty(),
+            self.minute_sales.is_empty(),
+        ]
+        .iter()
+        .filter(|empty| !**empty)
+        .count()
+    }
+
+    /// Approximate bytes held by all five tables.
+    fn bytes(&self) -> usize {
+        self.orders.bytes()
+            + self.stock.bytes()
+            + self.reservations.bytes()
+            + self.sku_sales.bytes()
+            + self.minute_sales.bytes()
+    }
+}
+
+/// What an order holds on the heap: its strings, lines and timeline.
+fn order_heap_bytes(order: &Order) -> usize {
+    let lines: usize = order.lines.iter().map(|l| l.sku.capacity()).sum();
+    let timeline: usize = order
+        .timeline
+        .iter()
+        .map(|t| t.status.capacity() + t.note.as_ref().map_or(0, String::capacity))
+        .sum();
+    order.order_id.capacity()
+        + order.customer_id.capacity()
+        + order.currency.capacity()
+        + std::mem::size_of_val(order.lines.as_slice())
+        + std::mem::size_of_val(order.timeline.as_slice())
+        + lines
+        + timeline
+}
+
+/// The caches of the partitions this process owns, within one byte budget.
+pub(super) struct PartitionCaches {
+    caches: HashMap<PartitionKey, PartitionCache>,
+    max_bytes: usize,
 }
 
 /// The rows of one partition a batch read or computed.
@@ -79,11 +150,49 @@ pub(super) fn stage<K, V>(
     }
 }
 
-impl ShopProcessor {
+impl PartitionCaches {
+    pub(super) fn new(max_bytes: usize) -> Self {
+        Self {
+            caches: HashMap::new(),
+            max_bytes,
+        }
+    }
+
+    /// Each generation's share of the budget: tables in use times their
+    /// generations split it equally. Empty tables get the same, which they
+    /// start filling from.
+    fn generation_share(&self) -> usize {
+        let in_use: usize = self
+            .caches
+            .values()
+            .map(PartitionCache::tables_in_use)
+            .sum();
+        self.max_bytes / (in_use.max(1) * GENERATIONS)
+    }
+
+    /// Works out every table's share again, evicting past it.
+    fn reshare(&mut self) {
+        let share = self.generation_share();
+        for cache in self.caches.values_mut() {
+            cache.set_generation_max_bytes(share);
+        }
+    }
+
     pub(super) fn cache(&mut self, key: &PartitionKey) -> &mut PartitionCache {
+        // Worked out only for a new partition: it costs a pass over all.
+        let share = if self.caches.contains_key(key) {
+            0
+        } else {
+            self.generation_share()
+        };
         self.caches
             .entry(key.clone())
-            .or_insert_with(PartitionCache::new)
+            .or_insert_with(|| PartitionCache::new(share))
+    }
+
+    /// Approximate bytes held by every partition's cache.
+    pub(super) fn bytes(&self) -> usize {
+        self.caches.values().map(PartitionCache::bytes).sum()
     }
 
     /// Makes a committed batch's rows the cached state of their partitions.
@@ -106,6 +215,7 @@ impl ShopProcessor {
                 cache.minute_sales.insert(k, v);
             }
         }
+        self.reshare();
     }
 
     /// Drops the caches of partitions another process now owns: its writes
@@ -116,5 +226,6 @@ impl ShopProcessor {
                 .iter()
                 .any(|(t, q)| q == p && t.as_str() == &**topic)
         });
+        self.reshare();
     }
 }

@@ -69,7 +69,7 @@ impl ShopProcessor {
         events: &[(&InputRecord, Decoded)],
         rows: &mut BatchRows,
     ) -> Result<(), StoreError> {
-        let missing = stage_entity_rows(self.cache(part), events, rows);
+        let missing = stage_entity_rows(self.caches.cache(part), events, rows);
         let limit = self.settings.max_concurrent_statements;
         read_entity_rows(&self.store, missing, limit, rows).await
     }
@@ -82,7 +82,7 @@ impl ShopProcessor {
         sales: &[SaleContribution],
         rows: &mut BatchRows,
     ) -> Result<(), StoreError> {
-        let missing = stage_sales_cells(self.cache(part), sales, rows);
+        let missing = stage_sales_cells(self.caches.cache(part), sales, rows);
         let limit = self.settings.max_concurrent_statements;
         read_sales_cells(&self.store, missing, part.1, limit, rows).await
     }

@@ -19,32 +19,33 @@ mod writes;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use self::cache::{PartitionCache, PartitionKey};
+use self::cache::PartitionCaches;
 use self::writes::count_outcomes;
 pub use self::writes::ShopWrites;
 use super::projections::ProjectionStore;
 use super::ShopSettings;
 use crate::codec::Codec;
 use crate::pipeline::{Effects, InputRecord, Processor, StepError};
+use crate::telemetry as t;
 
 /// The shop's [`Processor`].
 pub struct ShopProcessor {
     codec: Arc<Codec>,
     store: Arc<ProjectionStore>,
     settings: ShopSettings,
-    caches: HashMap<PartitionKey, PartitionCache>,
+    caches: PartitionCaches,
 }
 
 impl ShopProcessor {
     pub fn new(codec: Arc<Codec>, store: Arc<ProjectionStore>, settings: ShopSettings) -> Self {
+        metrics::gauge!(t::ROW_CACHE_BYTES).set(0.0);
         Self {
             codec,
             store,
+            caches: PartitionCaches::new(settings.row_cache_max_bytes),
             settings,
-            caches: HashMap::new(),
         }
     }
 }
@@ -62,10 +63,12 @@ impl Processor for ShopProcessor {
 
     fn committed(&mut self, writes: ShopWrites) {
         count_outcomes(&writes.counts);
-        self.adopt(writes.cache);
+        self.caches.adopt(writes.cache);
+        metrics::gauge!(t::ROW_CACHE_BYTES).set(self.caches.bytes() as f64);
     }
 
     fn partitions_revoked(&mut self, partitions: &[(String, i32)]) {
-        self.forget_partitions(partitions);
+        self.caches.forget_partitions(partitions);
+        metrics::gauge!(t::ROW_CACHE_BYTES).set(self.caches.bytes() as f64);
     }
 }

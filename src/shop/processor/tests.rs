@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::cache::BatchRows;
+use super::cache::{BatchRows, PartitionCaches};
 use super::sales::{add_sales, SaleContribution};
 use super::writes::{Counted, ShopWrites};
 use crate::domain::Outcome;
@@ -134,4 +134,53 @@ fn a_replay_skips_what_each_cell_holds_and_adds_what_it_lacks() {
         counted(&cell(4, 0, 9))
     );
     assert_eq!(counted(&minutes[&60_000]), counted(&cell(7, 2, 9)));
+}
+
+/// An order whose customer id alone holds `id_bytes`.
+fn order_with_customer_id(n: usize, id_bytes: usize) -> Versioned<crate::domain::order::Order> {
+    use crate::domain::order::{Order, OrderStatus};
+    Versioned {
+        value: Order {
+            order_id: format!("O-{n}"),
+            customer_id: "C".repeat(id_bytes),
+            status: OrderStatus::Placed,
+            currency: "EUR".into(),
+            total_cents: 100,
+            paid_cents: 0,
+            refunded_cents: 0,
+            lines: Vec::new(),
+            timeline: Vec::new(),
+            placed_at_ms: 0,
+            updated_at_ms: 0,
+        },
+        applied_offset: n as i64,
+    }
+}
+
+#[test]
+fn the_row_caches_of_all_partitions_stay_within_their_bytes() {
+    const BUDGET: usize = 1024 * 1024;
+    const ID_BYTES: usize = 1024;
+    let mut caches = PartitionCaches::new(BUDGET);
+    // 4 partitions × 10,000 orders of over 1 KiB each: 40 MiB offered.
+    for partition in 0..4 {
+        let key = (Arc::from("orders"), partition);
+        let mut rows = BatchRows::default();
+        for n in 0..10_000 {
+            rows.orders
+                .insert(format!("O-{n}"), Some(order_with_customer_id(n, ID_BYTES)));
+        }
+        caches.adopt(HashMap::from([(key, rows)]));
+        assert!(caches.bytes() <= BUDGET, "{} bytes cached", caches.bytes());
+    }
+    // Counted independently of the cache's own accounting: every cached
+    // order holds at least its customer id.
+    let cached: usize = (0..4)
+        .map(|p| caches.cache(&(Arc::from("orders"), p)).orders.len())
+        .sum();
+    assert!(
+        cached * ID_BYTES <= BUDGET,
+        "{cached} orders of over {ID_BYTES} bytes cached, budget {BUDGET}"
+    );
+    assert!(cached > 0, "the cache still caches");
 }

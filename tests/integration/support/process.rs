@@ -102,6 +102,17 @@ impl GalleyProcess {
         self.child.as_ref().map(Child::id)
     }
 
+    /// The process's peak resident set size so far, in KiB (VmHWM from
+    /// /proc): None once it has exited or where /proc has no such line.
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+    }
+
     /// SIGKILL: no drain, no commit, no goodbye.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
