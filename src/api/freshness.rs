@@ -193,6 +193,10 @@ async fn refresh(
     topics: &[String],
     view: &FreshnessView,
 ) {
+    // The snapshot is as old as its reading, not its assembly: a reader
+    // that sees `refreshed_at` after some moment knows the lags were read
+    // after it.
+    let read_at = unix_ms();
     let c = consumer.clone();
     let names = topics.to_vec();
     let lags = match tokio::task::spawn_blocking(move || read_lags(&c, &names)).await {
@@ -229,10 +233,9 @@ async fn refresh(
         add_progress(store, topic, &previous, &mut partitions).await;
     }
 
-    let now = unix_ms();
-    set_lag_gauges(&partitions, now);
+    set_lag_gauges(&partitions, unix_ms());
     view.replace(Snapshot {
-        refreshed_at_ms: Some(now),
+        refreshed_at_ms: Some(read_at),
         partitions,
     });
 }
