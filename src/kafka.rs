@@ -50,6 +50,9 @@ pub fn producer_config(cfg: &KafkaConfig) -> ClientConfig {
         .set("partitioner", cfg.partitioner.librdkafka_name())
         .set("linger.ms", "5")
         .set("compression.type", "lz4")
+        // Also bounds a batch of records, so that the broker's default
+        // `max.message.bytes` (1,048,588) never refuses one.
+        .set("message.max.bytes", cfg.message_max_bytes.to_string())
         .set(
             "delivery.timeout.ms",
             cfg.delivery_timeout.as_millis().to_string(),

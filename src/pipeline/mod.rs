@@ -46,9 +46,10 @@ mod retry;
 mod step;
 
 pub use consumer::{GroupEvents, PipelineContext};
+pub use dead_letter::{headers as dead_letter_headers, DeadLetterTarget, Fit};
 pub use dead_letter::{DeadLetter, DeadLetterStage, ErrorClass};
 pub use partitioning::{PartitionCheck, WrongPartitions};
-pub use publish::Publisher;
+pub use publish::{Outbox, Publisher};
 pub use retry::Backoff;
 use step::{Step, StepRetry};
 
@@ -59,7 +60,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::Message;
+use rdkafka::message::{Headers, Message, OwnedHeaders};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
@@ -77,6 +78,8 @@ pub struct InputRecord {
     pub payload: Option<Vec<u8>>,
     /// The record's Kafka timestamp in milliseconds, when it has one.
     pub timestamp_ms: Option<i64>,
+    /// The record's headers, kept for its dead letter should it be poison.
+    pub headers: Option<OwnedHeaders>,
 }
 
 impl InputRecord {
@@ -94,8 +97,18 @@ impl InputRecord {
             key: msg.key().map(<[u8]>::to_vec),
             payload: msg.payload().map(<[u8]>::to_vec),
             timestamp_ms: msg.timestamp().to_millis(),
+            headers: msg.headers().map(copy_headers),
         }
     }
+}
+
+/// An owned copy of a consumed record's headers.
+fn copy_headers<H: Headers>(headers: &H) -> OwnedHeaders {
+    headers
+        .iter()
+        .fold(OwnedHeaders::new_with_capacity(headers.count()), |o, h| {
+            o.insert(h)
+        })
 }
 
 /// A message the pipeline publishes on a processor's behalf.
@@ -414,11 +427,8 @@ async fn process_batch<P: Processor>(
     let (placed, misplaced) = until_done!(retry, Step::Check, check.split(consumer, batch));
     let mut effects = until_done!(retry, Step::Prepare, processor.prepare(&placed));
     effects.dead_letters.extend(misplaced);
-    until_done!(
-        retry,
-        Step::Publish,
-        publisher.publish_all(&effects.messages, &effects.dead_letters)
-    );
+    let mut outbox = Outbox::new(&effects.messages, &effects.dead_letters);
+    until_done!(retry, Step::Publish, publisher.publish(&mut outbox));
     debug!(records = %BatchSpan(batch), "batch published");
     until_done!(retry, Step::Write, processor.write(&effects.writes));
     debug!(records = %BatchSpan(batch), "batch written");

@@ -5,6 +5,7 @@
 
 mod api;
 mod codecs;
+mod dead_letters;
 mod error_classes;
 mod hostile;
 mod lifecycle;
