@@ -34,12 +34,15 @@
 //! librdkafka's auto-commit commits them before the partitions are
 //! released. Messages of a revoked partition that were polled into a batch
 //! still being filled are dropped unprocessed; the partition's next owner
-//! reads them from the committed offset. On shutdown the loop stops polling,
-//! finishes the batch in hand within the shutdown deadline, commits, and
-//! leaves the group.
+//! reads them from the committed offset. Only those polled before the
+//! revocation: a partition assigned back within the same filling is polled
+//! again from its committed offset, and those records stay (`fill.rs`). On
+//! shutdown the loop stops polling, finishes the batch in hand within the
+//! shutdown deadline, commits, and leaves the group.
 
 mod consumer;
 mod dead_letter;
+mod fill;
 pub mod partitioning;
 mod publish;
 mod retry;
@@ -48,6 +51,7 @@ mod step;
 pub use consumer::{GroupEvents, PipelineContext};
 pub use dead_letter::{headers as dead_letter_headers, DeadLetterTarget, Fit};
 pub use dead_letter::{DeadLetter, DeadLetterStage, ErrorClass};
+use fill::{fill_batch, Filling};
 pub use partitioning::{PartitionCheck, WrongPartitions};
 pub use publish::{Outbox, Publisher};
 pub use retry::Backoff;
@@ -237,10 +241,13 @@ pub async fn run<P: Processor>(
         if *shutdown.borrow() {
             break;
         }
-        let stopping = fill_batch(&consumer, &cfg, &mut batch, &mut shutdown).await;
-        // Counted as polled, before revocations may drop some of them.
-        count_by_topic(&batch, t::EVENTS_CONSUMED_TOTAL);
-        apply_group_events(&group_events, &mut batch, &mut processor, &health);
+        let mut filling = Filling {
+            batch: &mut batch,
+            events: &group_events,
+            processor: &mut processor,
+            health: &health,
+        };
+        let stopping = fill_batch(&consumer, &cfg, &mut filling, &mut shutdown).await;
         if !batch.is_empty() {
             let deadline = stopping.then(|| Instant::now() + cfg.shutdown_deadline);
             let outcome = process_batch(
@@ -309,70 +316,6 @@ async fn leave_group(consumer: Arc<StreamConsumer<PipelineContext>>, bound: Dura
             false
         }
     }
-}
-
-/// Polls until the batch is full, its linger has passed, or shutdown is asked.
-/// Returns whether shutdown was asked.
-async fn fill_batch(
-    consumer: &StreamConsumer<PipelineContext>,
-    cfg: &PipelineConfig,
-    batch: &mut Vec<InputRecord>,
-    shutdown: &mut watch::Receiver<bool>,
-) -> bool {
-    let mut linger_until: Option<tokio::time::Instant> = None;
-    // An idle consumer still wakes up now and then, so that revocations seen
-    // by the callback reach the processor without waiting for a message.
-    let idle_wake = tokio::time::Instant::now() + Duration::from_millis(500);
-    while batch.len() < cfg.batch_max_events {
-        let wake_at = linger_until.unwrap_or(idle_wake);
-        tokio::select! {
-            biased;
-            changed = shutdown.changed() => {
-                if changed.is_err() || *shutdown.borrow() {
-                    return true;
-                }
-            }
-            received = consumer.recv() => match received {
-                Ok(msg) => {
-                    batch.push(InputRecord::copy_of(&msg, batch.last()));
-                    if linger_until.is_none() {
-                        linger_until = Some(tokio::time::Instant::now() + cfg.batch_linger);
-                    }
-                }
-                Err(e) => {
-                    metrics::counter!(t::CONSUMER_ERRORS_TOTAL).increment(1);
-                    warn!(error = %e, "consumer error; continuing");
-                }
-            },
-            _ = tokio::time::sleep_until(wake_at) => {
-                if linger_until.is_some() || batch.is_empty() {
-                    return false;
-                }
-            }
-        }
-    }
-    false
-}
-
-/// Applies revocations seen by the rebalance callback: drops unprocessed
-/// records of revoked partitions and tells the processor to forget them.
-fn apply_group_events<P: Processor>(
-    events: &GroupEvents,
-    batch: &mut Vec<InputRecord>,
-    processor: &mut P,
-    health: &PipelineHealth,
-) {
-    let (revoked, owned) = events.take();
-    health.has_assignment.store(owned > 0, Ordering::Relaxed);
-    if revoked.is_empty() {
-        return;
-    }
-    batch.retain(|r| {
-        !revoked
-            .iter()
-            .any(|(t, p)| *p == r.partition && t.as_str() == &*r.topic)
-    });
-    processor.partitions_revoked(&revoked);
 }
 
 #[derive(Debug, PartialEq, Eq)]
