@@ -65,23 +65,16 @@ pub fn producer_config(cfg: &KafkaConfig) -> ClientConfig {
         .set("partitioner", cfg.partitioner.librdkafka_name())
         .set("linger.ms", "5")
         .set("compression.type", "lz4")
+        // Also bounds a batch of records, so that the broker's default
+        // `max.message.bytes` (1,048,588) never refuses one.
+        .set("message.max.bytes", cfg.message_max_bytes.to_string())
         .set(
             "delivery.timeout.ms",
             cfg.delivery_timeout.as_millis().to_string(),
         )
-        .set("retry.backoff.ms", "20")
-        // librdkafka refuses, before any broker sees it, a record larger
-        // than its `message.max.bytes`, 1000000 by default: less than a
-        // broker's default limit (1048588) and than `pipeline.max_event_bytes`,
-        // so a poison record the broker took could never be dead-lettered
-        // and stalled its partition. The broker's limit is the one that counts.
-        .set("message.max.bytes", PRODUCER_MESSAGE_MAX_BYTES.to_string());
+        .set("retry.backoff.ms", "20");
     c
 }
-
-/// The largest `message.max.bytes` librdkafka accepts: no limit of its own
-/// below the broker's.
-const PRODUCER_MESSAGE_MAX_BYTES: usize = 1_000_000_000;
 
 /// A group consumer that leaves offset storing to galley: an offset is stored
 /// only after the effects of its event are published and written.

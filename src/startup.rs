@@ -27,7 +27,9 @@ use crate::api::{Listener, ServeLimits, Serving};
 use crate::codec::Codec;
 use crate::config::Config;
 use crate::kafka;
-use crate::pipeline::{self, PartitionCheck, PipelineContext, PipelineHealth, Publisher, Stopped};
+use crate::pipeline::{
+    self, DeadLetterTarget, PartitionCheck, PipelineContext, PipelineHealth, Publisher, Stopped,
+};
 use crate::shop::projections::ProjectionStore;
 use crate::shop::queries::QueryStore;
 use crate::shop::{ShopProcessor, ShopSettings};
@@ -80,9 +82,14 @@ impl Application {
         let queries = Arc::new(QueryStore::prepare(session.clone(), &config.cql.keyspace).await?);
         let progress =
             Arc::new(ProgressStore::prepare(session.clone(), &config.cql.keyspace).await?);
+        let dead_letters = DeadLetterTarget {
+            topic: config.topics.dead_letter.clone(),
+            max_message_bytes: config.kafka.message_max_bytes,
+            task_id: config.kafka.client_id.clone(),
+        };
         let publisher = Publisher::new(
             kafka::producer_config(&config.kafka),
-            config.topics.dead_letter.clone(),
+            dead_letters,
             config.kafka.delivery_timeout,
         )
         .context("creating the Kafka producer")?;

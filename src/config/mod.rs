@@ -112,6 +112,10 @@ pub struct KafkaConfig {
     /// Upper bound on one publish (result events, dead letters) including retries.
     #[serde(with = "humantime_serde")]
     pub delivery_timeout: Duration,
+    /// Largest record galley's producer sends (librdkafka's
+    /// `message.max.bytes`); keep it at or below the dead-letter topic's
+    /// `max.message.bytes`. A dead letter that would be larger is cut down.
+    pub message_max_bytes: usize,
     /// `security.protocol` for librdkafka: plaintext, ssl, sasl_plaintext, sasl_ssl.
     pub security_protocol: SecurityProtocol,
     /// How upstream producers partition by key (murmur2, consistent). galley's
@@ -136,6 +140,7 @@ impl Default for KafkaConfig {
             client_id: "galley".into(),
             session_timeout: Duration::from_secs(10),
             delivery_timeout: Duration::from_secs(30),
+            message_max_bytes: 1_000_000,
             security_protocol: SecurityProtocol::Plaintext,
             partitioner: Partitioner::Murmur2,
             consumer_queue_max_bytes: 32 * 1024 * 1024,
@@ -243,7 +248,9 @@ impl Default for PipelineConfig {
             batch_max_events: 2000,
             batch_max_bytes: 16 * 1024 * 1024,
             batch_linger: Duration::from_millis(20),
-            max_event_bytes: 1024 * 1024,
+            // 960 KiB: with `kafka.message_max_bytes` of 1,000,000 it leaves
+            // the room a dead letter's headers take (see validate.rs).
+            max_event_bytes: 960 * 1024,
             shutdown_deadline: Duration::from_secs(30),
             retry_initial_backoff: Duration::from_millis(100),
             retry_max_backoff: Duration::from_secs(10),

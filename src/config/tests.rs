@@ -92,6 +92,19 @@ fn bad_values_name_the_key() {
             "pipeline.batch_linger",
         ),
         ("[log]\nformat = \"xml\"\n", "log.format"),
+        // Larger than what fits in a dead letter with the default producer.
+        (
+            "[pipeline]\nmax_event_bytes = 1048576\n",
+            "pipeline.max_event_bytes",
+        ),
+        (
+            "[kafka]\nmessage_max_bytes = 900000\n[pipeline]\nmax_event_bytes = 900000\n",
+            "pipeline.max_event_bytes",
+        ),
+        (
+            "[kafka]\nmessage_max_bytes = 1000\n",
+            "kafka.message_max_bytes",
+        ),
         (
             "[kafka]\nsecurity_protocol = \"tls\"\n",
             "kafka.security_protocol",

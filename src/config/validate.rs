@@ -7,6 +7,11 @@ use std::time::Duration;
 
 use super::{invalid, Config, ConfigError, CqlConsistency};
 
+/// Room kept in a dead letter, beyond the event's value, for its key and
+/// headers: `pipeline.max_event_bytes` may not come closer than this to
+/// `kafka.message_max_bytes`.
+pub const DEAD_LETTER_HEADROOM: usize = 16 * 1024;
+
 impl Config {
     /// Cross-field and value checks that serde cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -31,6 +36,14 @@ impl Config {
             return Err(invalid(
                 "kafka.consumer_queue_max_bytes",
                 "must be between 1000000 (librdkafka's smallest fetch) and 1073741824 (1 GiB)",
+            ));
+        }
+        // librdkafka's own bounds for `message.max.bytes`, the lower one
+        // raised so that a cut-down dead letter keeps room for its headers.
+        if !(65_536..=1_000_000_000).contains(&self.kafka.message_max_bytes) {
+            return Err(invalid(
+                "kafka.message_max_bytes",
+                "must be between 65536 and 1000000000",
             ));
         }
         if self.kafka.security_protocol.uses_sasl() {
@@ -123,6 +136,22 @@ impl Config {
         }
         if self.pipeline.max_event_bytes < 64 {
             return Err(invalid("pipeline.max_event_bytes", "must be at least 64"));
+        }
+        // Any accepted event that turns out to be poison must fit whole in
+        // its dead letter, next to its key and headers.
+        let fits = self
+            .kafka
+            .message_max_bytes
+            .saturating_sub(DEAD_LETTER_HEADROOM);
+        if self.pipeline.max_event_bytes > fits {
+            return Err(invalid(
+                "pipeline.max_event_bytes",
+                format!(
+                    "must be at most kafka.message_max_bytes ({}) less {DEAD_LETTER_HEADROOM} bytes \
+                     for a dead letter's key and headers, so at most {fits}",
+                    self.kafka.message_max_bytes
+                ),
+            ));
         }
         positive_duration(
             "pipeline.shutdown_deadline",

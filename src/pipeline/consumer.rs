@@ -35,6 +35,21 @@ impl GroupEvents {
         }
     }
 
+    /// Records partitions the group took from this member.
+    pub(super) fn record_revoked(&self, revoked: &[(String, i32)]) {
+        self.update(|s| {
+            for p in revoked {
+                s.owned.remove(p);
+            }
+            s.revoked_since_last_take.extend(revoked.iter().cloned());
+        });
+    }
+
+    /// Records partitions the group gave this member.
+    pub(super) fn record_assigned(&self, assigned: Vec<(String, i32)>) {
+        self.update(|s| s.owned.extend(assigned));
+    }
+
     fn update(&self, f: impl FnOnce(&mut GroupState)) {
         if let Ok(mut state) = self.inner.lock() {
             f(&mut state);
@@ -86,12 +101,7 @@ impl ConsumerContext for PipelineContext {
                 );
             }
             info!(?revoked, "partitions revoked");
-            self.events.update(|s| {
-                for p in &revoked {
-                    s.owned.remove(p);
-                }
-                s.revoked_since_last_take.extend(revoked.iter().cloned());
-            });
+            self.events.record_revoked(&revoked);
         }
     }
 
@@ -101,7 +111,7 @@ impl ConsumerContext for PipelineContext {
                 let assigned = partitions(tpl);
                 metrics::counter!(t::REBALANCES_TOTAL, "kind" => "assign").increment(1);
                 info!(?assigned, "partitions assigned");
-                self.events.update(|s| s.owned.extend(assigned));
+                self.events.record_assigned(assigned);
             }
             Rebalance::Revoke(_) => {}
             Rebalance::Error(e) => warn!(error = %e, "rebalance error"),

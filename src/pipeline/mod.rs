@@ -34,13 +34,16 @@
 //! librdkafka's auto-commit commits them before the partitions are
 //! released. Messages of a revoked partition that were polled into a batch
 //! still being filled are dropped unprocessed; the partition's next owner
-//! reads them from the committed offset. On shutdown the loop stops polling,
-//! finishes the batch in hand within the shutdown deadline, commits, and
-//! leaves the group.
+//! reads them from the committed offset. Only those polled before the
+//! revocation: a partition assigned back within the same filling is polled
+//! again from its committed offset, and those records stay (`fill.rs`). On
+//! shutdown the loop stops polling, finishes the batch in hand within the
+//! shutdown deadline, commits, and leaves the group.
 
 mod consumer;
 mod consumer_errors;
 mod dead_letter;
+mod fill;
 pub mod partitioning;
 mod publish;
 mod retry;
@@ -48,9 +51,11 @@ mod step;
 
 pub use consumer::{GroupEvents, PipelineContext};
 pub use consumer_errors::{ConsumerErrors, CONSUMER_ERROR_WINDOW};
+pub use dead_letter::{headers as dead_letter_headers, DeadLetterTarget, Fit};
 pub use dead_letter::{DeadLetter, DeadLetterStage, ErrorClass};
+use fill::{fill_batch, Filling};
 pub use partitioning::{PartitionCheck, WrongPartitions};
-pub use publish::Publisher;
+pub use publish::{Outbox, Publisher};
 pub use retry::Backoff;
 use step::{Step, StepRetry};
 
@@ -61,7 +66,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::Message;
+use rdkafka::message::{Headers, Message, OwnedHeaders};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
@@ -79,6 +84,8 @@ pub struct InputRecord {
     pub payload: Option<Vec<u8>>,
     /// The record's Kafka timestamp in milliseconds, when it has one.
     pub timestamp_ms: Option<i64>,
+    /// The record's headers, kept for its dead letter should it be poison.
+    pub headers: Option<OwnedHeaders>,
 }
 
 impl InputRecord {
@@ -96,6 +103,7 @@ impl InputRecord {
             key: msg.key().map(<[u8]>::to_vec),
             payload: msg.payload().map(<[u8]>::to_vec),
             timestamp_ms: msg.timestamp().to_millis(),
+            headers: msg.headers().map(copy_headers),
         }
     }
 
@@ -106,6 +114,15 @@ impl InputRecord {
             + self.key.as_ref().map_or(0, Vec::len)
             + self.payload.as_ref().map_or(0, Vec::len)
     }
+}
+
+/// An owned copy of a consumed record's headers.
+fn copy_headers<H: Headers>(headers: &H) -> OwnedHeaders {
+    headers
+        .iter()
+        .fold(OwnedHeaders::new_with_capacity(headers.count()), |o, h| {
+            o.insert(h)
+        })
 }
 
 /// A message the pipeline publishes on a processor's behalf.
@@ -236,10 +253,13 @@ pub async fn run<P: Processor>(
         if *shutdown.borrow() {
             break;
         }
-        let stopping = fill_batch(&consumer, &cfg, &health, &mut batch, &mut shutdown).await;
-        // Counted as polled, before revocations may drop some of them.
-        count_by_topic(&batch, t::EVENTS_CONSUMED_TOTAL);
-        apply_group_events(&group_events, &mut batch, &mut processor, &health);
+        let mut filling = Filling {
+            batch: &mut batch,
+            events: &group_events,
+            processor: &mut processor,
+            health: &health,
+        };
+        let stopping = fill_batch(&consumer, &cfg, &mut filling, &mut shutdown).await;
         if !batch.is_empty() {
             let deadline = stopping.then(|| Instant::now() + cfg.shutdown_deadline);
             let outcome = process_batch(
@@ -310,78 +330,6 @@ async fn leave_group(consumer: Arc<StreamConsumer<PipelineContext>>, bound: Dura
     }
 }
 
-/// Polls until the batch is full (`batch_max_events` records, or
-/// `batch_max_bytes` of them: the record that reaches the byte bound is the
-/// last one taken, so a batch holds at most the bound plus one record), its
-/// linger has passed, or shutdown is asked. Returns whether shutdown was asked.
-async fn fill_batch(
-    consumer: &StreamConsumer<PipelineContext>,
-    cfg: &PipelineConfig,
-    health: &PipelineHealth,
-    batch: &mut Vec<InputRecord>,
-    shutdown: &mut watch::Receiver<bool>,
-) -> bool {
-    let mut linger_until: Option<tokio::time::Instant> = None;
-    // An idle consumer still wakes up now and then, so that revocations seen
-    // by the callback reach the processor without waiting for a message.
-    let idle_wake = tokio::time::Instant::now() + Duration::from_millis(500);
-    let mut bytes: usize = batch.iter().map(InputRecord::held_bytes).sum();
-    while batch.len() < cfg.batch_max_events && bytes < cfg.batch_max_bytes {
-        let wake_at = linger_until.unwrap_or(idle_wake);
-        tokio::select! {
-            biased;
-            changed = shutdown.changed() => {
-                if changed.is_err() || *shutdown.borrow() {
-                    return true;
-                }
-            }
-            received = consumer.recv() => match received {
-                Ok(msg) => {
-                    health.consumer_errors.record_received();
-                    let record = InputRecord::copy_of(&msg, batch.last());
-                    bytes += record.held_bytes();
-                    batch.push(record);
-                    if linger_until.is_none() {
-                        linger_until = Some(tokio::time::Instant::now() + cfg.batch_linger);
-                    }
-                }
-                Err(e) => {
-                    metrics::counter!(t::CONSUMER_ERRORS_TOTAL).increment(1);
-                    warn!(error = %e, "consumer error; continuing");
-                    health.consumer_errors.record_error(unix_ms(), e.to_string());
-                }
-            },
-            _ = tokio::time::sleep_until(wake_at) => {
-                if linger_until.is_some() || batch.is_empty() {
-                    return false;
-                }
-            }
-        }
-    }
-    false
-}
-
-/// Applies revocations seen by the rebalance callback: drops unprocessed
-/// records of revoked partitions and tells the processor to forget them.
-fn apply_group_events<P: Processor>(
-    events: &GroupEvents,
-    batch: &mut Vec<InputRecord>,
-    processor: &mut P,
-    health: &PipelineHealth,
-) {
-    let (revoked, owned) = events.take();
-    health.has_assignment.store(owned > 0, Ordering::Relaxed);
-    if revoked.is_empty() {
-        return;
-    }
-    batch.retain(|r| {
-        !revoked
-            .iter()
-            .any(|(t, p)| *p == r.partition && t.as_str() == &*r.topic)
-    });
-    processor.partitions_revoked(&revoked);
-}
-
 #[derive(Debug, PartialEq, Eq)]
 enum BatchOutcome {
     Done,
@@ -434,11 +382,8 @@ async fn process_batch<P: Processor>(
     let (placed, misplaced) = until_done!(retry, Step::Check, check.split(consumer, batch));
     let mut effects = until_done!(retry, Step::Prepare, processor.prepare(&placed));
     effects.dead_letters.extend(misplaced);
-    until_done!(
-        retry,
-        Step::Publish,
-        publisher.publish_all(&effects.messages, &effects.dead_letters)
-    );
+    let mut outbox = Outbox::new(&effects.messages, &effects.dead_letters);
+    until_done!(retry, Step::Publish, publisher.publish(&mut outbox));
     debug!(records = %BatchSpan(batch), "batch published");
     until_done!(retry, Step::Write, processor.write(&effects.writes));
     debug!(records = %BatchSpan(batch), "batch written");

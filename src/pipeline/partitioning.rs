@@ -155,17 +155,13 @@ impl PartitionCheck {
             self.partitioner,
             self.partitioner.librdkafka_name(),
         );
-        DeadLetter {
-            topic: record.topic.clone(),
-            partition: record.partition,
-            offset: record.offset,
-            key: record.key.clone(),
-            payload: record.payload.clone(),
-            error_class: ErrorClass::WrongPartition,
-            event_type: "unknown",
+        DeadLetter::of(
+            record,
+            ErrorClass::WrongPartition,
+            DeadLetterStage::Validate,
+            "unknown",
             message,
-            stage: DeadLetterStage::Validate,
-        }
+        )
     }
 
     /// Reads the partition counts of `topics` from the broker.

@@ -66,6 +66,7 @@ fn record(topic: &str, partition: i32, offset: i64, key: Option<&str>) -> InputR
         key: key.map(|k| k.as_bytes().to_vec()),
         payload: Some(vec![0, 0, 0, 0, 1]),
         timestamp_ms: None,
+        headers: None,
     }
 }
 

@@ -1,5 +1,7 @@
 //! Publishing a batch's messages and dead letters, and waiting for every
-//! acknowledgement before the batch's rows may be written.
+//! acknowledgement before the batch's rows may be written. Across retries an
+//! [`Outbox`] remembers what was acknowledged, so that one record refused
+//! for good never holds the others.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -11,20 +13,11 @@ use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
+use tracing::warn;
 
+use super::dead_letter::{refused_for_good, DeadLetterRecord, DeadLetterTarget, Fit};
 use super::{DeadLetter, OutgoingMessage, StepError};
 use crate::telemetry as t;
-
-/// Kafka Connect's dead-letter header names, which existing tooling reads.
-pub mod dlq_headers {
-    pub const TOPIC: &str = "__connect.errors.topic";
-    pub const PARTITION: &str = "__connect.errors.partition";
-    pub const OFFSET: &str = "__connect.errors.offset";
-    pub const CLASS: &str = "__connect.errors.exception.class.name";
-    pub const MESSAGE: &str = "__connect.errors.exception.message";
-    pub const STAGE: &str = "__connect.errors.stage";
-    pub const CONNECTOR: &str = "__connect.errors.connector.name";
-}
 
 /// Sends messages through one idempotent producer, replaced by a new one
 /// when librdkafka declares it dead.
@@ -33,22 +26,57 @@ pub struct Publisher {
     producer: Arc<RwLock<FutureProducer>>,
     /// What a replacement producer is made from.
     config: ClientConfig,
-    dead_letter_topic: String,
+    dead_letters: DeadLetterTarget,
     delivery_timeout: Duration,
+}
+
+/// What of one batch's effects is still to be acknowledged, across retries
+/// of the publish step: a retry re-sends only that, so a dead letter the
+/// broker took is not sent again each time something else fails.
+pub struct Outbox<'a> {
+    messages: &'a [OutgoingMessage],
+    messages_done: bool,
+    dead_letters: Vec<(&'a DeadLetter, Sent)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sent {
+    Not,
+    /// Refused for good as it was: the stripped copy is what goes next.
+    Refused,
+    Acknowledged,
+}
+
+impl<'a> Outbox<'a> {
+    pub fn new(messages: &'a [OutgoingMessage], dead_letters: &'a [DeadLetter]) -> Self {
+        Self {
+            messages,
+            messages_done: messages.is_empty(),
+            dead_letters: dead_letters.iter().map(|d| (d, Sent::Not)).collect(),
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        self.messages_done
+            && self
+                .dead_letters
+                .iter()
+                .all(|(_, s)| *s == Sent::Acknowledged)
+    }
 }
 
 impl Publisher {
     /// A publisher whose producer is made from `config`.
     pub fn new(
         config: ClientConfig,
-        dead_letter_topic: String,
+        dead_letters: DeadLetterTarget,
         delivery_timeout: Duration,
     ) -> KafkaResult<Self> {
         let producer: FutureProducer = config.create()?;
         Ok(Self {
             producer: Arc::new(RwLock::new(producer)),
             config,
-            dead_letter_topic,
+            dead_letters,
             delivery_timeout,
         })
     }
@@ -63,62 +91,107 @@ impl Publisher {
 
     /// Where poison events go.
     pub fn dead_letter_topic(&self) -> &str {
-        &self.dead_letter_topic
+        &self.dead_letters.topic
     }
 
-    /// Publishes everything, in order, and returns once all are acknowledged.
-    /// On any failure the caller retries the whole set: re-sending in the
-    /// original order keeps per-key order intact, and duplicates carry the
-    /// same event ids.
-    pub async fn publish_all(
-        &self,
-        messages: &[OutgoingMessage],
-        dead_letters: &[DeadLetter],
-    ) -> Result<(), StepError> {
-        if messages.is_empty() && dead_letters.is_empty() {
-            return Ok(());
+    /// Publishes what `outbox` still holds and returns once all of it is
+    /// acknowledged. Result messages are re-sent together, in their original
+    /// order, until one round has them all acknowledged: that keeps per-key
+    /// order, and duplicates carry the same event ids. A dead letter refused
+    /// for good (too large, a timestamp the broker will not take) is sent
+    /// again at once, stripped, so that it never holds up the batch.
+    pub async fn publish(&self, outbox: &mut Outbox<'_>) -> Result<(), StepError> {
+        let mut first_error = None;
+        let mut timed_out = false;
+        for round in 0..2 {
+            if outbox.is_done() {
+                break;
+            }
+            let (error, round_timed_out) = self.send_round(outbox).await;
+            timed_out |= round_timed_out;
+            if let Some(e) = error {
+                first_error.get_or_insert(e);
+            }
+            // A second round only for dead letters refused in the first.
+            let refused = outbox.dead_letters.iter().any(|(_, s)| *s == Sent::Refused);
+            if round == 0 && !refused {
+                break;
+            }
         }
-        let producer = self.producer();
-        let timeout = Timeout::After(self.delivery_timeout);
-        let mut labels = Vec::with_capacity(messages.len() + dead_letters.len());
-        let mut pending = Vec::with_capacity(labels.capacity());
-        for m in messages {
-            labels.push((m.topic.as_str(), m.event_type));
-            pending.push(producer.send(message_record(m), timeout));
-        }
-        for d in dead_letters {
-            let record = dead_letter_record(&self.dead_letter_topic, d);
-            labels.push((self.dead_letter_topic.as_str(), "DeadLetter"));
-            pending.push(producer.send(record, timeout));
-        }
-        let results = join_all(pending).await;
-        let timed_out = results.iter().any(|r| {
-            matches!(
-                r,
-                Err((
-                    KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut),
-                    _
-                ))
-            )
-        });
-        let outcomes = labels
-            .into_iter()
-            .zip(results.iter().map(|r| r.as_ref().err().map(|(e, _)| e)));
-        let Some(message) = count_deliveries(outcomes) else {
+        let Some(message) = first_error.filter(|_| !outbox.is_done()) else {
             return Ok(());
         };
-        if let Some((code, reason)) = producer.client().fatal_error() {
+        if let Some((code, reason)) = self.producer().client().fatal_error() {
             return Err(self.replace_producer(&format!("it failed fatally ({code:?}: {reason})")));
         }
         if timed_out {
-            // Seen in the fault suite: after a broker restart an idempotent
-            // producer can keep timing every message out although the
-            // broker is back (librdkafka issues 3009 and 3189 describe the
-            // same). A new producer connects afresh; during a real outage
-            // this costs one new producer per delivery timeout.
+            // Seen in the fault suite: after a broker restart a producer can
+            // keep timing every message out although the broker is back
+            // (librdkafka issues 3009 and 3189 describe the same; see also
+            // the re-bootstrap note in `kafka::base_config`). A new producer
+            // connects afresh; during a real outage this costs one new
+            // producer per delivery timeout.
             return Err(self.replace_producer(&format!("its messages timed out: {message}")));
         }
         Err(StepError::Retryable(message))
+    }
+
+    /// Sends everything not yet acknowledged once, and records the outcomes.
+    /// Returns the first failure, and whether any message timed out.
+    async fn send_round(&self, outbox: &mut Outbox<'_>) -> (Option<String>, bool) {
+        let producer = self.producer();
+        let timeout = Timeout::After(self.delivery_timeout);
+        let topic = self.dead_letters.topic.as_str();
+        let mut labels = Vec::new();
+        let mut pending = Vec::new();
+        if !outbox.messages_done {
+            for m in outbox.messages {
+                labels.push((m.topic.as_str(), m.event_type));
+                pending.push(producer.send(message_record(m), timeout));
+            }
+        }
+        let mut sent_dead = Vec::new();
+        for (i, (d, sent)) in outbox.dead_letters.iter().enumerate() {
+            if *sent == Sent::Acknowledged {
+                continue;
+            }
+            let record = d.record(&self.dead_letters, *sent == Sent::Refused);
+            if record.fit != Fit::Whole {
+                warn!(id = %d.id(), fit = ?record.fit, "dead letter too large to send whole; cut down");
+            }
+            labels.push((topic, "DeadLetter"));
+            pending.push(producer.send(dead_letter_record(topic, record), timeout));
+            sent_dead.push(i);
+        }
+        let results = join_all(pending).await;
+        let errors: Vec<Option<&KafkaError>> = results
+            .iter()
+            .map(|r| r.as_ref().err().map(|(e, _)| e))
+            .collect();
+        let n_messages = errors.len() - sent_dead.len();
+        if !outbox.messages_done {
+            outbox.messages_done = errors[..n_messages].iter().all(Option::is_none);
+        }
+        for (&i, error) in sent_dead.iter().zip(&errors[n_messages..]) {
+            let (d, sent) = &mut outbox.dead_letters[i];
+            *sent = match error {
+                None => Sent::Acknowledged,
+                Some(e) if *sent == Sent::Not && refused_for_good(e) => {
+                    warn!(id = %d.id(), error = %e, "dead letter refused for good; sending it stripped");
+                    Sent::Refused
+                }
+                Some(_) => *sent,
+            };
+        }
+        let timed_out = errors.iter().any(|e| {
+            matches!(
+                e,
+                Some(KafkaError::MessageProduction(
+                    RDKafkaErrorCode::MessageTimedOut
+                ))
+            )
+        });
+        (count_deliveries(labels.into_iter().zip(errors)), timed_out)
     }
 
     /// Replaces the producer and asks for the batch to be re-sent through
@@ -145,7 +218,7 @@ impl Publisher {
         // Dropping a producer purges and flushes it: a blocking call.
         tokio::task::spawn_blocking(move || drop(old));
         metrics::counter!(t::PRODUCER_REPLACEMENTS_TOTAL).increment(1);
-        tracing::warn!(reason, "replaced the Kafka producer with a new one");
+        warn!(reason, "replaced the Kafka producer with a new one");
         StepError::Retryable(format!(
             "the producer was replaced because {reason}; the batch is re-sent through the new one"
         ))
@@ -173,37 +246,17 @@ fn message_record(m: &OutgoingMessage) -> FutureRecord<'_, [u8], [u8]> {
         .headers(headers)
 }
 
-/// The poison record as it was, with Kafka Connect's headers saying where it
-/// came from and why it failed.
-fn dead_letter_record<'a>(topic: &'a str, d: &'a DeadLetter) -> FutureRecord<'a, [u8], [u8]> {
-    let partition = d.partition.to_string();
-    let offset = d.offset.to_string();
-    let headers = [
-        (dlq_headers::TOPIC, d.topic.as_bytes()),
-        (dlq_headers::PARTITION, partition.as_bytes()),
-        (dlq_headers::OFFSET, offset.as_bytes()),
-        (dlq_headers::CLASS, d.error_class.as_str().as_bytes()),
-        (dlq_headers::MESSAGE, d.message.as_bytes()),
-        (dlq_headers::STAGE, d.stage.as_str().as_bytes()),
-        (dlq_headers::CONNECTOR, "galley".as_bytes()),
-    ]
-    .into_iter()
-    // Header values are copied into the record here.
-    .fold(
-        OwnedHeaders::new_with_capacity(7),
-        |headers, (key, value)| {
-            headers.insert(Header {
-                key,
-                value: Some(value),
-            })
-        },
-    );
-    let mut record = FutureRecord::to(topic).headers(headers);
-    if let Some(key) = &d.key {
-        record = record.key(key.as_slice());
+/// The dead letter as librdkafka takes it.
+fn dead_letter_record<'a>(topic: &'a str, d: DeadLetterRecord<'a>) -> FutureRecord<'a, [u8], [u8]> {
+    let mut record = FutureRecord::to(topic).headers(d.headers);
+    if let Some(key) = d.key {
+        record = record.key(key);
     }
-    if let Some(payload) = &d.payload {
-        record = record.payload(payload.as_slice());
+    if let Some(value) = d.value {
+        record = record.payload(value);
+    }
+    if let Some(ts) = d.timestamp_ms {
+        record = record.timestamp(ts);
     }
     record
 }

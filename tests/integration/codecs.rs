@@ -14,7 +14,7 @@ use crate::support::scenario::{read_projections, Scenario};
 use crate::support::topics::kafka_config;
 
 /// A valid `OrderPlaced` for `order_id`, in the wire format.
-fn order_placed(scenario: &Scenario, order_id: &str) -> Vec<u8> {
+pub fn order_placed(scenario: &Scenario, order_id: &str) -> Vec<u8> {
     let event = OrderEvent::Placed(OrderPlaced {
         order_id: order_id.to_string(),
         customer_id: format!("c-{order_id}"),

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use rdkafka::producer::Producer;
 
-use galley::pipeline::{OutgoingMessage, Publisher};
+use galley::pipeline::{DeadLetterTarget, Outbox, OutgoingMessage, Publisher};
 
 use crate::support::process::GalleyProcess;
 use crate::support::scenario::Scenario;
@@ -61,7 +61,11 @@ async fn a_producer_declared_dead_is_replaced_and_the_batch_delivered() {
     let topics = &scenario.env.topics;
     let publisher = Publisher::new(
         galley::kafka::producer_config(&kafka_config("unused")),
-        topics.dead_letter.clone(),
+        DeadLetterTarget {
+            topic: topics.dead_letter.clone(),
+            max_message_bytes: 1_000_000,
+            task_id: "deadproducer".into(),
+        },
         Duration::from_secs(10),
     )
     .expect("publisher");
@@ -72,8 +76,9 @@ async fn a_producer_declared_dead_is_replaced_and_the_batch_delivered() {
         headers: Vec::new(),
         event_type: "Test",
     };
+    let first = [message(1)];
     publisher
-        .publish_all(&[message(1)], &[])
+        .publish(&mut Outbox::new(&first, &[]))
         .await
         .expect("the first publish is delivered");
 
@@ -95,14 +100,17 @@ async fn a_producer_declared_dead_is_replaced_and_the_batch_delivered() {
         "the hook took effect"
     );
 
-    let first_try = publisher.publish_all(&[message(2)], &[]).await;
+    let second = [message(2)];
+    // One outbox across both tries, as the batch loop keeps it.
+    let mut outbox = Outbox::new(&second, &[]);
+    let first_try = publisher.publish(&mut outbox).await;
     let error = first_try.expect_err("the dead producer delivers nothing");
     assert!(
         matches!(error, galley::pipeline::StepError::Retryable(_)),
         "a dead producer is replaced, not the end of the process: {error}"
     );
     publisher
-        .publish_all(&[message(2)], &[])
+        .publish(&mut outbox)
         .await
         .expect("the batch is delivered through the new producer");
     assert!(publisher.producer().client().fatal_error().is_none());
@@ -124,7 +132,11 @@ async fn a_publish_whose_messages_time_out_gets_a_new_producer() {
     cfg.delivery_timeout = Duration::from_secs(1);
     let publisher = Publisher::new(
         galley::kafka::producer_config(&cfg),
-        "dead-letters".into(),
+        DeadLetterTarget {
+            topic: "dead-letters".into(),
+            max_message_bytes: 1_000_000,
+            task_id: "timeouts".into(),
+        },
         Duration::from_secs(1),
     )
     .expect("publisher");
@@ -136,8 +148,9 @@ async fn a_publish_whose_messages_time_out_gets_a_new_producer() {
         headers: Vec::new(),
         event_type: "Test",
     };
+    let messages = [message];
     let error = publisher
-        .publish_all(&[message], &[])
+        .publish(&mut Outbox::new(&messages, &[]))
         .await
         .expect_err("nothing can be delivered");
     assert!(

@@ -6,6 +6,7 @@
 mod api;
 mod codecs;
 mod consumer_errors;
+mod dead_letters;
 mod error_classes;
 mod hostile;
 mod lifecycle;

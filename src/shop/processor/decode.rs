@@ -178,17 +178,13 @@ fn poison(
     event_type: Option<&'static str>,
     message: String,
 ) -> Box<DeadLetter> {
-    Box::new(DeadLetter {
-        topic: record.topic.clone(),
-        partition: record.partition,
-        offset: record.offset,
-        key: record.key.clone(),
-        payload: record.payload.clone(),
+    Box::new(DeadLetter::of(
+        record,
         error_class,
-        event_type: event_type.unwrap_or(UNKNOWN_EVENT_TYPE),
-        message,
         stage,
-    })
+        event_type.unwrap_or(UNKNOWN_EVENT_TYPE),
+        message,
+    ))
 }
 
 /// The record's Kafka key must be the event's own key.

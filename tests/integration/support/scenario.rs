@@ -45,6 +45,8 @@ pub struct ReadMessage {
     pub key: Option<Vec<u8>>,
     pub payload: Option<Vec<u8>>,
     pub headers: BTreeMap<String, String>,
+    /// The record's timestamp, when it has one.
+    pub timestamp_ms: Option<i64>,
 }
 
 /// What a verification found, printed by every test.
@@ -141,7 +143,7 @@ impl Scenario {
             keyspace,
             _topics: topics,
             codec: Arc::new(galley::domain::codec().expect("codec")),
-            max_event_bytes: 1024 * 1024,
+            max_event_bytes: galley::config::PipelineConfig::default().max_event_bytes,
         }
     }
 
@@ -298,6 +300,7 @@ impl Scenario {
                 key: m.key().map(<[u8]>::to_vec),
                 payload: m.payload().map(<[u8]>::to_vec),
                 headers,
+                timestamp_ms: m.timestamp().to_millis(),
             });
             if m.offset() + 1 >= ends[&m.partition()] {
                 remaining.remove(&m.partition());
