@@ -24,6 +24,12 @@ pub const CONSUMER_ERROR_WINDOW: Duration = Duration::from_secs(30);
 /// second, so a partition that keeps failing reaches it within seconds.
 pub const CONSUMER_ERRORS_PERSISTENT: usize = 10;
 
+/// With records flowing, errors count as persisting only while they keep
+/// coming: a partition librdkafka cannot fetch fails again every
+/// `fetch.error.backoff.ms` (500 ms by default), while the errors a broker
+/// outage left behind stop once it is back.
+pub const STILL_FAILING: Duration = Duration::from_secs(5);
+
 /// The consumer's recent errors.
 #[derive(Debug, Default)]
 pub struct ConsumerErrors {
@@ -77,7 +83,8 @@ impl ConsumerErrors {
             .iter()
             .filter(|at| now_ms - **at < window)
             .count();
-        if state.record_since && in_window < CONSUMER_ERRORS_PERSISTENT {
+        let stopped = now_ms - latest >= STILL_FAILING.as_millis() as i64;
+        if state.record_since && (in_window < CONSUMER_ERRORS_PERSISTENT || stopped) {
             return None;
         }
         Some(format!(
@@ -121,6 +128,19 @@ mod tests {
             errors.persisting(3_500).is_some(),
             "a new error counts again"
         );
+    }
+
+    #[test]
+    fn a_burst_of_errors_that_stopped_while_records_flow_is_no_reason() {
+        // A broker outage leaves a burst of errors behind; once records flow
+        // and no error follows, galley is ready, not 30 s later.
+        let errors = ConsumerErrors::default();
+        for i in 0..CONSUMER_ERRORS_PERSISTENT as i64 {
+            errors.record_error(1_000 + 100 * i, ERROR.into());
+        }
+        errors.record_received();
+        let quiet = 1_900 + STILL_FAILING.as_millis() as i64;
+        assert_eq!(errors.persisting(quiet), None);
     }
 
     #[test]
