@@ -24,10 +24,10 @@ pub const CONSUMER_ERROR_WINDOW: Duration = Duration::from_secs(30);
 /// second, so a partition that keeps failing reaches it within seconds.
 pub const CONSUMER_ERRORS_PERSISTENT: usize = 10;
 
-/// With records flowing, errors count as persisting only while they keep
-/// coming: a partition librdkafka cannot fetch fails again every
-/// `fetch.error.backoff.ms` (500 ms by default), while the errors a broker
-/// outage left behind stop once it is back.
+/// Errors count as persisting only while they keep coming: a partition
+/// librdkafka cannot fetch fails again every `fetch.error.backoff.ms`
+/// (500 ms by default), while the errors a broker outage left behind stop
+/// once it is back, whether records then flow or the stream is idle.
 pub const STILL_FAILING: Duration = Duration::from_secs(5);
 
 /// The consumer's recent errors.
@@ -83,8 +83,10 @@ impl ConsumerErrors {
             .iter()
             .filter(|at| now_ms - **at < window)
             .count();
-        let stopped = now_ms - latest >= STILL_FAILING.as_millis() as i64;
-        if state.record_since && (in_window < CONSUMER_ERRORS_PERSISTENT || stopped) {
+        if now_ms - latest >= STILL_FAILING.as_millis() as i64 {
+            return None;
+        }
+        if state.record_since && in_window < CONSUMER_ERRORS_PERSISTENT {
             return None;
         }
         Some(format!(
@@ -128,6 +130,17 @@ mod tests {
             errors.persisting(3_500).is_some(),
             "a new error counts again"
         );
+    }
+
+    #[test]
+    fn errors_that_stopped_are_no_reason_even_with_no_record_since() {
+        // After an outage on an idle stream no record comes to clear the
+        // errors; that they stopped coming is enough.
+        let errors = ConsumerErrors::default();
+        errors.record_error(1_000, ERROR.into());
+        assert!(errors.persisting(1_000 + 4_000).is_some());
+        let quiet = 1_000 + STILL_FAILING.as_millis() as i64;
+        assert_eq!(errors.persisting(quiet), None);
     }
 
     #[test]
