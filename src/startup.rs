@@ -106,9 +106,7 @@ impl Application {
             metrics,
             health: health.clone(),
             session,
-            // Metadata reads only, which a producer replaced after a fatal
-            // error still serves.
-            producer: publisher.producer(),
+            publisher: publisher.clone(),
             readiness: admin::Readiness::default(),
         };
         let admin = Listener::bind(

@@ -20,11 +20,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
-use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::producer::Producer;
 use scylla::client::session::Session;
 use serde_json::json;
 
-use crate::pipeline::PipelineHealth;
+use crate::pipeline::{PipelineHealth, Publisher};
 
 /// What the admin routes read.
 #[derive(Clone)]
@@ -32,7 +32,9 @@ pub struct AdminState {
     pub metrics: PrometheusHandle,
     pub health: Arc<PipelineHealth>,
     pub session: Arc<Session>,
-    pub producer: FutureProducer,
+    /// Metadata is read through the producer in use now: one replaced
+    /// because it was stuck or dead would keep failing the check.
+    pub publisher: Publisher,
     pub readiness: Readiness,
 }
 
@@ -133,7 +135,7 @@ async fn not_ready_reasons(state: &AdminState) -> Vec<String> {
     metrics::counter!(crate::telemetry::READINESS_CHECKS_TOTAL).increment(1);
     let mut reasons: Vec<String> = Vec::new();
     // Both at once, so that an outage of one does not delay news of the other.
-    let producer = state.producer.clone();
+    let producer = state.publisher.producer();
     let (db, kafka) = tokio::join!(
         tokio::time::timeout(CHECK_TIMEOUT, crate::store::ping(&state.session)),
         tokio::task::spawn_blocking(move || {
