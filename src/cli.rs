@@ -357,27 +357,14 @@ fn earliest_offsets(
     consumer: &rdkafka::consumer::BaseConsumer,
     config: &Config,
 ) -> anyhow::Result<Vec<(String, i32, i64)>> {
-    use rdkafka::consumer::Consumer;
-
-    let timeout = GROUP_ADMIN_TIMEOUT;
     let mut earliest = Vec::new();
     for topic in [&config.topics.orders, &config.topics.inventory] {
-        let metadata = consumer
-            .fetch_metadata(Some(topic), timeout)
-            .with_context(|| format!("reading the metadata of {topic}"))?;
-        let partitions: Vec<i32> = metadata
-            .topics()
-            .iter()
-            .filter(|t| t.error().is_none())
-            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-            .collect();
-        if partitions.is_empty() {
+        let marks = kafka::partition_watermarks(consumer, topic, GROUP_ADMIN_TIMEOUT)
+            .with_context(|| format!("reading the partitions and watermarks of {topic}"))?;
+        if marks.is_empty() {
             bail!("topic {topic} does not exist or has no partitions");
         }
-        for partition in partitions {
-            let (low, _) = consumer
-                .fetch_watermarks(topic, partition, timeout)
-                .with_context(|| format!("reading the watermarks of {topic}[{partition}]"))?;
+        for (partition, (low, _)) in marks {
             earliest.push((topic.clone(), partition, low));
         }
     }

@@ -129,15 +129,28 @@ pub fn partition_ends<C: ConsumerContext>(
     topic: &str,
     timeout: Duration,
 ) -> Result<std::collections::BTreeMap<i32, i64>, KafkaError> {
+    Ok(partition_watermarks(consumer, topic, timeout)?
+        .into_iter()
+        .map(|(partition, (_, high))| (partition, high))
+        .collect())
+}
+
+/// Each partition of `topic` and its (low, high) watermarks: the first
+/// retained offset and the offset after the last record. Empty when the
+/// topic does not exist. Blocking: call it off the async runtime's workers.
+pub fn partition_watermarks<C: ConsumerContext>(
+    consumer: &impl Consumer<C>,
+    topic: &str,
+    timeout: Duration,
+) -> Result<std::collections::BTreeMap<i32, (i64, i64)>, KafkaError> {
     let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
-    let mut ends = std::collections::BTreeMap::new();
+    let mut marks = std::collections::BTreeMap::new();
     for t in metadata.topics().iter().filter(|t| t.error().is_none()) {
         for p in t.partitions() {
-            let (_, high) = consumer.fetch_watermarks(topic, p.id(), timeout)?;
-            ends.insert(p.id(), high);
+            marks.insert(p.id(), consumer.fetch_watermarks(topic, p.id(), timeout)?);
         }
     }
-    Ok(ends)
+    Ok(marks)
 }
 
 /// One record read back by [`first_records_at`]: its offset, key and Kafka timestamp.

@@ -48,22 +48,12 @@ fn assert_refuses_to_start(scenario: &Scenario, topic: &str, words: &[&str]) {
 
 /// The topic exists with every partition and holds no record.
 fn is_empty_topic(scenario: &Scenario, topic: &str) -> bool {
-    use rdkafka::consumer::Consumer;
     let consumer = scenario.admin_consumer();
-    let timeout = Duration::from_secs(5);
-    let Ok(metadata) = consumer.fetch_metadata(Some(topic), timeout) else {
+    let Ok(marks) = galley::kafka::partition_watermarks(&consumer, topic, Duration::from_secs(5))
+    else {
         return false;
     };
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .filter(|t| t.error().is_none())
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
-    partitions.len() == INPUT_PARTITIONS as usize
-        && partitions
-            .iter()
-            .all(|p| matches!(consumer.fetch_watermarks(topic, *p, timeout), Ok((_, 0))))
+    marks.len() == INPUT_PARTITIONS as usize && marks.values().all(|(_, high)| *high == 0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
