@@ -71,20 +71,13 @@ async fn produce_patiently(
     let mut remaining = messages;
     let mut acknowledged = 0;
     for round in 1..=3 {
-        let mut cfg = support::topics::kafka_config("producer");
-        cfg.delivery_timeout = Duration::from_secs(120);
-        let producer: rdkafka::producer::FutureProducer = galley::kafka::producer_config(&cfg)
-            .create()
-            .expect("producer");
-        let outcome = galley::shop::send::send_all(
-            &producer,
-            &topics.orders,
-            &topics.inventory,
+        let outcome = support::scenario::send_with_new_producer(
+            &topics,
             &remaining,
             rate,
+            Duration::from_secs(120),
         )
-        .await
-        .expect("send the stream");
+        .await;
         acknowledged += outcome.acknowledged;
         if outcome.unacknowledged.is_empty() {
             return acknowledged;

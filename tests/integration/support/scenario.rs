@@ -251,25 +251,15 @@ impl Scenario {
             .create()
             .expect("reader");
         let timeout = Duration::from_secs(10);
-        let metadata = consumer
-            .fetch_metadata(Some(topic), timeout)
-            .expect("metadata");
-        let partitions: Vec<i32> = metadata
-            .topics()
-            .iter()
-            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        let ends: BTreeMap<i32, i64> = galley::kafka::partition_ends(&consumer, topic, timeout)
+            .expect("partitions and watermarks")
+            .into_iter()
+            .filter(|(_, high)| *high > 0)
             .collect();
-        let mut ends = BTreeMap::new();
         let mut tpl = TopicPartitionList::new();
-        for p in &partitions {
-            let (_, high) = consumer
-                .fetch_watermarks(topic, *p, timeout)
-                .expect("watermarks");
-            if high > 0 {
-                ends.insert(*p, high);
-                tpl.add_partition_offset(topic, *p, Offset::Beginning)
-                    .expect("tpl");
-            }
+        for p in ends.keys() {
+            tpl.add_partition_offset(topic, *p, Offset::Beginning)
+                .expect("tpl");
         }
         let mut out = Vec::new();
         if ends.is_empty() {
@@ -460,39 +450,10 @@ pub fn save_report(name: &str, text: &str) {
 }
 
 /// Sends the messages at about `rate` per second, partitioned the way an
-/// upstream Java producer would.
+/// upstream Java producer would, and requires every one acknowledged.
 pub async fn produce(topics: &TopicsConfig, messages: Vec<GeneratedMessage>, rate: u32) -> usize {
-    produce_within(
-        topics,
-        messages,
-        rate,
-        KafkaConfig::default().delivery_timeout,
-    )
-    .await
-}
-
-/// [`produce`] with a delivery timeout of the caller's choosing, for
-/// streams that must outlast a broker outage.
-pub async fn produce_within(
-    topics: &TopicsConfig,
-    messages: Vec<GeneratedMessage>,
-    rate: u32,
-    delivery_timeout: Duration,
-) -> usize {
-    let mut cfg = kafka_config("producer");
-    cfg.delivery_timeout = delivery_timeout;
-    let producer: FutureProducer = galley::kafka::producer_config(&cfg)
-        .create()
-        .expect("producer");
-    let outcome = galley::shop::send::send_all(
-        &producer,
-        &topics.orders,
-        &topics.inventory,
-        &messages,
-        rate,
-    )
-    .await
-    .expect("send the stream");
+    let delivery_timeout = KafkaConfig::default().delivery_timeout;
+    let outcome = send_with_new_producer(topics, &messages, rate, delivery_timeout).await;
     assert_eq!(
         outcome.acknowledged,
         messages.len(),
@@ -500,6 +461,25 @@ pub async fn produce_within(
         outcome.failures
     );
     outcome.acknowledged
+}
+
+/// Sends `messages` through a producer made for this call (like an
+/// upstream application's, with `delivery_timeout`) and waits for every
+/// acknowledgement.
+pub async fn send_with_new_producer(
+    topics: &TopicsConfig,
+    messages: &[GeneratedMessage],
+    rate: u32,
+    delivery_timeout: Duration,
+) -> galley::shop::send::SendOutcome {
+    let mut cfg = kafka_config("producer");
+    cfg.delivery_timeout = delivery_timeout;
+    let producer: FutureProducer = galley::kafka::producer_config(&cfg)
+        .create()
+        .expect("producer");
+    galley::shop::send::send_all(&producer, &topics.orders, &topics.inventory, messages, rate)
+        .await
+        .expect("send the stream")
 }
 
 /// Reads every order document of the keyspace into the fold's shape. The
