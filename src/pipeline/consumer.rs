@@ -2,6 +2,7 @@
 //! partitions it lost.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rdkafka::client::ClientContext;
@@ -15,6 +16,10 @@ use crate::telemetry as t;
 #[derive(Debug, Clone, Default)]
 pub struct GroupEvents {
     inner: Arc<Mutex<GroupState>>,
+    /// Set by every callback, cleared by [`GroupEvents::take`]: the loop
+    /// checks it for each record it polls, so that the common case (no
+    /// rebalance) costs an atomic load, not a lock.
+    news: Arc<AtomicBool>,
 }
 
 #[derive(Debug, Default)]
@@ -24,8 +29,14 @@ struct GroupState {
 }
 
 impl GroupEvents {
+    /// Whether a callback ran since the last [`GroupEvents::take`].
+    pub fn has_news(&self) -> bool {
+        self.news.load(Ordering::Acquire)
+    }
+
     /// Partitions revoked since the last call, and how many are owned now.
     pub fn take(&self) -> (Vec<(String, i32)>, usize) {
+        self.news.store(false, Ordering::Release);
         match self.inner.lock() {
             Ok(mut state) => {
                 let revoked = std::mem::take(&mut state.revoked_since_last_take);
@@ -55,6 +66,7 @@ impl GroupEvents {
             f(&mut state);
             metrics::gauge!(t::PARTITIONS_OWNED).set(state.owned.len() as f64);
         }
+        self.news.store(true, Ordering::Release);
     }
 }
 

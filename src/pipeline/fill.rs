@@ -38,7 +38,9 @@ impl<P: Processor> Filling<'_, P> {
     /// position has moved past them, and the batch's stored offsets would
     /// otherwise skip them for good.
     pub(super) fn push(&mut self, record: InputRecord) {
-        self.apply_revocations();
+        if self.events.has_news() {
+            self.apply_revocations();
+        }
         self.batch.push(record);
     }
 
