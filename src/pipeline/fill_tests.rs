@@ -25,7 +25,13 @@ impl Processor for Forgetful {
         Ok(())
     }
 
-    fn committed(&mut self, _writes: ()) {}
+    fn changelog(&self, _writes: &(), _max_bytes: usize) -> Result<Vec<ChangelogEntry>, StepError> {
+        Ok(Vec::new())
+    }
+
+    fn committed(&mut self, _writes: (), _awaiting_sink: bool) {}
+
+    fn applied(&mut self, _topic: &str, _partition: i32, _next_offset: i64) {}
 
     fn partitions_revoked(&mut self, partitions: &[(String, i32)]) {
         self.revoked.extend(partitions.iter().cloned());

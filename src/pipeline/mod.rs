@@ -167,6 +167,19 @@ pub enum StepError {
     Fatal(String),
 }
 
+/// One input partition's row changes from one batch, as its changelog
+/// stores them (`pipeline.delivery = "exactly_once"`). The value is the
+/// domain's own encoding; the engine adds where it came from and which
+/// input offset the batch ends before.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangelogEntry {
+    /// The input topic whose partition owns the rows.
+    pub topic: Arc<str>,
+    /// The input partition that owns the rows.
+    pub partition: i32,
+    pub value: Vec<u8>,
+}
+
 /// Turns batches of records into effects. Implemented by each domain.
 pub trait Processor: Send + 'static {
     type Writes: Send + 'static;
@@ -186,11 +199,40 @@ pub trait Processor: Send + 'static {
         writes: &Self::Writes,
     ) -> impl Future<Output = Result<(), StepError>> + Send;
 
-    /// Adopts the state `writes` describes as current (after a successful write).
-    fn committed(&mut self, writes: Self::Writes);
+    /// Encodes the rows `writes` changes for the changelog: per input
+    /// partition whose rows changed, one or more entries in the order they
+    /// must be applied, each value at most `max_bytes` long unless a single
+    /// row is larger. Pure: it may be called again for the same writes.
+    fn changelog(
+        &self,
+        writes: &Self::Writes,
+        max_bytes: usize,
+    ) -> Result<Vec<ChangelogEntry>, StepError>;
+
+    /// Adopts the state `writes` describes as current, once its batch is
+    /// committed. With `awaiting_sink`, the rows are not in the database
+    /// yet (the sink applies them later): until [`Processor::applied`] says
+    /// they are, later batches must read them from memory, never from the
+    /// database, whatever the cache evicts meanwhile.
+    fn committed(&mut self, writes: Self::Writes, awaiting_sink: bool);
+
+    /// The sink has applied to the database every row change of the input
+    /// partition made by records below `next_offset`.
+    fn applied(&mut self, topic: &str, partition: i32, next_offset: i64);
 
     /// Forgets everything cached for partitions this process no longer owns.
     fn partitions_revoked(&mut self, partitions: &[(String, i32)]);
+}
+
+/// Applies committed changelog values to the database: the sink's half of
+/// a domain. Values come in changelog order within each input partition;
+/// values of different partitions may be applied in any order and at once.
+/// Applying a value again must change nothing, so that the sink can resume
+/// from its last recorded position after a crash.
+pub trait ChangelogSink: Send + Sync + 'static {
+    /// Applies `values`, each one that [`Processor::changelog`] produced. A
+    /// value that cannot be decoded is a [`StepError::Fatal`].
+    fn apply(&self, values: &[&[u8]]) -> impl Future<Output = Result<(), StepError>> + Send;
 }
 
 /// Live facts about the pipeline that readiness and metrics report.
@@ -387,7 +429,7 @@ async fn process_batch<P: Processor>(
     debug!(records = %BatchSpan(batch), "batch published");
     until_done!(retry, Step::Write, processor.write(&effects.writes));
     debug!(records = %BatchSpan(batch), "batch written");
-    processor.committed(effects.writes);
+    processor.committed(effects.writes, false);
     report_dead_letters(&effects.dead_letters, publisher.dead_letter_topic());
     health.wrong_partitions.record(&effects.dead_letters);
 

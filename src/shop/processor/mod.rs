@@ -27,7 +27,7 @@ pub use self::writes::ShopWrites;
 use super::projections::ProjectionStore;
 use super::ShopSettings;
 use crate::codec::Codec;
-use crate::pipeline::{Effects, InputRecord, Processor, StepError};
+use crate::pipeline::{ChangelogEntry, Effects, InputRecord, Processor, StepError};
 use crate::telemetry as t;
 
 /// The shop's [`Processor`].
@@ -61,7 +61,17 @@ impl Processor for ShopProcessor {
         self.write_in_waves(writes).await
     }
 
-    fn committed(&mut self, writes: ShopWrites) {
+    fn changelog(
+        &self,
+        _writes: &ShopWrites,
+        _max_bytes: usize,
+    ) -> Result<Vec<ChangelogEntry>, StepError> {
+        Err(StepError::Fatal("the shop has no changelog encoding yet".into()))
+    }
+
+    fn applied(&mut self, _topic: &str, _partition: i32, _next_offset: i64) {}
+
+    fn committed(&mut self, writes: ShopWrites, _awaiting_sink: bool) {
         count_outcomes(&writes.counts);
         self.caches.adopt(writes.cache);
         metrics::gauge!(t::ROW_CACHE_BYTES).set(self.caches.bytes() as f64);
