@@ -76,13 +76,60 @@ pub fn producer_config(cfg: &KafkaConfig) -> ClientConfig {
     c
 }
 
+/// The producer of `exactly_once` delivery: [`producer_config`] plus a
+/// `transactional.id`, which makes librdkafka fence any earlier producer
+/// with the same id (a restarted process's predecessor) at
+/// `init_transactions`.
+pub fn transactional_producer_config(cfg: &KafkaConfig) -> ClientConfig {
+    let mut c = producer_config(cfg);
+    // librdkafka refuses a message timeout longer than the transaction's.
+    let delivery = cfg.delivery_timeout.min(cfg.transaction_timeout);
+    c.set("transactional.id", cfg.transactional_id())
+        .set(
+            "transaction.timeout.ms",
+            cfg.transaction_timeout.as_millis().to_string(),
+        )
+        .set("delivery.timeout.ms", delivery.as_millis().to_string());
+    c
+}
+
+/// The changelog topic of an input topic: the row changes its partitions'
+/// batches made, partition for partition (`exactly_once` delivery).
+pub fn changelog_topic(input_topic: &str) -> String {
+    format!("{input_topic}.changelog")
+}
+
+/// How long a changelog keeps its records: a sink that falls further behind
+/// than this loses row changes, which its start refuses to hide.
+const CHANGELOG_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The sink's consumer: reads committed changelog records of the partitions
+/// it is given (`assign`), joins no group and commits nothing; its position
+/// lives in the database it applies to.
+pub fn sink_consumer_config(cfg: &KafkaConfig) -> ClientConfig {
+    let mut c = base_config(cfg);
+    c.set("group.id", format!("{}.sink", cfg.group_id))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "error")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "false");
+    bound_prefetch(&mut c, cfg.consumer_queue_max_bytes);
+    c
+}
+
 /// A group consumer that leaves offset storing to galley: an offset is stored
-/// only after the effects of its event are published and written.
-pub fn consumer_config(cfg: &KafkaConfig) -> ClientConfig {
+/// only after the effects of its event are published and written. With
+/// `transactional`, nothing is committed by the consumer at all: offsets go
+/// to the group inside each batch's transaction.
+pub fn consumer_config(cfg: &KafkaConfig, transactional: bool) -> ClientConfig {
     let mut c = base_config(cfg);
     c.set("group.id", &cfg.group_id)
         .set("enable.auto.offset.store", "false")
-        .set("enable.auto.commit", "true")
+        .set(
+            "enable.auto.commit",
+            if transactional { "false" } else { "true" },
+        )
         .set("auto.commit.interval.ms", "1000")
         .set("auto.offset.reset", "earliest")
         .set("partition.assignment.strategy", "cooperative-sticky")
@@ -199,6 +246,111 @@ pub fn first_records_at(
         });
     }
     Ok(found)
+}
+
+/// Makes sure every input topic has its changelog, with the same partition
+/// count (a record's changelog partition is its input partition), and
+/// refuses one whose count differs.
+pub async fn ensure_changelogs(cfg: &KafkaConfig, inputs: &[&str]) -> Result<(), TopicError> {
+    let admin: AdminClient<DefaultClientContext> =
+        base_config(cfg).create().map_err(TopicError::Client)?;
+    let names: Vec<String> = inputs
+        .iter()
+        .flat_map(|t| [t.to_string(), changelog_topic(t)])
+        .collect();
+    let probe_cfg = cfg.clone();
+    let counts = tokio::task::spawn_blocking(move || topic_shapes(&probe_cfg, &names))
+        .await
+        .map_err(|e| TopicError::Create {
+            topic: "changelogs".into(),
+            message: e.to_string(),
+        })??;
+    let retention = CHANGELOG_RETENTION.as_millis().to_string();
+    let mut missing = Vec::new();
+    for input in inputs {
+        let changelog = changelog_topic(input);
+        let Some(&(partitions, replication)) = counts.get(*input) else {
+            return Err(TopicError::Create {
+                topic: changelog,
+                message: format!("its input topic {input} does not exist"),
+            });
+        };
+        match counts.get(&changelog) {
+            Some(&(n, _)) if n == partitions => {}
+            Some(&(n, _)) => {
+                return Err(TopicError::Create {
+                    topic: changelog,
+                    message: format!(
+                        "it has {n} partitions and its input topic {input} has {partitions};                          a changelog must have as many as its input"
+                    ),
+                })
+            }
+            None => missing.push((changelog, partitions, replication)),
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let new_topics: Vec<NewTopic<'_>> = missing
+        .iter()
+        .map(|(name, partitions, replication)| {
+            NewTopic::new(name, *partitions, TopicReplication::Fixed(*replication))
+                .set("cleanup.policy", "delete")
+                .set("retention.ms", &retention)
+        })
+        .collect();
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results =
+        admin
+            .create_topics(&new_topics, &opts)
+            .await
+            .map_err(|e| TopicError::Create {
+                topic: "changelogs".into(),
+                message: e.to_string(),
+            })?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => {
+                return Err(TopicError::Create {
+                    topic,
+                    message: code.to_string(),
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Partition count and replication factor of each of `topics` that exists.
+/// Blocking.
+fn topic_shapes(
+    cfg: &KafkaConfig,
+    topics: &[String],
+) -> Result<std::collections::HashMap<String, (i32, i32)>, TopicError> {
+    use rdkafka::consumer::BaseConsumer;
+    let probe: BaseConsumer = base_config(cfg).create().map_err(TopicError::Client)?;
+    let metadata = probe
+        .fetch_metadata(None, Duration::from_secs(10))
+        .map_err(|e| TopicError::Create {
+            topic: topics.join(","),
+            message: format!("cannot read topic metadata: {e}"),
+        })?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .filter(|t| t.error().is_none() && topics.iter().any(|n| n == t.name()))
+        .map(|t| {
+            let replication = t
+                .partitions()
+                .first()
+                .map_or(1, |p| p.replicas().len().max(1) as i32);
+            (
+                t.name().to_string(),
+                (t.partitions().len() as i32, replication),
+            )
+        })
+        .collect())
 }
 
 /// Why a topic could not be created.

@@ -25,14 +25,16 @@ use crate::api::freshness::{self, FreshnessView};
 use crate::api::params::Limits;
 use crate::api::{Listener, ServeLimits, Serving};
 use crate::codec::Codec;
-use crate::config::Config;
+use crate::config::{Config, Delivery};
 use crate::kafka;
 use crate::pipeline::{
-    self, DeadLetterTarget, PartitionCheck, PipelineContext, PipelineHealth, Publisher, Stopped,
+    self, DeadLetterTarget, ExactlyOnce, PartitionCheck, PipelineContext, PipelineHealth,
+    Publisher, Sink, Stopped,
 };
 use crate::shop::projections::ProjectionStore;
 use crate::shop::queries::QueryStore;
-use crate::shop::{ShopProcessor, ShopSettings};
+use crate::shop::{ShopProcessor, ShopSettings, ShopSink};
+use crate::store::changelog::AppliedStore;
 use crate::store::marks::{self, Incarnation, RecordMark};
 use crate::store::progress::ProgressStore;
 use crate::store::{self, migrate};
@@ -50,6 +52,8 @@ pub struct Application {
     consumer: InputConsumer,
     publisher: Publisher,
     processor: ShopProcessor,
+    /// `exactly_once` delivery's sink, and the shop's half of it.
+    sink: Option<(Sink, ShopSink)>,
     health: Arc<PipelineHealth>,
     watchers: Watchers,
 }
@@ -87,13 +91,33 @@ impl Application {
             max_message_bytes: config.kafka.message_max_bytes,
             task_id: config.kafka.client_id.clone(),
         };
-        let publisher = Publisher::new(
-            kafka::producer_config(&config.kafka),
-            dead_letters,
-            config.kafka.delivery_timeout,
-        )
-        .context("creating the Kafka producer")?;
-        let consumer = input_consumer(&config)?;
+        let transactional = config.pipeline.delivery == Delivery::ExactlyOnce;
+        let publisher = if transactional {
+            kafka::ensure_changelogs(
+                &config.kafka,
+                &[&config.topics.orders, &config.topics.inventory],
+            )
+            .await
+            .context("preparing the changelog topics (pipeline.delivery = \"exactly_once\")")?;
+            transactional_publisher(&config, dead_letters).await?
+        } else {
+            Publisher::new(
+                kafka::producer_config(&config.kafka),
+                dead_letters,
+                config.kafka.delivery_timeout,
+            )
+            .context("creating the Kafka producer")?
+        };
+        let sink = if transactional {
+            let applied = AppliedStore::prepare(session.clone(), &config.cql.keyspace).await?;
+            let sink = Sink::new(&config.kafka, Arc::new(applied))
+                .context("creating the sink's Kafka consumer")?;
+            let applier = ShopSink::new(projections.clone(), config.cql.max_concurrent_statements);
+            Some((sink, applier))
+        } else {
+            None
+        };
+        let consumer = input_consumer(&config, transactional)?;
         // Subscribing only once the check passed: a process refusing to
         // start must not hold (or be mid-way through taking) an assignment.
         check_offset_spaces(&config, &consumer, &progress).await?;
@@ -131,6 +155,7 @@ impl Application {
             consumer,
             publisher,
             processor,
+            sink,
             health,
             watchers: Watchers {
                 admin_state,
@@ -164,11 +189,34 @@ impl Application {
             consumer,
             publisher,
             processor,
+            sink,
             health,
             watchers,
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
         let companions = Companions::start(api, admin, watchers, &consumer, &config, &stop_rx);
+        let (exactly_once, sink_task) = match sink {
+            Some((sink, applier)) => {
+                let task = tokio::spawn(sink.clone().run(
+                    applier,
+                    health.clone(),
+                    (
+                        config.pipeline.retry_initial_backoff,
+                        config.pipeline.retry_max_backoff,
+                    ),
+                    stop_rx.clone(),
+                ));
+                let eos = ExactlyOnce {
+                    sink,
+                    changelog_max_bytes: config
+                        .kafka
+                        .message_max_bytes
+                        .saturating_sub(CHANGELOG_RECORD_HEADROOM),
+                };
+                (Some(eos), Some(task))
+            }
+            None => (None, None),
+        };
         let flusher = publisher.clone();
         // Kept to close the consumer last, off the async workers: closing
         // leaves the group, a blocking call.
@@ -187,6 +235,7 @@ impl Application {
             config.pipeline.clone(),
             health,
             stop_rx,
+            exactly_once,
         ));
         tokio::pin!(shutdown);
         let grace = config.pipeline.shutdown_deadline;
@@ -214,6 +263,9 @@ impl Application {
             .min(PUBLISHER_FLUSH_TIMEOUT);
         flusher.flush(flush_for);
         companions.stop_by(deadline).await;
+        if let Some(task) = sink_task {
+            join_task_by("sink", task, deadline).await;
+        }
         // A pipeline given up at the deadline still holds the consumer.
         close_consumer_by((closer, pipeline), deadline).await;
         match stopped {
@@ -416,10 +468,39 @@ async fn partition_ends(
     }
 }
 
-fn input_consumer(config: &Config) -> anyhow::Result<InputConsumer> {
-    let consumer: StreamConsumer<PipelineContext> = kafka::consumer_config(&config.kafka)
-        .create_with_context(PipelineContext::new())
-        .context("creating the Kafka consumer")?;
+/// Room a changelog record keeps beside its value, below
+/// `kafka.message_max_bytes`, for its headers and the batch framing.
+const CHANGELOG_RECORD_HEADROOM: usize = 64 * 1024;
+
+/// The transactional publisher of `exactly_once` delivery, its transactions
+/// initialised (which fences a predecessor with the same transactional id).
+async fn transactional_publisher(
+    config: &Config,
+    dead_letters: DeadLetterTarget,
+) -> anyhow::Result<Publisher> {
+    let producer_config = kafka::transactional_producer_config(&config.kafka);
+    let (delivery, transaction) = (
+        config.kafka.delivery_timeout,
+        config.kafka.transaction_timeout,
+    );
+    let id = config.kafka.transactional_id();
+    tokio::task::spawn_blocking(move || {
+        Publisher::transactional(producer_config, dead_letters, delivery, transaction)
+    })
+    .await?
+    .with_context(|| {
+        format!(
+            "initialising Kafka transactions with transactional id {id} (kafka.transactional_id; \
+             pipeline.delivery = \"exactly_once\" needs a broker with transactions)"
+        )
+    })
+}
+
+fn input_consumer(config: &Config, transactional: bool) -> anyhow::Result<InputConsumer> {
+    let consumer: StreamConsumer<PipelineContext> =
+        kafka::consumer_config(&config.kafka, transactional)
+            .create_with_context(PipelineContext::new())
+            .context("creating the Kafka consumer")?;
     Ok(Arc::new(consumer))
 }
 

@@ -47,7 +47,7 @@ pub const EVENTS_PUBLISHED_TOTAL: &str = "galley_events_published_total";
 pub const BATCH_SIZE_EVENTS: &str = "galley_batch_size_events";
 /// Time from a batch's start of processing to its offsets stored (histogram).
 pub const BATCH_DURATION_SECONDS: &str = "galley_batch_duration_seconds";
-/// Failed batch steps that were retried. Labels: step (check, prepare, publish, write).
+/// Failed batch steps that were retried. Labels: step (check, restore, prepare, publish, write, sink).
 pub const BATCH_RETRIES_TOTAL: &str = "galley_batch_retries_total";
 /// Time the pure handlers took to decide one partition's share of a batch
 /// (histogram). Labels: topic.
@@ -96,6 +96,11 @@ pub const API_AUTH_CHECKS_TOTAL: &str = "galley_api_auth_checks_total";
 /// /v1 requests refused with 429 before any token check, because their
 /// client IP failed the check too often (`api.unauthenticated_rate_limit_*`).
 pub const API_UNAUTHENTICATED_THROTTLED_TOTAL: &str = "galley_api_unauthenticated_throttled_total";
+/// `exactly_once`: committed batches of this process whose row changes the
+/// sink has not applied to the database yet.
+pub const SINK_AWAITING_BATCHES: &str = "galley_sink_awaiting_batches";
+/// `exactly_once`: Kafka transactions ended. Labels: outcome (committed, aborted).
+pub const TRANSACTIONS_TOTAL: &str = "galley_transactions_total";
 /// 1 when /readyz would answer 200, else 0.
 pub const READY: &str = "galley_ready";
 /// Readiness checks run (a database ping and a Kafka metadata fetch each).
@@ -180,7 +185,7 @@ pub const METRICS: &[MetricDef] = &[
         BATCH_RETRIES_TOTAL,
         Kind::Counter,
         &["step"],
-        "Batch steps (check, prepare, publish, write) that failed and were retried.",
+        "Batch steps (check, restore, prepare, publish, write) and sink rounds that failed and were retried.",
     ),
     def(
         HANDLER_DURATION_SECONDS,
@@ -255,6 +260,18 @@ pub const METRICS: &[MetricDef] = &[
         Kind::Gauge,
         &[],
         "Approximate bytes the row caches of the owned partitions hold.",
+    ),
+    def(
+        SINK_AWAITING_BATCHES,
+        Kind::Gauge,
+        &[],
+        "Committed batches whose row changes the sink has not applied to the database yet.",
+    ),
+    def(
+        TRANSACTIONS_TOTAL,
+        Kind::Counter,
+        &["outcome"],
+        "Kafka transactions ended, by outcome (committed, aborted).",
     ),
     def(
         HTTP_REQUESTS_TOTAL,

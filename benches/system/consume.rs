@@ -25,7 +25,7 @@ pub struct Consumed {
 pub async fn measure(env: &BenchEnv, ends: &BTreeMap<(String, i32), i64>) -> Result<Consumed> {
     let mut kafka_cfg = env.config.kafka.clone();
     kafka_cfg.group_id = format!("{}.consume-only", env.run);
-    let consumer: StreamConsumer<PipelineContext> = kafka::consumer_config(&kafka_cfg)
+    let consumer: StreamConsumer<PipelineContext> = kafka::consumer_config(&kafka_cfg, false)
         .create_with_context(PipelineContext::new())
         .context("creating the consumer")?;
     let batch_size = env.config.pipeline.batch_max_events;

@@ -36,7 +36,7 @@ pub async fn measure(env: &BenchEnv, batches: &[Vec<InputRecord>]) -> Result<Wri
             .await
             .map_err(|e| anyhow::anyhow!("computing rows: {e}"))?;
         rows.push(effects.writes.take_rows());
-        processor.committed(effects.writes);
+        processor.committed(effects.writes, false);
     }
     let statements = rows.iter().map(ShopWrites::statement_count).sum();
     println!(

@@ -110,6 +110,34 @@ impl Partitioner {
     }
 }
 
+/// `pipeline.delivery`: how a batch's effects reach Kafka and the database.
+#[derive(
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    AsRefStr,
+    IntoStaticStr,
+    Display,
+    EnumString,
+    VariantArray,
+)]
+#[serde(try_from = "String", into = "&'static str")]
+#[strum(serialize_all = "snake_case")]
+pub enum Delivery {
+    /// One Kafka transaction per batch holds its result events, dead
+    /// letters, row changes (the changelog) and input offsets; a sink
+    /// applies committed row changes to the database. A read_committed
+    /// consumer sees each result once. Needs a broker with transactions.
+    ExactlyOnce,
+    /// Publish, write the rows, then commit the offsets: results may be
+    /// repeated after a crash (with the same event ids). For brokers
+    /// without transactions, and for comparison.
+    AtLeastOnce,
+}
+
 /// `log.format`: `text` for people, `json` for log shippers.
 #[derive(
     Clone,
@@ -142,6 +170,7 @@ trait Refused {
 impl Refused for SecurityProtocol {}
 impl Refused for LogFormat {}
 impl Refused for Partitioner {}
+impl Refused for Delivery {}
 
 impl Refused for CqlConsistency {
     fn refused(raw: &str) -> Option<&'static str> {
@@ -190,4 +219,10 @@ macro_rules! config_choice {
     )+};
 }
 
-config_choice!(SecurityProtocol, CqlConsistency, LogFormat, Partitioner);
+config_choice!(
+    SecurityProtocol,
+    CqlConsistency,
+    LogFormat,
+    Partitioner,
+    Delivery
+);

@@ -23,7 +23,7 @@ mod env_overrides;
 mod tests;
 mod validate;
 
-pub use choices::{CqlConsistency, LogFormat, Partitioner, SecurityProtocol};
+pub use choices::{CqlConsistency, Delivery, LogFormat, Partitioner, SecurityProtocol};
 pub use validate::validate_keyspace;
 
 use env_overrides::Overrides;
@@ -126,10 +126,33 @@ pub struct KafkaConfig {
     /// filled (librdkafka's `queued.max.messages.kbytes` and
     /// `fetch.max.bytes`); one fetch may overshoot it by as much again.
     pub consumer_queue_max_bytes: usize,
+    /// `transactional.id` of the producer in `exactly_once` delivery. It
+    /// must differ between live galley processes (two with the same id fence
+    /// each other) and stay the same across a process's restarts, so that
+    /// the restarted one aborts its predecessor's open transaction at once.
+    /// Empty means `<group_id>.<client_id>`: see [`KafkaConfig::transactional_id`].
+    pub transactional_id: String,
+    /// How long a transaction may stay open before the broker aborts it
+    /// (and fences the producer). Longer than any stall inside a batch's
+    /// publish; at most the broker's `transaction.max.timeout.ms` (15 min).
+    #[serde(with = "humantime_serde")]
+    pub transaction_timeout: Duration,
     /// SASL mechanism when a SASL protocol is used (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512).
     pub sasl_mechanism: String,
     pub sasl_username: String,
     pub sasl_password: Secret,
+}
+
+impl KafkaConfig {
+    /// The producer's `transactional.id`: the configured one, or
+    /// `<group_id>.<client_id>`.
+    pub fn transactional_id(&self) -> String {
+        if self.transactional_id.is_empty() {
+            format!("{}.{}", self.group_id, self.client_id)
+        } else {
+            self.transactional_id.clone()
+        }
+    }
 }
 
 impl Default for KafkaConfig {
@@ -144,6 +167,8 @@ impl Default for KafkaConfig {
             security_protocol: SecurityProtocol::Plaintext,
             partitioner: Partitioner::Murmur2,
             consumer_queue_max_bytes: 32 * 1024 * 1024,
+            transactional_id: String::new(),
+            transaction_timeout: Duration::from_secs(60),
             sasl_mechanism: String::new(),
             sasl_username: String::new(),
             sasl_password: Secret::default(),
@@ -219,6 +244,13 @@ impl Default for CqlConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PipelineConfig {
+    /// `exactly_once` (one Kafka transaction per batch, rows applied by a
+    /// sink) or `at_least_once`.
+    pub delivery: Delivery,
+    /// In `exactly_once`, most batches committed but not yet applied to the
+    /// database by the sink; past it, processing waits for the sink. Their
+    /// rows are held in memory until applied.
+    pub max_batches_awaiting_sink: usize,
     /// Most events taken into one batch.
     pub batch_max_events: usize,
     /// Most bytes (keys and values) taken into one batch; a record larger
@@ -245,6 +277,8 @@ pub struct PipelineConfig {
 impl Default for PipelineConfig {
     fn default() -> Self {
         Self {
+            delivery: Delivery::AtLeastOnce,
+            max_batches_awaiting_sink: 64,
             batch_max_events: 2000,
             batch_max_bytes: 16 * 1024 * 1024,
             batch_linger: Duration::from_millis(20),

@@ -16,6 +16,7 @@ impl Config {
     /// Cross-field and value checks that serde cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.validate_kafka()?;
+        self.validate_transactions()?;
         self.validate_topics()?;
         self.validate_cql()?;
         self.validate_pipeline()?;
@@ -54,6 +55,26 @@ impl Config {
     }
 
     /// Every topic is a valid Kafka name and none is used twice.
+    fn validate_transactions(&self) -> Result<(), ConfigError> {
+        // The broker refuses a longer one (transaction.max.timeout.ms,
+        // 15 minutes by default); under a second, a batch's own publish
+        // would outlive its transaction.
+        let t = self.kafka.transaction_timeout;
+        if t < Duration::from_secs(1) || t > Duration::from_secs(15 * 60) {
+            return Err(invalid(
+                "kafka.transaction_timeout",
+                "must be between 1s and 15m (the broker's default transaction.max.timeout.ms)",
+            ));
+        }
+        if self.kafka.transactional_id.len() > 249 {
+            return Err(invalid(
+                "kafka.transactional_id",
+                "must be at most 249 characters",
+            ));
+        }
+        Ok(())
+    }
+
     fn validate_topics(&self) -> Result<(), ConfigError> {
         let topics = [
             ("topics.orders", &self.topics.orders),
@@ -171,6 +192,12 @@ impl Config {
             "pipeline.lag_refresh_interval",
             self.pipeline.lag_refresh_interval,
         )?;
+        if self.pipeline.max_batches_awaiting_sink == 0 {
+            return Err(invalid(
+                "pipeline.max_batches_awaiting_sink",
+                "must be at least 1",
+            ));
+        }
         Ok(())
     }
 

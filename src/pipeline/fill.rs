@@ -10,6 +10,7 @@ use tracing::warn;
 
 use super::{
     count_by_topic, unix_ms, GroupEvents, InputRecord, PipelineContext, PipelineHealth, Processor,
+    Transactional,
 };
 use crate::config::PipelineConfig;
 use crate::telemetry as t;
@@ -20,6 +21,8 @@ pub(super) struct Filling<'a, P> {
     pub(super) events: &'a GroupEvents,
     pub(super) processor: &'a mut P,
     pub(super) health: &'a PipelineHealth,
+    /// `exactly_once` delivery's state, which revocations reach too.
+    pub(super) transactional: Option<&'a mut Transactional>,
 }
 
 impl<P: Processor> Filling<'_, P> {
@@ -71,6 +74,9 @@ impl<P: Processor> Filling<'_, P> {
         *self.batch = kept;
         count_by_topic(&dropped, t::EVENTS_CONSUMED_TOTAL);
         self.processor.partitions_revoked(&revoked);
+        if let Some(eos) = self.transactional.as_deref_mut() {
+            eos.revoked(&revoked);
+        }
     }
 }
 

@@ -2,7 +2,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::*;
-use crate::pipeline::{Effects, StepError};
+use crate::pipeline::{ChangelogEntry, Effects, StepError};
 
 /// A processor that only remembers which partitions it was told to forget.
 #[derive(Default)]
@@ -67,6 +67,7 @@ impl Rig {
             events: &self.events,
             processor: &mut self.processor,
             health: &self.health,
+            transactional: None,
         }
     }
 }

@@ -40,23 +40,46 @@
 //! shutdown the loop stops polling, finishes the batch in hand within the
 //! shutdown deadline, commits, and leaves the group.
 
+/// Runs one step of a batch until it succeeds: a retryable failure waits
+/// out the backoff and tries again; a fatal one, or the shutdown deadline,
+/// ends the batch unfinished (the enclosing function returns).
+macro_rules! until_done {
+    ($retry:expr, $step:expr, $attempt:expr) => {
+        loop {
+            match $retry.bounded($attempt).await {
+                Some(Ok(value)) => break $retry.succeeded($step, value),
+                Some(Err(StepError::Fatal(reason))) => {
+                    return BatchOutcome::Fatal(format!("{}: {reason}", $step.label()))
+                }
+                Some(Err(e)) if $retry.failed($step, &e).await => {}
+                _ => return BatchOutcome::Abandoned,
+            }
+        }
+    };
+}
+
 mod consumer;
 mod consumer_errors;
 mod dead_letter;
+mod exactly_once;
 mod fill;
 pub mod partitioning;
 mod publish;
 mod retry;
+mod sink;
 mod step;
 
 pub use consumer::{GroupEvents, PipelineContext};
 pub use consumer_errors::{ConsumerErrors, CONSUMER_ERROR_WINDOW};
 pub use dead_letter::{headers as dead_letter_headers, DeadLetterTarget, Fit};
 pub use dead_letter::{DeadLetter, DeadLetterStage, ErrorClass};
+pub use exactly_once::ExactlyOnce;
+use exactly_once::Transactional;
 use fill::{fill_batch, Filling};
 pub use partitioning::{PartitionCheck, WrongPartitions};
-pub use publish::{Outbox, Publisher};
+pub use publish::{ChangelogRecord, Outbox, Publisher, Transaction};
 pub use retry::Backoff;
+pub use sink::{Sink, CHECKPOINT_HEADER};
 use step::{Step, StepRetry};
 
 use std::collections::BTreeMap;
@@ -279,6 +302,7 @@ pub enum Stopped {
 }
 
 /// Runs the consume-apply-publish-write-commit loop until `shutdown` turns true.
+#[allow(clippy::too_many_arguments)]
 pub async fn run<P: Processor>(
     consumer: Arc<StreamConsumer<PipelineContext>>,
     publisher: Publisher,
@@ -287,9 +311,11 @@ pub async fn run<P: Processor>(
     cfg: PipelineConfig,
     health: Arc<PipelineHealth>,
     mut shutdown: watch::Receiver<bool>,
+    exactly_once: Option<ExactlyOnce>,
 ) -> Stopped {
     let group_events = consumer.context().events();
     register_metrics();
+    let mut transactional = exactly_once.map(Transactional::new);
     let mut batch: Vec<InputRecord> = Vec::with_capacity(cfg.batch_max_events);
     loop {
         if *shutdown.borrow() {
@@ -300,22 +326,42 @@ pub async fn run<P: Processor>(
             events: &group_events,
             processor: &mut processor,
             health: &health,
+            transactional: transactional.as_mut(),
         };
         let stopping = fill_batch(&consumer, &cfg, &mut filling, &mut shutdown).await;
         if !batch.is_empty() {
             let deadline = stopping.then(|| Instant::now() + cfg.shutdown_deadline);
-            let outcome = process_batch(
-                &consumer,
-                &publisher,
-                &mut processor,
-                &mut check,
-                &cfg,
-                &health,
-                &batch,
-                &mut shutdown,
-                deadline,
-            )
-            .await;
+            let outcome = match transactional.as_mut() {
+                None => {
+                    process_batch(
+                        &consumer,
+                        &publisher,
+                        &mut processor,
+                        &mut check,
+                        &cfg,
+                        &health,
+                        &batch,
+                        &mut shutdown,
+                        deadline,
+                    )
+                    .await
+                }
+                Some(eos) => {
+                    exactly_once::process_batch(
+                        &consumer,
+                        &publisher,
+                        &mut processor,
+                        eos,
+                        &mut check,
+                        &cfg,
+                        &health,
+                        &batch,
+                        &mut shutdown,
+                        deadline,
+                    )
+                    .await
+                }
+            };
             batch.clear();
             match outcome {
                 BatchOutcome::Done => {}
@@ -377,24 +423,6 @@ enum BatchOutcome {
     Done,
     Abandoned,
     Fatal(String),
-}
-
-/// Runs one step of a batch until it succeeds: a retryable failure waits
-/// out the backoff and tries again; a fatal one, or the shutdown deadline,
-/// ends the batch unfinished (the enclosing function returns).
-macro_rules! until_done {
-    ($retry:expr, $step:expr, $attempt:expr) => {
-        loop {
-            match $retry.bounded($attempt).await {
-                Some(Ok(value)) => break $retry.succeeded($step, value),
-                Some(Err(StepError::Fatal(reason))) => {
-                    return BatchOutcome::Fatal(format!("{}: {reason}", $step.label()))
-                }
-                Some(Err(e)) if $retry.failed($step, &e).await => {}
-                _ => return BatchOutcome::Abandoned,
-            }
-        }
-    };
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -17,18 +17,29 @@ use crate::telemetry as t;
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Step {
     Check,
+    /// `exactly_once`: waiting for the sink to apply what an earlier owner
+    /// of a partition committed, or for room among the batches it has yet
+    /// to apply.
+    Restore,
     Prepare,
     Publish,
     Write,
 }
 
 impl Step {
-    pub(super) const ALL: [Step; 4] = [Step::Check, Step::Prepare, Step::Publish, Step::Write];
+    pub(super) const ALL: [Step; 5] = [
+        Step::Check,
+        Step::Restore,
+        Step::Prepare,
+        Step::Publish,
+        Step::Write,
+    ];
 
     /// The `step` label of the retry counter.
     pub(super) fn label(self) -> &'static str {
         match self {
             Step::Check => "check",
+            Step::Restore => "restore",
             Step::Prepare => "prepare",
             Step::Publish => "publish",
             Step::Write => "write",
@@ -38,7 +49,7 @@ impl Step {
     /// The dependency the step waits on, as readiness reports it.
     fn health_flag(self, health: &PipelineHealth) -> &AtomicBool {
         match self {
-            Step::Prepare | Step::Write => &health.db_ok,
+            Step::Restore | Step::Prepare | Step::Write => &health.db_ok,
             Step::Check | Step::Publish => &health.kafka_ok,
         }
     }
@@ -46,6 +57,7 @@ impl Step {
     fn retrying(self) -> &'static str {
         match self {
             Step::Check => "reading the input topics' partition counts failed; retrying",
+            Step::Restore => "waiting for the sink failed; retrying",
             Step::Prepare => "preparing batch failed; retrying",
             Step::Publish => "publishing failed; retrying the whole batch's messages",
             Step::Write => "writing rows failed; retrying",

@@ -39,7 +39,7 @@ pub mod send;
 
 use crate::config::TopicsConfig;
 
-pub use self::processor::{ShopProcessor, ShopWrites};
+pub use self::processor::{ShopProcessor, ShopSink, ShopWrites};
 
 /// Header carrying the deterministic id of every event galley publishes.
 pub const EVENT_ID_HEADER: &str = "galley.event_id";

@@ -41,6 +41,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "partition_marks",
         cql: include_str!("migrations/0004_partition_marks.cql"),
     },
+    Migration {
+        version: 5,
+        name: "changelog_applied",
+        cql: include_str!("migrations/0005_changelog_applied.cql"),
+    },
 ];
 
 /// The schema version this build needs.

@@ -6,6 +6,7 @@
 //! `src/shop/`).
 
 pub mod cache;
+pub mod changelog;
 pub mod marks;
 pub mod migrate;
 pub mod progress;

@@ -3,7 +3,9 @@
 //! independent fold of what the input topics hold, every expected event must
 //! be published (by deterministic id), and every poison message must sit in
 //! the dead-letter topic with its origin in the headers. The same check runs
-//! under SIGKILLs and under a rebalance.
+//! under SIGKILLs and under a rebalance, in both delivery modes; under
+//! `exactly_once`, a read_committed reader must also see every result event
+//! and every dead letter exactly once, kills and all.
 
 use std::time::{Duration, Instant};
 
@@ -11,12 +13,55 @@ use rand::{Rng, SeedableRng};
 
 use crate::support::http;
 use crate::support::process::{self, BatchPhase, GalleyProcess};
-use crate::support::scenario::{produce, Scenario};
+use crate::support::scenario::{produce, Report, Scenario};
+
+/// The delivery mode a scenario runs galley in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    AtLeastOnce,
+    ExactlyOnce,
+}
+
+impl Mode {
+    async fn scenario(self, prefix: &str) -> Scenario {
+        match self {
+            Mode::AtLeastOnce => Scenario::new(prefix).await,
+            Mode::ExactlyOnce => {
+                let mut scenario = Scenario::new(&format!("{prefix}_eos")).await;
+                scenario.exactly_once();
+                scenario
+            }
+        }
+    }
+
+    fn name(self, prefix: &str) -> String {
+        match self {
+            Mode::AtLeastOnce => prefix.to_string(),
+            Mode::ExactlyOnce => format!("{prefix}-eos"),
+        }
+    }
+
+    fn assert(self, report: &Report) {
+        match self {
+            Mode::AtLeastOnce => report.assert_exact(),
+            Mode::ExactlyOnce => report.assert_exactly_once(),
+        }
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn projections_equal_the_fold_of_a_generated_stream() {
+    steady(Mode::AtLeastOnce).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_results_and_projections_of_a_generated_stream() {
+    steady(Mode::ExactlyOnce).await;
+}
+
+async fn steady(mode: Mode) {
     let started = Instant::now();
-    let mut scenario = Scenario::new("steady").await;
+    let mut scenario = mode.scenario("steady").await;
     // The query API answers /v1 only with a configured token.
     let token = "steady-test-token-0123456789";
     scenario.env.set(
@@ -34,8 +79,8 @@ async fn projections_equal_the_fold_of_a_generated_stream() {
     scenario.wait_caught_up(&mut [&mut galley]).await;
 
     let report = scenario.verify(sent).await;
-    report.print("steady", started.elapsed());
-    report.assert_exact();
+    report.print(&mode.name("steady"), started.elapsed());
+    mode.assert(&report);
     assert_eq!(
         report.duplicate_events, 0,
         "no crash, so no duplicate events"
@@ -82,17 +127,37 @@ async fn projections_equal_the_fold_of_a_generated_stream() {
     );
 }
 
-/// SIGKILLs, aimed inside a batch: right after galley logged that a batch's
-/// messages were published, before its rows are written and its offsets
-/// stored. The log then says where each kill landed, and at least one must
-/// have landed mid-batch, or the test did not test what it is named for.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn projections_equal_the_fold_after_repeated_sigkills() {
+    crash(Mode::AtLeastOnce).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_results_after_sigkills_inside_transactions() {
+    crash(Mode::ExactlyOnce).await;
+}
+
+/// SIGKILLs, aimed inside a batch: right after galley logged that a batch's
+/// messages were published, before its rows are written and its offsets
+/// stored (`exactly_once`: sent in its transaction, not yet committed). The
+/// log then says where each kill landed, and at least one must have landed
+/// mid-batch, or the test did not test what it is named for.
+async fn crash(mode: Mode) {
     let started = Instant::now();
-    let mut scenario = Scenario::new("crash").await;
+    let mut scenario = mode.scenario("crash").await;
     scenario
         .env
         .set("GALLEY_LOG__LEVEL", process::BATCH_PHASE_LOG_LEVEL);
+    // Each restart is the same member coming back: under exactly_once it
+    // fences its killed predecessor and aborts the open transaction at once.
+    scenario.env.set(
+        "GALLEY_KAFKA__TRANSACTIONAL_ID",
+        format!("{}.crash", scenario.env.group),
+    );
+    let aim = match mode {
+        Mode::AtLeastOnce => BatchPhase::Published,
+        Mode::ExactlyOnce => BatchPhase::SentInTransaction,
+    };
     let mut galley = GalleyProcess::spawn(&scenario.env, "crash-0");
     galley.wait_ready(Duration::from_secs(60)).await;
 
@@ -106,9 +171,7 @@ async fn projections_equal_the_fold_after_repeated_sigkills() {
     for k in 1..=kills {
         let pause = Duration::from_millis(rng.random_range(1_200..3_500));
         tokio::time::sleep(pause).await;
-        let aimed = galley
-            .wait_batch_phase(BatchPhase::Published, Duration::from_secs(10))
-            .await;
+        let aimed = galley.wait_batch_phase(aim, Duration::from_secs(10)).await;
         galley.kill();
         // The process is gone: its log ends where it died.
         let landed = galley.last_batch_phase();
@@ -123,12 +186,13 @@ async fn projections_equal_the_fold_after_repeated_sigkills() {
     scenario.wait_caught_up(&mut [&mut galley]).await;
 
     let report = scenario.verify(sent).await;
-    report.print("crash", started.elapsed());
+    report.print(&mode.name("crash"), started.elapsed());
     println!(
-        "[crash] kills={kills} mid_batch_kills={mid_batch} duplicate_events={}",
+        "[{}] kills={kills} mid_batch_kills={mid_batch} duplicate_events={}",
+        mode.name("crash"),
         report.duplicate_events
     );
-    report.assert_exact();
+    mode.assert(&report);
     assert!(
         mid_batch >= 1,
         "none of the {kills} SIGKILLs landed between a batch's publish and its offset store"
@@ -137,8 +201,17 @@ async fn projections_equal_the_fold_after_repeated_sigkills() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn projections_equal_the_fold_when_a_member_leaves_mid_stream() {
+    rebalance(Mode::AtLeastOnce).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_results_when_a_member_leaves_mid_stream() {
+    rebalance(Mode::ExactlyOnce).await;
+}
+
+async fn rebalance(mode: Mode) {
     let started = Instant::now();
-    let scenario = Scenario::new("rebalance").await;
+    let scenario = mode.scenario("rebalance").await;
     let mut first = GalleyProcess::spawn(&scenario.env, "first");
     let mut second = GalleyProcess::spawn(&scenario.env, "second");
     first.wait_ready(Duration::from_secs(60)).await;
@@ -165,6 +238,6 @@ async fn projections_equal_the_fold_when_a_member_leaves_mid_stream() {
     let sent_rest = scenario.produce(rest, 4_000).await;
     scenario.wait_caught_up(&mut [&mut second]).await;
     let report = scenario.verify(sent_head + sent_rest).await;
-    report.print("rebalance", started.elapsed());
-    report.assert_exact();
+    report.print(&mode.name("rebalance"), started.elapsed());
+    mode.assert(&report);
 }

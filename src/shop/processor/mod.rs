@@ -27,8 +27,32 @@ pub use self::writes::ShopWrites;
 use super::projections::ProjectionStore;
 use super::ShopSettings;
 use crate::codec::Codec;
-use crate::pipeline::{ChangelogEntry, Effects, InputRecord, Processor, StepError};
+use crate::pipeline::{ChangelogEntry, ChangelogSink, Effects, InputRecord, Processor, StepError};
 use crate::telemetry as t;
+
+/// The shop's half of the sink: applies its changelog values to the database.
+pub struct ShopSink {
+    store: Arc<ProjectionStore>,
+    max_concurrent_statements: usize,
+}
+
+impl ShopSink {
+    pub fn new(store: Arc<ProjectionStore>, max_concurrent_statements: usize) -> Self {
+        Self {
+            store,
+            max_concurrent_statements,
+        }
+    }
+}
+
+impl ChangelogSink for ShopSink {
+    async fn apply(&self, values: &[&[u8]]) -> Result<(), StepError> {
+        let _ = (&self.store, self.max_concurrent_statements, values);
+        Err(StepError::Fatal(
+            "the shop cannot apply its changelog yet".into(),
+        ))
+    }
+}
 
 /// The shop's [`Processor`].
 pub struct ShopProcessor {
@@ -66,7 +90,9 @@ impl Processor for ShopProcessor {
         _writes: &ShopWrites,
         _max_bytes: usize,
     ) -> Result<Vec<ChangelogEntry>, StepError> {
-        Err(StepError::Fatal("the shop has no changelog encoding yet".into()))
+        Err(StepError::Fatal(
+            "the shop has no changelog encoding yet".into(),
+        ))
     }
 
     fn applied(&mut self, _topic: &str, _partition: i32, _next_offset: i64) {}

@@ -260,6 +260,11 @@ pub enum BatchPhase {
     Written,
     /// Its offsets are stored for commit: the batch is over.
     OffsetsStored,
+    /// `exactly_once`: everything of the batch is sent in its open
+    /// transaction, which is not committed yet.
+    SentInTransaction,
+    /// `exactly_once`: its transaction is committed: the batch is over.
+    Committed,
 }
 
 impl BatchPhase {
@@ -269,6 +274,8 @@ impl BatchPhase {
             ("batch published", Self::Published),
             ("batch written", Self::Written),
             ("offsets stored", Self::OffsetsStored),
+            ("batch sent in its transaction", Self::SentInTransaction),
+            ("batch committed", Self::Committed),
         ]
         .into_iter()
         .find(|(message, _)| line.contains(&format!("\"message\":\"{message}\"")))
@@ -278,7 +285,7 @@ impl BatchPhase {
     /// Whether a process that stopped right after logging this phase held a
     /// batch between its publish and its offset store.
     pub fn mid_batch(self) -> bool {
-        self != Self::OffsetsStored
+        !matches!(self, Self::OffsetsStored | Self::Committed)
     }
 }
 

@@ -35,6 +35,8 @@ pub struct Scenario {
     pub codec: Arc<Codec>,
     /// `pipeline.max_event_bytes` of the galley under test, for the fold.
     pub max_event_bytes: usize,
+    /// galley runs with `pipeline.delivery = "exactly_once"`.
+    pub exactly_once: bool,
 }
 
 /// A message read back from a topic, with its headers.
@@ -62,6 +64,8 @@ pub struct Report {
     pub missing_events: Vec<String>,
     pub unexpected_events: Vec<String>,
     pub duplicate_events: usize,
+    /// Dead letters of an input record already dead-lettered.
+    pub duplicate_dead_letters: usize,
     /// Published under an expected id with other contents than the fold's.
     pub mismatched_events: Vec<String>,
     pub mismatches: Vec<String>,
@@ -77,8 +81,8 @@ impl Report {
         let text = format!(
             "[{name}] sent={} input_messages={} applied={} rejected={} duplicates_skipped={} \
              dead_lettered={} expected_events={} missing_events={} unexpected_events={} \
-             duplicate_events={} mismatched_events={} projection_mismatches={} \
-             dead_letter_problems={} elapsed={:.1}s\n\
+             duplicate_events={} duplicate_dead_letters={} mismatched_events={} \
+             projection_mismatches={} dead_letter_problems={} elapsed={:.1}s\n\
              [{name}] rejections by reason: {:?}\n",
             self.sent,
             self.input_messages,
@@ -90,6 +94,7 @@ impl Report {
             self.missing_events.len(),
             self.unexpected_events.len(),
             self.duplicate_events,
+            self.duplicate_dead_letters,
             self.mismatched_events.len(),
             self.mismatches.len(),
             self.dead_letter_problems.len(),
@@ -131,20 +136,51 @@ impl Report {
         );
         assert!(self.applied > 0, "nothing was applied");
     }
+
+    /// What `exactly_once` adds to [`Report::assert_exact`]: a read_committed
+    /// reader sees every result event and every dead letter once.
+    pub fn assert_exactly_once(&self) {
+        self.assert_exact();
+        assert_eq!(
+            self.duplicate_events, 0,
+            "a read_committed consumer saw result events more than once"
+        );
+        assert_eq!(
+            self.duplicate_dead_letters, 0,
+            "a read_committed consumer saw dead letters more than once"
+        );
+    }
 }
 
 impl Scenario {
     pub async fn new(prefix: &str) -> Self {
         let keyspace = TestKeyspace::migrated(&format!("ks_{prefix}")).await;
         let env = GalleyEnv::new(&format!("t_{prefix}"), &keyspace.name);
-        let topics = TestTopics::create(env.topic_names(), INPUT_PARTITIONS).await;
+        let mut topics = TestTopics::create(env.topic_names(), INPUT_PARTITIONS).await;
+        // galley makes these itself under exactly_once; deleted with the rest.
+        for input in [&env.topics.orders, &env.topics.inventory] {
+            topics.names.push(galley::kafka::changelog_topic(input));
+        }
         Self {
             env,
             keyspace,
             _topics: topics,
+            exactly_once: false,
             codec: Arc::new(galley::domain::codec().expect("codec")),
             max_event_bytes: galley::config::PipelineConfig::default().max_event_bytes,
         }
+    }
+
+    /// Runs galley with `pipeline.delivery = "exactly_once"`: caught up then
+    /// also means that the sink has applied every committed batch. A short
+    /// transaction timeout bounds how long a killed process's open
+    /// transaction holds its partitions.
+    pub fn exactly_once(&mut self) -> &mut Self {
+        self.exactly_once = true;
+        self.env
+            .set("GALLEY_PIPELINE__DELIVERY", "exactly_once")
+            .set("GALLEY_KAFKA__TRANSACTION_TIMEOUT", "10s");
+        self
     }
 
     pub fn generate(&self, count: usize, seed: u64) -> Vec<GeneratedMessage> {
@@ -188,8 +224,9 @@ impl Scenario {
             .expect("consumer")
     }
 
-    /// True when the group's committed offsets reach the end of every input partition.
-    pub fn caught_up(&self) -> bool {
+    /// The group's committed offset of every input partition that has one,
+    /// when they all reach the end of their partition; None otherwise.
+    pub fn caught_up(&self) -> Option<Vec<(String, i32, i64)>> {
         let consumer = self.admin_consumer();
         let timeout = Duration::from_secs(5);
         let mut tpl = TopicPartitionList::new();
@@ -198,18 +235,49 @@ impl Scenario {
                 tpl.add_partition(topic, p);
             }
         }
-        let Ok(committed) = consumer.committed_offsets(tpl, timeout) else {
-            return false;
-        };
-        committed.elements().iter().all(|e| {
-            let Ok((_, high)) = consumer.fetch_watermarks(e.topic(), e.partition(), timeout) else {
-                return false;
-            };
+        let committed = consumer.committed_offsets(tpl, timeout).ok()?;
+        let mut offsets = Vec::new();
+        for e in committed.elements() {
+            let (_, high) = consumer
+                .fetch_watermarks(e.topic(), e.partition(), timeout)
+                .ok()?;
             match e.offset() {
-                Offset::Offset(o) => o >= high,
-                _ => high == 0,
+                Offset::Offset(o) if o >= high => {
+                    offsets.push((e.topic().to_string(), e.partition(), o))
+                }
+                Offset::Offset(_) => return None,
+                _ if high == 0 => {}
+                _ => return None,
             }
-        })
+        }
+        Some(offsets)
+    }
+
+    /// Whether the sink has applied, for every input partition, every
+    /// batch up to its committed offset (the checkpoint it records).
+    async fn sink_caught_up(&self, committed: &[(String, i32, i64)]) -> bool {
+        let ks = &self.keyspace.name;
+        for (topic, partition, offset) in committed {
+            let changelog = galley::kafka::changelog_topic(topic);
+            let row = self
+                .keyspace
+                .session
+                .query_unpaged(
+                    format!(
+                        "SELECT input_next_offset FROM {ks}.changelog_applied \
+                         WHERE topic = ? AND partition = ?"
+                    ),
+                    (changelog, *partition),
+                )
+                .await
+                .ok()
+                .and_then(|r| r.into_rows_result().ok())
+                .and_then(|rows| rows.maybe_first_row::<(Option<i64>,)>().ok().flatten());
+            if !matches!(row, Some((Some(applied),)) if applied >= *offset) {
+                return false;
+            }
+        }
+        true
     }
 
     /// Waits until galley has processed everything, including what it fed
@@ -218,7 +286,12 @@ impl Scenario {
         let deadline = Instant::now() + CATCH_UP_TIMEOUT;
         let mut streak = 0;
         loop {
-            let done = tokio::task::block_in_place(|| self.caught_up());
+            let committed = tokio::task::block_in_place(|| self.caught_up());
+            let done = match committed {
+                Some(committed) if self.exactly_once => self.sink_caught_up(&committed).await,
+                Some(_) => true,
+                None => false,
+            };
             streak = if done { streak + 1 } else { 0 };
             if streak >= 2 {
                 return;
@@ -408,7 +481,9 @@ impl Scenario {
                     ));
                 }
             }
-            seen_dead.insert(origin, class);
+            if seen_dead.insert(origin, class).is_some() {
+                report.duplicate_dead_letters += 1;
+            }
         }
         for (origin, class) in &expected.dead_letters {
             match seen_dead.get(origin) {

@@ -1,0 +1,336 @@
+//! A batch under `pipeline.delivery = "exactly_once"`: one Kafka
+//! transaction holds its result events, dead letters, row changes and
+//! input offsets.
+//!
+//! # Order of effects, and what it guarantees
+//! For every batch:
+//! 1. each input partition the batch holds that is new to this process
+//!    waits until the sink has applied its changelog up to the committed
+//!    input offset (the batch's first record of it): the database then
+//!    holds every change its earlier owners committed, and nothing they
+//!    did not (the sink reads `read_committed`);
+//! 2. the processor decodes and computes (`prepare`), reading rows from its
+//!    memory or, for rows it does not hold, from the database;
+//! 3. one transaction: results, re-keyed events and dead letters; the row
+//!    changes as records of each input partition's changelog partition, the
+//!    last of each partition carrying the batch's next input offset (its
+//!    checkpoint); the input offsets, sent to the group's coordinator with
+//!    the consumer's current group metadata; then commit;
+//! 4. the processor adopts the batch's rows, and keeps those the sink has
+//!    not applied yet in memory until it has (the database would answer a
+//!    read of them with an older version).
+//!
+//! A crash anywhere before the commit leaves nothing visible: the
+//! transaction is aborted (by the broker at `kafka.transaction_timeout`, or
+//! at once when the process restarts with the same transactional id), the
+//! committed input offsets are those of the last committed batch, and the
+//! database receives only committed row changes. A zombie (a process that
+//! stalled past its session timeout while its partitions moved on) fails
+//! at `send_offsets_to_transaction` with a stale generation, aborts, and
+//! leaves the batch to the new owner: its row changes are never applied
+//! and its results never become visible to read_committed consumers.
+//!
+//! The row watermarks stay: events repeated by an upstream producer are
+//! still skipped, and at_least_once history in the same keyspace still
+//! converges.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::watch;
+use tracing::{debug, warn};
+
+use super::publish::{ChangelogRecord, Transaction};
+use super::sink::Sink;
+use super::step::{Step, StepRetry};
+use super::{
+    record_end_to_end_latency, report_dead_letters, unix_ms, Backoff, BatchOutcome, BatchSpan,
+    InputRecord, Outbox, PartitionCheck, PipelineContext, PipelineHealth, Processor, Publisher,
+    StepError,
+};
+use crate::config::PipelineConfig;
+use crate::kafka;
+use crate::telemetry as t;
+
+/// What `exactly_once` delivery needs beside the consumer and producer.
+pub struct ExactlyOnce {
+    pub sink: Sink,
+    /// Largest changelog value the processor may produce (below
+    /// `kafka.message_max_bytes`, with room for the record's headers).
+    pub changelog_max_bytes: usize,
+}
+
+/// The pipeline's state for `exactly_once` delivery.
+pub(super) struct Transactional {
+    sink: Sink,
+    changelog_max_bytes: usize,
+    /// Input partitions restored since they were (last) assigned.
+    restored: HashSet<(Arc<str>, i32)>,
+    changelog_topics: HashMap<Arc<str>, String>,
+}
+
+impl Transactional {
+    pub(super) fn new(eos: ExactlyOnce) -> Self {
+        Self {
+            sink: eos.sink,
+            changelog_max_bytes: eos.changelog_max_bytes,
+            restored: HashSet::new(),
+            changelog_topics: HashMap::new(),
+        }
+    }
+
+    /// Partitions taken from this process: their changelogs are left to the
+    /// next owner's sink, and a later assignment restores them again.
+    pub(super) fn revoked(&mut self, partitions: &[(String, i32)]) {
+        self.sink.unfollow(partitions);
+        self.restored.retain(|(topic, p)| {
+            !partitions
+                .iter()
+                .any(|(t, q)| q == p && t.as_str() == &**topic)
+        });
+    }
+
+    fn changelog_topic(&mut self, input: &Arc<str>) -> &str {
+        self.changelog_topics
+            .entry(input.clone())
+            .or_insert_with(|| kafka::changelog_topic(input))
+    }
+}
+
+/// Per input partition of a batch: its first offset and the offset after its last.
+fn partition_spans(batch: &[InputRecord]) -> BTreeMap<(Arc<str>, i32), (i64, i64)> {
+    let mut spans: BTreeMap<(Arc<str>, i32), (i64, i64)> = BTreeMap::new();
+    for r in batch {
+        let span = spans
+            .entry((r.topic.clone(), r.partition))
+            .or_insert((r.offset, r.offset + 1));
+        span.0 = span.0.min(r.offset);
+        span.1 = span.1.max(r.offset + 1);
+    }
+    spans
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn process_batch<P: Processor>(
+    consumer: &Arc<StreamConsumer<PipelineContext>>,
+    publisher: &Publisher,
+    processor: &mut P,
+    eos: &mut Transactional,
+    check: &mut PartitionCheck,
+    cfg: &PipelineConfig,
+    health: &PipelineHealth,
+    batch: &[InputRecord],
+    shutdown: &mut watch::Receiver<bool>,
+    deadline: Option<Instant>,
+) -> BatchOutcome {
+    let started = Instant::now();
+    metrics::gauge!(t::EVENTS_IN_FLIGHT).set(batch.len() as f64);
+    let mut retry = StepRetry {
+        backoff: Backoff::new(cfg.retry_initial_backoff, cfg.retry_max_backoff),
+        cfg,
+        health,
+        shutdown,
+        deadline,
+        batch,
+    };
+    if let Some(reason) = eos.sink.fatal() {
+        return BatchOutcome::Fatal(format!("sink: {reason}"));
+    }
+    let spans = partition_spans(batch);
+
+    for (part, (first, _)) in &spans {
+        if eos.restored.contains(part) {
+            continue;
+        }
+        let since = Instant::now();
+        until_done!(
+            retry,
+            Step::Restore,
+            eos.sink.restore(&part.0, part.1, *first, since)
+        );
+        eos.restored.insert(part.clone());
+    }
+    pass_on_applied(&eos.sink, processor);
+    until_done!(
+        retry,
+        Step::Restore,
+        eos.sink.room_for_more(cfg.max_batches_awaiting_sink)
+    );
+    pass_on_applied(&eos.sink, processor);
+
+    let (placed, misplaced) = until_done!(retry, Step::Check, check.split(consumer, batch));
+    let mut effects = until_done!(retry, Step::Prepare, processor.prepare(&placed));
+    effects.dead_letters.extend(misplaced);
+    let entries = match processor.changelog(&effects.writes, eos.changelog_max_bytes) {
+        Ok(entries) => entries,
+        Err(e) => return BatchOutcome::Fatal(format!("changelog: {e}")),
+    };
+    let records = changelog_records(eos, &entries, &spans);
+    let offsets = match next_offsets(&spans) {
+        Ok(offsets) => offsets,
+        Err(e) => return BatchOutcome::Fatal(format!("offsets: {e}")),
+    };
+    let mut outbox = Outbox::new(&effects.messages, &effects.dead_letters);
+    let records: Vec<ChangelogRecord<'_>> = records
+        .iter()
+        .map(|(topic, partition, value, checkpoint)| ChangelogRecord {
+            topic,
+            partition: *partition,
+            value,
+            checkpoint: *checkpoint,
+        })
+        .collect();
+    let ended = until_done!(
+        retry,
+        Step::Publish,
+        publisher.commit_batch(&mut outbox, &records, &offsets, consumer)
+    );
+    if let Transaction::GroupMovedOn(reason) = ended {
+        warn!(
+            reason,
+            records = %BatchSpan(batch),
+            "the group moved on during the batch; its transaction was aborted"
+        );
+        rewind(consumer, &spans).await;
+        metrics::gauge!(t::EVENTS_IN_FLIGHT).set(0.0);
+        return BatchOutcome::Done;
+    }
+    debug!(records = %BatchSpan(batch), "batch committed");
+    processor.committed(effects.writes, true);
+    for ((topic, partition), (_, next)) in &spans {
+        eos.sink.committed(topic, *partition, *next);
+    }
+    report_dead_letters(&effects.dead_letters, publisher.dead_letter_topic());
+    health.wrong_partitions.record(&effects.dead_letters);
+    let now_ms = unix_ms();
+    record_end_to_end_latency(batch, now_ms);
+    health.last_batch_ms.store(now_ms, Ordering::Relaxed);
+    metrics::histogram!(t::BATCH_SIZE_EVENTS).record(batch.len() as f64);
+    metrics::histogram!(t::BATCH_DURATION_SECONDS).record(started.elapsed().as_secs_f64());
+    metrics::gauge!(t::EVENTS_IN_FLIGHT).set(0.0);
+    BatchOutcome::Done
+}
+
+/// Tells the processor which of its committed batches the sink has applied.
+pub(super) fn pass_on_applied<P: Processor>(sink: &Sink, processor: &mut P) {
+    for (topic, partition, next) in sink.take_news() {
+        processor.applied(&topic, partition, next);
+    }
+}
+
+/// The changelog records of a batch: the processor's entries, each to the
+/// changelog partition of its input partition, the last of every input
+/// partition of the batch carrying the batch's checkpoint (an empty record
+/// when the partition changed no row).
+fn changelog_records(
+    eos: &mut Transactional,
+    entries: &[super::ChangelogEntry],
+    spans: &BTreeMap<(Arc<str>, i32), (i64, i64)>,
+) -> Vec<(String, i32, Vec<u8>, Option<i64>)> {
+    let mut records: Vec<(String, i32, Vec<u8>, Option<i64>)> = Vec::with_capacity(entries.len());
+    let mut last_of: HashMap<(Arc<str>, i32), usize> = HashMap::new();
+    for entry in entries {
+        let topic = eos.changelog_topic(&entry.topic).to_string();
+        last_of.insert((entry.topic.clone(), entry.partition), records.len());
+        records.push((topic, entry.partition, entry.value.clone(), None));
+    }
+    for ((input, partition), (_, next)) in spans {
+        match last_of.get(&(input.clone(), *partition)) {
+            Some(&i) => records[i].3 = Some(*next),
+            None => {
+                let topic = eos.changelog_topic(input).to_string();
+                records.push((topic, *partition, Vec::new(), Some(*next)));
+            }
+        }
+    }
+    records
+}
+
+/// The offsets to commit: per input partition, the one after the batch's last.
+fn next_offsets(
+    spans: &BTreeMap<(Arc<str>, i32), (i64, i64)>,
+) -> Result<TopicPartitionList, rdkafka::error::KafkaError> {
+    let mut tpl = TopicPartitionList::with_capacity(spans.len());
+    for ((topic, partition), (_, next)) in spans {
+        tpl.add_partition_offset(topic, *partition, Offset::Offset(*next))?;
+    }
+    Ok(tpl)
+}
+
+/// How long moving the consumer back over an abandoned batch may take.
+const REWIND_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Moves the consumer back to the start of an abandoned batch in the
+/// partitions it still holds, so that they are read again; partitions it
+/// lost start from their committed offsets with their next owner anyway.
+async fn rewind(
+    consumer: &Arc<StreamConsumer<PipelineContext>>,
+    spans: &BTreeMap<(Arc<str>, i32), (i64, i64)>,
+) {
+    let owned = match consumer.assignment() {
+        Ok(owned) => owned,
+        Err(e) => {
+            warn!(error = %e, "cannot read the assignment to rewind the batch");
+            return;
+        }
+    };
+    let mut tpl = TopicPartitionList::new();
+    for ((topic, partition), (first, _)) in spans {
+        if owned.find_partition(topic, *partition).is_some() {
+            if let Err(e) = tpl.add_partition_offset(topic, *partition, Offset::Offset(*first)) {
+                warn!(error = %e, "cannot rewind partition");
+            }
+        }
+    }
+    if tpl.count() == 0 {
+        return;
+    }
+    let consumer = consumer.clone();
+    let sought =
+        tokio::task::spawn_blocking(move || consumer.seek_partitions(tpl, REWIND_TIMEOUT)).await;
+    match sought {
+        Ok(Ok(result)) => {
+            for e in result.elements() {
+                if let Err(err) = e.error() {
+                    warn!(topic = e.topic(), partition = e.partition(), error = %err, "rewind failed");
+                }
+            }
+        }
+        Ok(Err(e)) => warn!(error = %e, "rewinding the batch failed"),
+        Err(e) => warn!(error = %e, "rewinding the batch failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(topic: &Arc<str>, partition: i32, offset: i64) -> InputRecord {
+        InputRecord {
+            topic: topic.clone(),
+            partition,
+            offset,
+            key: None,
+            payload: None,
+            timestamp_ms: None,
+            headers: None,
+        }
+    }
+
+    #[test]
+    fn spans_run_from_the_first_offset_to_the_one_after_the_last() {
+        let orders: Arc<str> = Arc::from("orders");
+        let batch = vec![
+            record(&orders, 0, 7),
+            record(&orders, 1, 3),
+            record(&orders, 0, 9),
+        ];
+        let spans = partition_spans(&batch);
+        assert_eq!(spans.get(&(orders.clone(), 0)), Some(&(7, 10)));
+        assert_eq!(spans.get(&(orders, 1)), Some(&(3, 4)));
+    }
+}

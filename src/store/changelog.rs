@@ -1,0 +1,89 @@
+//! The sink's position in each changelog partition, kept in the database it
+//! applies to (`pipeline.delivery = "exactly_once"`): a partition's next
+//! owner resumes applying where the database says the last one stopped.
+
+use std::sync::Arc;
+
+use scylla::client::session::Session;
+use scylla::statement::prepared::PreparedStatement;
+use scylla::DeserializeRow;
+
+use super::read::{self, ReadError};
+use super::{execute, prepare, StoreError};
+
+/// How far one changelog partition is applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    /// The changelog offset to read next.
+    pub next_offset: i64,
+    /// Every row change made by input records below this offset is applied.
+    pub input_next_offset: i64,
+}
+
+#[derive(Debug, DeserializeRow)]
+struct AppliedColumns {
+    next_offset: Option<i64>,
+    input_next_offset: Option<i64>,
+}
+
+/// The `changelog_applied` table's prepared statements.
+pub struct AppliedStore {
+    session: Arc<Session>,
+    upsert: PreparedStatement,
+    select: PreparedStatement,
+}
+
+impl AppliedStore {
+    pub async fn prepare(session: Arc<Session>, keyspace: &str) -> Result<Self, StoreError> {
+        let ks = keyspace;
+        let upsert = format!(
+            "INSERT INTO {ks}.changelog_applied (topic, partition, next_offset, \
+             input_next_offset) VALUES (?, ?, ?, ?) USING TIMESTAMP ?"
+        );
+        let select = format!(
+            "SELECT next_offset, input_next_offset FROM {ks}.changelog_applied \
+             WHERE topic = ? AND partition = ?"
+        );
+        Ok(Self {
+            upsert: prepare(&session, &upsert).await?,
+            select: prepare(&session, &select).await?,
+            session,
+        })
+    }
+
+    /// Where the sink stopped in `partition` of the changelog `topic`, if
+    /// it ever applied anything there.
+    pub async fn read(&self, topic: &str, partition: i32) -> Result<Option<Applied>, ReadError> {
+        let row: Option<AppliedColumns> = read::select_one(
+            &self.session,
+            "sink_position",
+            "changelog_applied",
+            &self.select,
+            (topic, partition),
+        )
+        .await?;
+        Ok(row.and_then(|r| {
+            Some(Applied {
+                next_offset: r.next_offset?,
+                input_next_offset: r.input_next_offset?,
+            })
+        }))
+    }
+
+    /// Records that `partition` of the changelog `topic` is applied up to `applied`.
+    pub async fn write(
+        &self,
+        topic: &str,
+        partition: i32,
+        applied: Applied,
+    ) -> Result<(), StoreError> {
+        let values = (
+            topic,
+            partition,
+            applied.next_offset,
+            applied.input_next_offset,
+            applied.next_offset,
+        );
+        execute(&self.session, "upsert_sink_position", &self.upsert, values).await
+    }
+}
