@@ -18,11 +18,15 @@ const OUTAGE: Duration = Duration::from_secs(20);
 
 /// Stops `component` for 20 s while a stream is being sent and processed,
 /// then starts it again; the same galley process must recover.
-async fn outage_mid_stream(component: &str, reason_prefix: &str, seed: u64) {
+async fn outage_mid_stream(component: &str, reason_prefix: &str, seed: u64, exactly_once: bool) {
     require_fault_stack();
     let started = Instant::now();
-    let name = format!("{component}_down");
-    let mut scenario = Scenario::new(&format!("{component}down")).await;
+    let suffix = if exactly_once { "_eos" } else { "" };
+    let name = format!("{component}_down{suffix}");
+    let mut scenario = Scenario::new(&format!("{component}down{suffix}")).await;
+    if exactly_once {
+        scenario.exactly_once();
+    }
     scenario.env.set("GALLEY_PIPELINE__RETRY_MAX_BACKOFF", "2s");
     scenario.env.set("GALLEY_CQL__REQUEST_TIMEOUT", "2s");
     let mut galley = GalleyProcess::spawn(&scenario.env, &name);
@@ -39,6 +43,7 @@ async fn outage_mid_stream(component: &str, reason_prefix: &str, seed: u64) {
     ));
     wait_applied(&galley, 4_000.0, Duration::from_secs(60)).await;
 
+    let committed_before = committed_transactions(&galley).await;
     let stop_took = tokio::task::block_in_place(|| stack("down", component));
     let down_at = Instant::now();
     // Hold the outage for 20 s, watching /readyz all the while.
@@ -55,6 +60,7 @@ async fn outage_mid_stream(component: &str, reason_prefix: &str, seed: u64) {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    let committed_during = committed_transactions(&galley).await - committed_before;
     let start_took = tokio::task::block_in_place(|| stack("up", component));
     let back_at = Instant::now();
     let ready_after = wait_ready_again(&mut galley, Duration::from_secs(120)).await;
@@ -88,6 +94,7 @@ async fn outage_mid_stream(component: &str, reason_prefix: &str, seed: u64) {
                 "/readyz during the outage: {}",
                 saw_reason.as_deref().unwrap_or("-")
             ),
+            format!("transactions committed during the outage: {committed_during}"),
         ],
     }
     .print(started.elapsed());
@@ -95,17 +102,39 @@ async fn outage_mid_stream(component: &str, reason_prefix: &str, seed: u64) {
         saw_reason.is_some(),
         "/readyz never answered 503 naming {reason_prefix} during the outage"
     );
-    report.assert_exact();
+    if exactly_once {
+        report.assert_exactly_once();
+    } else {
+        report.assert_exact();
+    }
+}
+
+/// `galley_transactions_total{outcome="committed"}` of a process (0 before
+/// its first transaction, and under at_least_once).
+async fn committed_transactions(galley: &GalleyProcess) -> f64 {
+    crate::metric(galley, "galley_transactions_total{outcome=\"committed\"}")
+        .await
+        .unwrap_or(0.0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_stopped_for_20s_mid_stream() {
-    outage_mid_stream("kafka", "kafka", 101).await;
+    outage_mid_stream("kafka", "kafka", 101, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn database_stopped_for_20s_mid_stream() {
-    outage_mid_stream("cassandra", "database", 102).await;
+    outage_mid_stream("cassandra", "database", 102, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_kafka_stopped_for_20s_mid_stream() {
+    outage_mid_stream("kafka", "kafka", 101, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_database_stopped_for_20s_mid_stream() {
+    outage_mid_stream("cassandra", "database", 102, true).await;
 }
 
 /// galley talks to the database through a proxy that delays every chunk

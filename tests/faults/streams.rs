@@ -53,14 +53,15 @@ fn is_stopped(galley: &GalleyProcess) -> bool {
         .is_some_and(|state| state == "T" || state == "t")
 }
 
-/// Freezes `galley` (SIGSTOP) with a batch in hand: published, its rows
-/// not yet written. Aims at the moment it logs a publish and checks where
-/// the freeze landed; a freeze that missed is thawed and tried again.
-async fn freeze_mid_batch(galley: &GalleyProcess) {
+/// Freezes `galley` (SIGSTOP) with a batch in hand at `phase` (published,
+/// its rows not yet written; or, under exactly_once, sent in its open
+/// transaction). Aims at the moment it logs the phase and checks where the
+/// freeze landed; a freeze that missed is thawed and tried again.
+async fn freeze_mid_batch(galley: &GalleyProcess, phase: BatchPhase) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let aimed = galley
-            .wait_batch_phase(BatchPhase::Published, Duration::from_secs(10))
+            .wait_batch_phase(phase, Duration::from_secs(10))
             .await;
         galley.signal("STOP");
         let stop_deadline = Instant::now() + Duration::from_secs(5);
@@ -71,7 +72,7 @@ async fn freeze_mid_batch(galley: &GalleyProcess) {
             );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        if aimed && galley.last_batch_phase() == Some(BatchPhase::Published) {
+        if aimed && galley.last_batch_phase() == Some(phase) {
             return;
         }
         assert!(
@@ -90,9 +91,26 @@ async fn freeze_mid_batch(galley: &GalleyProcess) {
 /// the attempt), or the scenario did not test what it is named for.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zombie_member_cannot_clobber() {
+    zombie(false).await;
+}
+
+/// The zombie under exactly_once: frozen with its batch sent in an open
+/// transaction. When it thaws, its transaction must fail (the group moved
+/// on, or the broker aborted it and fenced the producer), so that nothing
+/// it sent is ever visible: a read_committed reader sees every result once,
+/// and the sink never applies its row changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_zombie_is_fenced() {
+    zombie(true).await;
+}
+
+async fn zombie(exactly_once: bool) {
     require_fault_stack();
     let started = Instant::now();
-    let mut scenario = Scenario::new("zombie").await; // session timeout 6 s (the harness's)
+    let mut scenario = Scenario::new(if exactly_once { "zombie_eos" } else { "zombie" }).await; // session timeout 6 s (the harness's)
+    if exactly_once {
+        scenario.exactly_once();
+    }
     scenario.env.set("GALLEY_LOG__LEVEL", BATCH_PHASE_LOG_LEVEL);
     let mut a = GalleyProcess::spawn(&scenario.env, "zombie-a");
     let mut b = GalleyProcess::spawn(&scenario.env, "zombie-b");
@@ -114,7 +132,12 @@ async fn zombie_member_cannot_clobber() {
     // Freeze A with work in hand: once it has applied part of the stream.
     wait_applied(&a, 1_000.0, Duration::from_secs(60)).await;
     let a_rebalances = metric(&a, "galley_rebalances_total").await.unwrap_or(0.0);
-    freeze_mid_batch(&a).await;
+    let phase = if exactly_once {
+        BatchPhase::SentInTransaction
+    } else {
+        BatchPhase::Published
+    };
+    freeze_mid_batch(&a, phase).await;
     let stopped_at = Instant::now();
     wait_owned(&b, |n| n == ALL_PARTITIONS, Duration::from_secs(60)).await;
     let takeover = stopped_at.elapsed();
@@ -127,33 +150,65 @@ async fn zombie_member_cannot_clobber() {
     let thawed_at = a.log_len();
     a.signal("CONT");
     let frozen_for = stopped_at.elapsed();
-    // The thawed zombie finishes what it held, learns it lost its partitions
-    // (a revoke) and rejoins (an assign) to work alongside B.
-    wait_metric_at_least(
-        &a,
-        "galley_rebalances_total",
-        a_rebalances + 2.0,
-        Duration::from_secs(60),
-    )
-    .await;
-    // The zombie wrote the batch it held (or tried to) after its thaw.
-    let after_thaw = a.log_since(thawed_at);
-    let late_write = after_thaw.lines().find(|line| {
-        BatchPhase::of_line(line) == Some(BatchPhase::Written)
-            || line.contains("writing rows failed")
-    });
-    assert!(
-        late_write.is_some(),
-        "the thawed zombie neither wrote nor tried to write its batch; its log after the \
-         thaw:\n{after_thaw}"
-    );
+    let late_write = if exactly_once {
+        // The thawed zombie's transaction fails: aborted because the group
+        // moved on, or the producer fenced (then the process stops).
+        let fenced = |line: &str| {
+            line.contains("the group moved on during the batch")
+                || line.contains("fenced")
+                || line.contains("transaction aborted")
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let after_thaw = a.log_since(thawed_at);
+            let outcome = after_thaw
+                .lines()
+                .find(|l| fenced(l) || BatchPhase::of_line(l) == Some(BatchPhase::Committed));
+            match outcome {
+                Some(line) if fenced(line) => break line.to_string(),
+                Some(_) => panic!(
+                    "the thawed zombie committed the batch it held; its log after the thaw:\n\
+                     {after_thaw}"
+                ),
+                None => {}
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the thawed zombie's transaction neither failed nor was fenced; its log after \
+                 the thaw:\n{after_thaw}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    } else {
+        // The thawed zombie finishes what it held, learns it lost its
+        // partitions (a revoke) and rejoins (an assign) to work alongside B.
+        wait_metric_at_least(
+            &a,
+            "galley_rebalances_total",
+            a_rebalances + 2.0,
+            Duration::from_secs(60),
+        )
+        .await;
+        // The zombie wrote the batch it held (or tried to) after its thaw.
+        let after_thaw = a.log_since(thawed_at);
+        let late_write = after_thaw.lines().find(|line| {
+            BatchPhase::of_line(line) == Some(BatchPhase::Written)
+                || line.contains("writing rows failed")
+        });
+        assert!(
+            late_write.is_some(),
+            "the thawed zombie neither wrote nor tried to write its batch; its log after the \
+             thaw:\n{after_thaw}"
+        );
+        late_write.unwrap_or_default().to_string()
+    };
     let sent = producing.await.expect("producer task");
     let a_exit = a.terminate(Duration::from_secs(40));
     scenario.wait_caught_up(&mut [&mut b]).await;
 
     let report = scenario.verify(sent).await;
     Figures {
-        name: "zombie",
+        name: if exactly_once { "zombie_eos" } else { "zombie" },
         report: &report,
         recovery: Some((
             "from SIGSTOP to B owning all 12 partitions".into(),
@@ -165,11 +220,15 @@ async fn zombie_member_cannot_clobber() {
                  thawed; A's exit after SIGTERM: {a_exit:?}",
                 frozen_for.as_secs_f64()
             ),
-            format!("A after its thaw: {}", late_write.unwrap_or_default()),
+            format!("A after its thaw: {late_write}"),
         ],
     }
     .print(started.elapsed());
-    report.assert_exact();
+    if exactly_once {
+        report.assert_exactly_once();
+    } else {
+        report.assert_exact();
+    }
 }
 
 /// A third member joins mid-stream and later leaves (SIGTERM).
