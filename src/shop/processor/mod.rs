@@ -22,8 +22,8 @@ mod tests;
 use std::sync::Arc;
 
 use self::cache::PartitionCaches;
-use self::writes::count_outcomes;
 pub use self::writes::ShopWrites;
+use self::writes::{count_outcomes, write_in_waves};
 use super::projections::ProjectionStore;
 use super::ShopSettings;
 use crate::codec::Codec;
@@ -82,7 +82,8 @@ impl Processor for ShopProcessor {
     }
 
     async fn write(&mut self, writes: &ShopWrites) -> Result<(), StepError> {
-        self.write_in_waves(writes).await
+        let limit = self.settings.max_concurrent_statements;
+        write_in_waves(&self.store, writes, limit).await
     }
 
     fn changelog(

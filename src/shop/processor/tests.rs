@@ -17,8 +17,10 @@ use crate::store::Versioned;
 fn take_rows_moves_the_rows_and_leaves_what_committed_adopts() {
     let mut writes = ShopWrites::default();
     let newest = RecordMark::of(41, Some(b"O-1"), Some(1_000));
-    writes.progress.push((Arc::from("t"), 0, newest, 1_000));
-    writes.minute_sales.push((0, 60_000, cell(1, 1, 41)));
+    writes.progress.push(((Arc::from("t"), 0), newest, 1_000));
+    writes
+        .minute_sales
+        .push(((Arc::from("t"), 0), 60_000, cell(1, 1, 41)));
     writes.counts.push(Counted {
         topic: Arc::from("t"),
         event_type: "OrderPlaced",

@@ -10,7 +10,6 @@ use futures::future::{BoxFuture, FutureExt};
 use futures::stream::{self, StreamExt};
 
 use super::cache::{BatchRows, PartitionKey};
-use super::ShopProcessor;
 use crate::domain::inventory::{Reservation, Stock};
 use crate::domain::order::Order;
 use crate::domain::Outcome;
@@ -27,15 +26,21 @@ const RESERVATIONS_PER_BATCH: usize = 100;
 
 /// Rows one batch writes, in the order they must be written, plus what the
 /// cache should hold afterwards.
+///
+/// Every row names the input partition that owns it, topic included: a
+/// partition number alone is ambiguous when a batch holds partition 0 of
+/// the orders topic and partition 0 of the inventory topic, and the
+/// changelog splits the rows by owner.
 #[derive(Default)]
 pub struct ShopWrites {
-    pub(super) customer_index: Vec<Versioned<Order>>,
-    pub(super) sku_sales: Vec<(i32, String, i64, Versioned<SalesCell>)>,
-    pub(super) minute_sales: Vec<(i32, i64, Versioned<SalesCell>)>,
-    pub(super) orders: Vec<(i32, Versioned<Order>)>,
-    pub(super) inventory: Vec<(i32, Vec<InventoryChunk>)>,
+    pub(super) customer_index: Vec<(PartitionKey, Versioned<Order>)>,
+    pub(super) sku_sales: Vec<(PartitionKey, String, i64, Versioned<SalesCell>)>,
+    pub(super) minute_sales: Vec<(PartitionKey, i64, Versioned<SalesCell>)>,
+    pub(super) orders: Vec<(PartitionKey, Versioned<Order>)>,
+    /// Each SKU's chunks, in the order they must be written.
+    pub(super) inventory: Vec<(PartitionKey, Vec<InventoryChunk>)>,
     /// Per input partition: its newest record applied and newest event time.
-    pub(super) progress: Vec<(Arc<str>, i32, RecordMark, i64)>,
+    pub(super) progress: Vec<(PartitionKey, RecordMark, i64)>,
     pub(super) cache: HashMap<PartitionKey, BatchRows>,
     pub(super) counts: Vec<Counted>,
 }
@@ -131,20 +136,20 @@ impl InventoryLog {
     }
 }
 
-impl ShopProcessor {
-    /// Writes a batch's rows in three waves, each finished before the next.
-    pub(super) async fn write_in_waves(&self, w: &ShopWrites) -> Result<(), StepError> {
-        let store = &*self.store;
-        let limit = self.settings.max_concurrent_statements;
-        let now = unix_ms();
-
-        // Rows derived from orders first, then the orders themselves (see the
-        // module doc of `crate::shop`).
-        run_bounded(derived_row_writes(store, w), limit).await?;
-        run_bounded(primary_row_writes(store, w), limit).await?;
-        run_bounded(progress_writes(store, w, now), limit).await?;
-        Ok(())
-    }
+/// Writes rows in three waves, each finished before the next, with at most
+/// `limit` statements in flight.
+pub(super) async fn write_in_waves(
+    store: &ProjectionStore,
+    w: &ShopWrites,
+    limit: usize,
+) -> Result<(), StepError> {
+    let now = unix_ms();
+    // Rows derived from orders first, then the orders themselves (see the
+    // module doc of `crate::shop`).
+    run_bounded(derived_row_writes(store, w), limit).await?;
+    run_bounded(primary_row_writes(store, w), limit).await?;
+    run_bounded(progress_writes(store, w, now), limit).await?;
+    Ok(())
 }
 
 type Write<'a> = BoxFuture<'a, Result<(), StoreError>>;
@@ -153,16 +158,14 @@ type Write<'a> = BoxFuture<'a, Result<(), StoreError>>;
 fn derived_row_writes<'a>(store: &'a ProjectionStore, w: &'a ShopWrites) -> Vec<Write<'a>> {
     w.customer_index
         .iter()
-        .map(|o| store.write_order_index(o).boxed())
-        .chain(
-            w.sku_sales.iter().map(|(p, sku, minute, cell)| {
-                store.write_sku_sales(sku, *minute, *p, cell).boxed()
-            }),
-        )
+        .map(|(_, o)| store.write_order_index(o).boxed())
+        .chain(w.sku_sales.iter().map(|((_, p), sku, minute, cell)| {
+            store.write_sku_sales(sku, *minute, *p, cell).boxed()
+        }))
         .chain(
             w.minute_sales
                 .iter()
-                .map(|(p, minute, cell)| store.write_minute_sales(*minute, *p, cell).boxed()),
+                .map(|((_, p), minute, cell)| store.write_minute_sales(*minute, *p, cell).boxed()),
         )
         .collect()
 }
@@ -171,11 +174,11 @@ fn derived_row_writes<'a>(store: &'a ProjectionStore, w: &'a ShopWrites) -> Vec<
 fn primary_row_writes<'a>(store: &'a ProjectionStore, w: &'a ShopWrites) -> Vec<Write<'a>> {
     w.orders
         .iter()
-        .map(|(p, o)| store.write_order(o, *p).boxed())
+        .map(|((_, p), o)| store.write_order(o, *p).boxed())
         .chain(
             w.inventory
                 .iter()
-                .map(|(p, chunks)| write_inventory_chunks(store, chunks, *p).boxed()),
+                .map(|((_, p), chunks)| write_inventory_chunks(store, chunks, *p).boxed()),
         )
         .collect()
 }
@@ -198,7 +201,7 @@ async fn write_inventory_chunks(
 fn progress_writes<'a>(store: &'a ProjectionStore, w: &'a ShopWrites, now: i64) -> Vec<Write<'a>> {
     w.progress
         .iter()
-        .map(|(topic, p, newest, event_time)| {
+        .map(|((topic, p), newest, event_time)| {
             store
                 .write_progress(topic, *p, newest, *event_time, now)
                 .boxed()
