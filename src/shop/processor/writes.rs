@@ -1,6 +1,8 @@
 //! The rows one batch writes, and how they are written: in three waves, rows
 //! derived from orders before the orders and inventory, and the partitions'
 //! progress last, for the reasons the module doc of [`crate::shop`] gives.
+//! The processor writes a batch's rows this way itself (at-least-once
+//! delivery), and the changelog sink the rows of the values it applies.
 //! Also the outcome counters, which move only once a batch is written.
 
 use std::collections::{BTreeMap, HashMap};
@@ -8,6 +10,7 @@ use std::sync::Arc;
 
 use futures::future::{BoxFuture, FutureExt};
 use futures::stream::{self, StreamExt};
+use serde::{Deserialize, Serialize};
 
 use super::cache::{BatchRows, PartitionKey};
 use crate::domain::inventory::{Reservation, Stock};
@@ -79,9 +82,10 @@ impl ShopWrites {
 
 /// A SKU's stock and the reservations changed with it, written as one
 /// single-partition batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(super) struct InventoryChunk {
-    stock: Versioned<Stock>,
-    reservations: Vec<Versioned<Reservation>>,
+    pub(super) stock: Versioned<Stock>,
+    pub(super) reservations: Vec<Versioned<Reservation>>,
 }
 
 /// One decoded input event's fate, counted once its batch is written. Dead
