@@ -11,8 +11,8 @@
 //!
 //! With exactly-once delivery the processor writes nothing itself:
 //! `changelog` encodes a batch's rows for the engine to commit with the
-//! batch, and the [`ShopSink`] of `sink` decodes and writes them, in the
-//! same waves.
+//! batch, the cache keeps them at hand until the sink has applied them, and
+//! the [`ShopSink`] of `sink` decodes and writes them, in the same waves.
 
 mod apply;
 mod cache;
@@ -51,6 +51,7 @@ pub struct ShopProcessor {
 impl ShopProcessor {
     pub fn new(codec: Arc<Codec>, store: Arc<ProjectionStore>, settings: ShopSettings) -> Self {
         metrics::gauge!(t::ROW_CACHE_BYTES).set(0.0);
+        metrics::gauge!(t::ROWS_AWAITING_SINK_BYTES).set(0.0);
         Self {
             codec,
             store,
@@ -80,16 +81,26 @@ impl Processor for ShopProcessor {
         Ok(changelog::encode(writes, max_bytes)?)
     }
 
-    fn applied(&mut self, _topic: &str, _partition: i32, _next_offset: i64) {}
-
-    fn committed(&mut self, writes: ShopWrites, _awaiting_sink: bool) {
+    fn committed(&mut self, writes: ShopWrites, awaiting_sink: bool) {
         count_outcomes(&writes.counts);
-        self.caches.adopt(writes.cache);
-        metrics::gauge!(t::ROW_CACHE_BYTES).set(self.caches.bytes() as f64);
+        self.caches.commit(writes, awaiting_sink);
+        self.report_cache_bytes();
+    }
+
+    fn applied(&mut self, topic: &str, partition: i32, next_offset: i64) {
+        self.caches.applied(topic, partition, next_offset);
+        self.report_cache_bytes();
     }
 
     fn partitions_revoked(&mut self, partitions: &[(String, i32)]) {
         self.caches.forget_partitions(partitions);
+        self.report_cache_bytes();
+    }
+}
+
+impl ShopProcessor {
+    fn report_cache_bytes(&self) {
         metrics::gauge!(t::ROW_CACHE_BYTES).set(self.caches.bytes() as f64);
+        metrics::gauge!(t::ROWS_AWAITING_SINK_BYTES).set(self.caches.awaiting_sink_bytes() as f64);
     }
 }

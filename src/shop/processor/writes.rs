@@ -67,6 +67,58 @@ impl ShopWrites {
         }
     }
 
+    /// The rows these writes change, per partition, keyed as the cache keys
+    /// them, each with the offset after the partition's newest record in the
+    /// batch: what must be read from memory until the sink has applied the
+    /// batch. (The customer list is never read, so it is not among them.)
+    pub(super) fn into_changed_rows(self) -> HashMap<PartitionKey, (i64, BatchRows)> {
+        let mut changed: HashMap<PartitionKey, (i64, BatchRows)> = HashMap::new();
+        // Past every changed row's own event, and past the partition's
+        // newest record of the batch (which may have changed no row).
+        fn slot<'a>(
+            changed: &'a mut HashMap<PartitionKey, (i64, BatchRows)>,
+            part: &PartitionKey,
+            row_offset: i64,
+        ) -> &'a mut BatchRows {
+            let (next, rows) = changed.entry(part.clone()).or_default();
+            *next = (*next).max(row_offset + 1);
+            rows
+        }
+        for (part, sku, minute, cell) in self.sku_sales {
+            slot(&mut changed, &part, cell.applied_offset)
+                .sku_sales
+                .insert((sku, minute), cell);
+        }
+        for (part, minute, cell) in self.minute_sales {
+            slot(&mut changed, &part, cell.applied_offset)
+                .minute_sales
+                .insert(minute, cell);
+        }
+        for (part, order) in self.orders {
+            slot(&mut changed, &part, order.applied_offset)
+                .orders
+                .insert(order.value.order_id.clone(), Some(order));
+        }
+        for (part, chunks) in self.inventory {
+            // Later chunks of a SKU hold later versions: they replace.
+            for chunk in chunks {
+                let rows = slot(&mut changed, &part, chunk.stock.applied_offset);
+                let sku = chunk.stock.value.sku.clone();
+                for r in chunk.reservations {
+                    let key = (sku.clone(), r.value.order_id.clone());
+                    rows.reservations.insert(key, Some(r));
+                }
+                rows.stock.insert(sku, Some(chunk.stock));
+            }
+        }
+        for (part, newest, _) in &self.progress {
+            if let Some((next, _)) = changed.get_mut(part) {
+                *next = (*next).max(newest.offset + 1);
+            }
+        }
+        changed
+    }
+
     /// Statements [`Processor::write`](crate::pipeline::Processor::write)
     /// executes for these rows (an inventory chunk is one batch statement; a
     /// partition's progress is two, its row and its mark).
