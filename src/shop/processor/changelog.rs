@@ -251,13 +251,18 @@ pub(super) fn decode(values: &[&[u8]]) -> Result<ShopWrites, ChangelogError> {
         let part: PartitionKey = (topic, value.partition);
         let w = &mut writes;
         w.customer_index
-            .extend((value.customer_index.into_iter()).map(|o| (part.clone(), o)));
+            .extend(value.customer_index.into_iter().map(|o| (part.clone(), o)));
         w.sku_sales.extend(
-            (value.sku_sales.into_iter())
+            value
+                .sku_sales
+                .into_iter()
                 .map(|(sku, minute, cell)| (part.clone(), sku, minute, cell)),
         );
         w.minute_sales.extend(
-            (value.minute_sales.into_iter()).map(|(minute, cell)| (part.clone(), minute, cell)),
+            value
+                .minute_sales
+                .into_iter()
+                .map(|(minute, cell)| (part.clone(), minute, cell)),
         );
         w.orders
             .extend(value.orders.into_iter().map(|o| (part.clone(), o)));
