@@ -83,6 +83,11 @@ pub const EVENTS_IN_FLIGHT: &str = "galley_events_in_flight";
 /// Approximate bytes the processor's row caches hold (bounded by
 /// `shop.row_cache_max_bytes`).
 pub const ROW_CACHE_BYTES: &str = "galley_row_cache_bytes";
+/// Approximate bytes of rows committed batches changed that the changelog
+/// sink has not applied yet, kept in memory until it has (exactly-once
+/// delivery only; not part of `shop.row_cache_max_bytes`: bounded by
+/// `pipeline.max_batches_awaiting_sink` batches, not by bytes).
+pub const ROWS_AWAITING_SINK_BYTES: &str = "galley_rows_awaiting_sink_bytes";
 /// HTTP requests answered. Labels: listener (api, admin), route (the matched
 /// route template, or `unmatched`), method (GET, HEAD, POST, PUT, DELETE,
 /// PATCH, OPTIONS, CONNECT, TRACE, or `other`), status_class (2xx, 4xx, 5xx).
@@ -260,6 +265,12 @@ pub const METRICS: &[MetricDef] = &[
         Kind::Gauge,
         &[],
         "Approximate bytes the row caches of the owned partitions hold.",
+    ),
+    def(
+        ROWS_AWAITING_SINK_BYTES,
+        Kind::Gauge,
+        &[],
+        "Approximate bytes of committed rows kept in memory until the changelog sink applies them.",
     ),
     def(
         SINK_AWAITING_BATCHES,

@@ -27,7 +27,8 @@
 //! current owner and cannot overwrite its newer state.
 //!
 //! The [`ShopProcessor`] that does all this lives in `processor`, one file per
-//! step of a batch.
+//! step of a batch, with the [`ShopSink`] that writes its changelog's rows
+//! under exactly-once delivery.
 
 pub mod api;
 pub mod generator;

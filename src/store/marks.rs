@@ -10,7 +10,8 @@
 /// What identifies one record of a partition: its offset, its Kafka
 /// timestamp and a hash of its key. Another record at the same offset of a
 /// re-created topic differs in its key or in the time it was produced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Serializable: a changelog carries it with the partition's progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RecordMark {
     pub offset: i64,
     /// The record's Kafka timestamp in ms; -1 when it has none.

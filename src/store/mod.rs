@@ -15,6 +15,8 @@ pub mod read;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
+
 use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
@@ -75,7 +77,10 @@ impl From<StoreError> for crate::pipeline::StepError {
 /// back to skip events already applied) and as its cells' write timestamp
 /// (`USING TIMESTAMP`), so that of two writers of one row, the one further
 /// along its partition wins, whatever order the writes arrive in.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// Serializable so that a domain can put its rows in a changelog
+/// (`pipeline.delivery = "exactly_once"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Versioned<T> {
     pub value: T,
     pub applied_offset: i64,

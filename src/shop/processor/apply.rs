@@ -265,32 +265,30 @@ fn collect_writes(
     decided: PartitionDecisions,
     (changed_sku_cells, changed_minute_cells): ChangedCells,
 ) {
-    let partition = part.1;
     for key in changed_sku_cells {
         if let Some(cell) = rows.sku_sales.get(&key) {
-            w.sku_sales.push((partition, key.0, key.1, cell.clone()));
+            w.sku_sales.push((part.clone(), key.0, key.1, cell.clone()));
         }
     }
     for minute in changed_minute_cells {
         if let Some(cell) = rows.minute_sales.get(&minute) {
-            w.minute_sales.push((partition, minute, cell.clone()));
+            w.minute_sales.push((part.clone(), minute, cell.clone()));
         }
     }
     for id in decided.changed_orders {
         if let Some(Some(order)) = rows.orders.get(&id) {
-            w.customer_index.push(order.clone());
-            w.orders.push((partition, order.clone()));
+            w.customer_index.push((part.clone(), order.clone()));
+            w.orders.push((part.clone(), order.clone()));
         }
     }
     for (_, log) in decided.inventory_log {
         let chunks = log.into_chunks();
         if !chunks.is_empty() {
-            w.inventory.push((partition, chunks));
+            w.inventory.push((part.clone(), chunks));
         }
     }
     if let Some((newest, event_time)) = decided.newest {
-        w.progress
-            .push((part.0.clone(), partition, newest, event_time));
+        w.progress.push((part.clone(), newest, event_time));
     }
     w.cache.insert(part.clone(), rows);
 }

@@ -15,12 +15,23 @@
 //! [`BatchRows`] and changes only those; the cache adopts them once the batch
 //! is committed. A batch that fails to write therefore leaves in the cache
 //! nothing the database does not hold, and its retry starts from the same rows.
+//!
+//! With exactly-once delivery a committed batch's rows reach the database
+//! only when the changelog sink applies them, later. Until then the cache
+//! may not simply forget them: a later batch would read the older version
+//! the database still holds. So the rows each such batch changed are also
+//! kept aside, per partition, in a queue eviction never touches, until the
+//! sink reports them applied; a batch that misses the cache looks there,
+//! newest batch first, before it asks the database. The queue is not part
+//! of the cache's byte budget: what it holds is bounded by how far the sink
+//! may lag (`pipeline.max_batches_awaiting_sink`), not by bytes.
 
 use std::collections::hash_map::Entry;
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::Hash;
 use std::sync::Arc;
 
+use super::writes::ShopWrites;
 use crate::domain::inventory::{Reservation, Stock};
 use crate::domain::order::Order;
 use crate::shop::rows::SalesCell;
@@ -42,25 +53,145 @@ pub(super) struct PartitionCache {
     pub(super) reservations: RowCache<ReservationKey, Option<Versioned<Reservation>>>,
     pub(super) sku_sales: RowCache<(String, i64), Versioned<SalesCell>>,
     pub(super) minute_sales: RowCache<i64, Versioned<SalesCell>>,
+    /// The rows of committed batches the sink has not applied yet, oldest
+    /// batch first.
+    awaiting_sink: VecDeque<AwaitingSink>,
+}
+
+/// The rows one committed batch changed in a partition, kept until the sink
+/// has applied every record below `next_offset`.
+struct AwaitingSink {
+    next_offset: i64,
+    rows: BatchRows,
+    bytes: usize,
+}
+
+/// Where a batch finds a row of one table before it asks the database: the
+/// partition's cache, else the rows awaiting the sink.
+pub(super) struct Held<'a, K, V> {
+    cache: &'a mut RowCache<K, V>,
+    awaiting_sink: &'a VecDeque<AwaitingSink>,
+    table: fn(&BatchRows) -> &HashMap<K, V>,
+}
+
+impl<K: Clone + Eq + Hash, V> Held<'_, K, V> {
+    fn get(&mut self, key: &K) -> Option<&V> {
+        // The cache, when it has the row, has the newest version: it adopts
+        // every committed batch's rows, those awaiting the sink included.
+        if let Some(value) = self.cache.get(key) {
+            return Some(value);
+        }
+        let table = self.table;
+        self.awaiting_sink
+            .iter()
+            .rev()
+            .find_map(|batch| table(&batch.rows).get(key))
+    }
+}
+
+// What each table's rows hold on the heap, for the cache's byte bound and
+// the gauge of rows awaiting the sink.
+
+fn order_row_heap_bytes(id: &String, row: &Option<Versioned<Order>>) -> usize {
+    id.capacity() + row.as_ref().map_or(0, |o| order_heap_bytes(&o.value))
+}
+
+fn stock_row_heap_bytes(sku: &String, row: &Option<Versioned<Stock>>) -> usize {
+    sku.capacity() + row.as_ref().map_or(0, |s| s.value.sku.capacity())
+}
+
+fn reservation_row_heap_bytes(
+    (sku, order): &ReservationKey,
+    row: &Option<Versioned<Reservation>>,
+) -> usize {
+    sku.capacity() + order.capacity() + row.as_ref().map_or(0, |r| r.value.order_id.capacity())
+}
+
+fn sku_cell_heap_bytes((sku, _): &(String, i64), _: &Versioned<SalesCell>) -> usize {
+    sku.capacity()
+}
+
+fn minute_cell_heap_bytes(_: &i64, _: &Versioned<SalesCell>) -> usize {
+    0
+}
+
+/// Approximate bytes a table of a batch's rows holds, counted as the cache
+/// counts its entries.
+fn table_bytes<K, V>(table: &HashMap<K, V>, heap_bytes: fn(&K, &V) -> usize) -> usize {
+    table
+        .iter()
+        .map(|(k, v)| std::mem::size_of::<(K, V, usize)>() + heap_bytes(k, v))
+        .sum()
+}
+
+impl BatchRows {
+    /// Approximate bytes held by all five tables.
+    fn bytes(&self) -> usize {
+        table_bytes(&self.orders, order_row_heap_bytes)
+            + table_bytes(&self.stock, stock_row_heap_bytes)
+            + table_bytes(&self.reservations, reservation_row_heap_bytes)
+            + table_bytes(&self.sku_sales, sku_cell_heap_bytes)
+            + table_bytes(&self.minute_sales, minute_cell_heap_bytes)
+    }
 }
 
 impl PartitionCache {
     fn new(generation_max_bytes: usize) -> Self {
         Self {
-            orders: RowCache::new(generation_max_bytes, |k, v| {
-                k.capacity() + v.as_ref().map_or(0, |o| order_heap_bytes(&o.value))
-            }),
-            stock: RowCache::new(generation_max_bytes, |k, v| {
-                k.capacity() + v.as_ref().map_or(0, |s| s.value.sku.capacity())
-            }),
-            reservations: RowCache::new(generation_max_bytes, |(sku, order), v| {
-                sku.capacity()
-                    + order.capacity()
-                    + v.as_ref().map_or(0, |r| r.value.order_id.capacity())
-            }),
-            sku_sales: RowCache::new(generation_max_bytes, |(sku, _), _| sku.capacity()),
-            minute_sales: RowCache::new(generation_max_bytes, |_, _| 0),
+            orders: RowCache::new(generation_max_bytes, order_row_heap_bytes),
+            stock: RowCache::new(generation_max_bytes, stock_row_heap_bytes),
+            reservations: RowCache::new(generation_max_bytes, reservation_row_heap_bytes),
+            sku_sales: RowCache::new(generation_max_bytes, sku_cell_heap_bytes),
+            minute_sales: RowCache::new(generation_max_bytes, minute_cell_heap_bytes),
+            awaiting_sink: VecDeque::new(),
         }
+    }
+
+    pub(super) fn held_orders(&mut self) -> Held<'_, String, Option<Versioned<Order>>> {
+        Held {
+            cache: &mut self.orders,
+            awaiting_sink: &self.awaiting_sink,
+            table: |rows| &rows.orders,
+        }
+    }
+
+    pub(super) fn held_stock(&mut self) -> Held<'_, String, Option<Versioned<Stock>>> {
+        Held {
+            cache: &mut self.stock,
+            awaiting_sink: &self.awaiting_sink,
+            table: |rows| &rows.stock,
+        }
+    }
+
+    pub(super) fn held_reservations(
+        &mut self,
+    ) -> Held<'_, ReservationKey, Option<Versioned<Reservation>>> {
+        Held {
+            cache: &mut self.reservations,
+            awaiting_sink: &self.awaiting_sink,
+            table: |rows| &rows.reservations,
+        }
+    }
+
+    pub(super) fn held_sku_sales(&mut self) -> Held<'_, (String, i64), Versioned<SalesCell>> {
+        Held {
+            cache: &mut self.sku_sales,
+            awaiting_sink: &self.awaiting_sink,
+            table: |rows| &rows.sku_sales,
+        }
+    }
+
+    pub(super) fn held_minute_sales(&mut self) -> Held<'_, i64, Versioned<SalesCell>> {
+        Held {
+            cache: &mut self.minute_sales,
+            awaiting_sink: &self.awaiting_sink,
+            table: |rows| &rows.minute_sales,
+        }
+    }
+
+    /// Approximate bytes of the rows awaiting the sink.
+    fn awaiting_sink_bytes(&self) -> usize {
+        self.awaiting_sink.iter().map(|batch| batch.bytes).sum()
     }
 
     fn set_generation_max_bytes(&mut self, bytes: usize) {
@@ -85,7 +216,8 @@ impl PartitionCache {
         .count()
     }
 
-    /// Approximate bytes held by all five tables.
+    /// Approximate bytes held by all five tables' caches (not counting the
+    /// rows awaiting the sink).
     fn bytes(&self) -> usize {
         self.orders.bytes()
             + self.stock.bytes()
@@ -128,10 +260,11 @@ pub(super) struct BatchRows {
     pub(super) minute_sales: HashMap<i64, Versioned<SalesCell>>,
 }
 
-/// Takes a row into the batch from the cache, or notes that it must be read.
+/// Takes a row into the batch from the cache or the rows awaiting the sink,
+/// or notes that it must be read.
 pub(super) fn stage<K, V>(
     rows: &mut HashMap<K, V>,
-    cache: &mut RowCache<K, V>,
+    mut held: Held<'_, K, V>,
     want: &mut HashSet<K>,
     key: K,
 ) where
@@ -139,7 +272,7 @@ pub(super) fn stage<K, V>(
     V: Clone,
 {
     if let Entry::Vacant(slot) = rows.entry(key) {
-        match cache.get(slot.key()) {
+        match held.get(slot.key()) {
             Some(value) => {
                 slot.insert(value.clone());
             }
@@ -195,6 +328,44 @@ impl PartitionCaches {
         self.caches.values().map(PartitionCache::bytes).sum()
     }
 
+    /// Approximate bytes held by the rows awaiting the sink, all partitions.
+    pub(super) fn awaiting_sink_bytes(&self) -> usize {
+        self.caches
+            .values()
+            .map(PartitionCache::awaiting_sink_bytes)
+            .sum()
+    }
+
+    /// Makes a committed batch's rows the cached state of their partitions.
+    /// With `awaiting_sink` (their changes are not in the database yet), also
+    /// keeps the rows it changed until the sink has applied them.
+    pub(super) fn commit(&mut self, mut writes: ShopWrites, awaiting_sink: bool) {
+        self.adopt(std::mem::take(&mut writes.cache));
+        if !awaiting_sink {
+            return;
+        }
+        for (part, (next_offset, rows)) in writes.into_changed_rows() {
+            let bytes = rows.bytes();
+            self.cache(&part).awaiting_sink.push_back(AwaitingSink {
+                next_offset,
+                rows,
+                bytes,
+            });
+        }
+    }
+
+    /// Lets go of the rows of `topic[partition]` that the sink has applied:
+    /// those of batches ending at or before `next_offset`. The database now
+    /// holds them (or something newer), so reading them there is right again.
+    pub(super) fn applied(&mut self, topic: &str, partition: i32, next_offset: i64) {
+        let key: PartitionKey = (Arc::from(topic), partition);
+        if let Some(cache) = self.caches.get_mut(&key) {
+            cache
+                .awaiting_sink
+                .retain(|batch| batch.next_offset > next_offset);
+        }
+    }
+
     /// Makes a committed batch's rows the cached state of their partitions.
     pub(super) fn adopt(&mut self, batch_rows: HashMap<PartitionKey, BatchRows>) {
         for (part, rows) in batch_rows {
@@ -218,8 +389,8 @@ impl PartitionCaches {
         self.reshare();
     }
 
-    /// Drops the caches of partitions another process now owns: its writes
-    /// would make them stale.
+    /// Drops the caches of partitions another process now owns, and their
+    /// rows awaiting the sink: its writes would make them stale.
     pub(super) fn forget_partitions(&mut self, partitions: &[(String, i32)]) {
         self.caches.retain(|(topic, p), _| {
             !partitions

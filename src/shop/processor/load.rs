@@ -1,5 +1,6 @@
 //! Brings the rows a batch needs into its [`BatchRows`]: from the partition's
-//! cache when it holds them, otherwise from the database.
+//! cache when it holds them, or from the rows awaiting the changelog sink,
+//! otherwise from the database.
 //!
 //! Each step reads everything it misses in one wave of concurrent reads, so
 //! a batch waits for the slowest read once, not once per row or per table.
@@ -98,7 +99,12 @@ fn stage_entity_rows(
         match event {
             Decoded::Order(e) => {
                 let id = e.key().to_string();
-                stage(&mut rows.orders, &mut cache.orders, &mut missing.orders, id);
+                stage(
+                    &mut rows.orders,
+                    cache.held_orders(),
+                    &mut missing.orders,
+                    id,
+                );
             }
             Decoded::Inventory(e) => {
                 let sku = e.key().to_string();
@@ -106,12 +112,12 @@ fn stage_entity_rows(
                     let key = (sku.clone(), order_id.to_string());
                     stage(
                         &mut rows.reservations,
-                        &mut cache.reservations,
+                        cache.held_reservations(),
                         &mut missing.reservations,
                         key,
                     );
                 }
-                stage(&mut rows.stock, &mut cache.stock, &mut missing.stock, sku);
+                stage(&mut rows.stock, cache.held_stock(), &mut missing.stock, sku);
             }
         }
     }
@@ -166,13 +172,13 @@ fn stage_sales_cells(
         let key = (sale.sku.clone(), sale.minute_ms);
         stage(
             &mut rows.sku_sales,
-            &mut cache.sku_sales,
+            cache.held_sku_sales(),
             &mut missing.sku,
             key,
         );
         stage(
             &mut rows.minute_sales,
-            &mut cache.minute_sales,
+            cache.held_minute_sales(),
             &mut missing.minute,
             sale.minute_ms,
         );

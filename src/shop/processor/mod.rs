@@ -8,51 +8,37 @@
 //! `apply` runs the pure handlers and adds each sale to its `sales` cells;
 //! `writes` holds the rows to write and writes them in waves. Once the batch
 //! is committed, the cache adopts its rows.
+//!
+//! With exactly-once delivery the processor writes nothing itself:
+//! `changelog` encodes a batch's rows for the engine to commit with the
+//! batch, the cache keeps them at hand until the sink has applied them, and
+//! the [`ShopSink`] of `sink` decodes and writes them, in the same waves.
 
 mod apply;
 mod cache;
+mod changelog;
 mod decode;
 mod load;
 mod sales;
+mod sink;
 mod writes;
 
+#[cfg(test)]
+mod changelog_tests;
 #[cfg(test)]
 mod tests;
 
 use std::sync::Arc;
 
 use self::cache::PartitionCaches;
-use self::writes::count_outcomes;
+pub use self::sink::ShopSink;
 pub use self::writes::ShopWrites;
+use self::writes::{count_outcomes, write_in_waves};
 use super::projections::ProjectionStore;
 use super::ShopSettings;
 use crate::codec::Codec;
-use crate::pipeline::{ChangelogEntry, ChangelogSink, Effects, InputRecord, Processor, StepError};
+use crate::pipeline::{ChangelogEntry, Effects, InputRecord, Processor, StepError};
 use crate::telemetry as t;
-
-/// The shop's half of the sink: applies its changelog values to the database.
-pub struct ShopSink {
-    store: Arc<ProjectionStore>,
-    max_concurrent_statements: usize,
-}
-
-impl ShopSink {
-    pub fn new(store: Arc<ProjectionStore>, max_concurrent_statements: usize) -> Self {
-        Self {
-            store,
-            max_concurrent_statements,
-        }
-    }
-}
-
-impl ChangelogSink for ShopSink {
-    async fn apply(&self, values: &[&[u8]]) -> Result<(), StepError> {
-        let _ = (&self.store, self.max_concurrent_statements, values);
-        Err(StepError::Fatal(
-            "the shop cannot apply its changelog yet".into(),
-        ))
-    }
-}
 
 /// The shop's [`Processor`].
 pub struct ShopProcessor {
@@ -65,6 +51,7 @@ pub struct ShopProcessor {
 impl ShopProcessor {
     pub fn new(codec: Arc<Codec>, store: Arc<ProjectionStore>, settings: ShopSettings) -> Self {
         metrics::gauge!(t::ROW_CACHE_BYTES).set(0.0);
+        metrics::gauge!(t::ROWS_AWAITING_SINK_BYTES).set(0.0);
         Self {
             codec,
             store,
@@ -82,29 +69,38 @@ impl Processor for ShopProcessor {
     }
 
     async fn write(&mut self, writes: &ShopWrites) -> Result<(), StepError> {
-        self.write_in_waves(writes).await
+        let limit = self.settings.max_concurrent_statements;
+        write_in_waves(&self.store, writes, limit).await
     }
 
     fn changelog(
         &self,
-        _writes: &ShopWrites,
-        _max_bytes: usize,
+        writes: &ShopWrites,
+        max_bytes: usize,
     ) -> Result<Vec<ChangelogEntry>, StepError> {
-        Err(StepError::Fatal(
-            "the shop has no changelog encoding yet".into(),
-        ))
+        Ok(changelog::encode(writes, max_bytes)?)
     }
 
-    fn applied(&mut self, _topic: &str, _partition: i32, _next_offset: i64) {}
-
-    fn committed(&mut self, writes: ShopWrites, _awaiting_sink: bool) {
+    fn committed(&mut self, writes: ShopWrites, awaiting_sink: bool) {
         count_outcomes(&writes.counts);
-        self.caches.adopt(writes.cache);
-        metrics::gauge!(t::ROW_CACHE_BYTES).set(self.caches.bytes() as f64);
+        self.caches.commit(writes, awaiting_sink);
+        self.report_cache_bytes();
+    }
+
+    fn applied(&mut self, topic: &str, partition: i32, next_offset: i64) {
+        self.caches.applied(topic, partition, next_offset);
+        self.report_cache_bytes();
     }
 
     fn partitions_revoked(&mut self, partitions: &[(String, i32)]) {
         self.caches.forget_partitions(partitions);
+        self.report_cache_bytes();
+    }
+}
+
+impl ShopProcessor {
+    fn report_cache_bytes(&self) {
         metrics::gauge!(t::ROW_CACHE_BYTES).set(self.caches.bytes() as f64);
+        metrics::gauge!(t::ROWS_AWAITING_SINK_BYTES).set(self.caches.awaiting_sink_bytes() as f64);
     }
 }

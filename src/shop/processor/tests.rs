@@ -1,13 +1,15 @@
 //! Unit tests of the processor's pure parts: what a batch's writes hand over
-//! to be written and what they keep for the cache, and how sales add up in
-//! their cells when a batch is replayed after a crash.
+//! to be written and what they keep for the cache, how sales add up in
+//! their cells when a batch is replayed after a crash, and which rows a batch
+//! may not read from the database while the changelog sink lags.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use super::cache::{BatchRows, PartitionCaches};
+use super::cache::{stage, BatchRows, PartitionCaches, PartitionKey};
 use super::sales::{add_sales, SaleContribution};
 use super::writes::{Counted, ShopWrites};
+use crate::domain::order::Order;
 use crate::domain::Outcome;
 use crate::shop::rows::SalesCell;
 use crate::store::marks::RecordMark;
@@ -17,8 +19,10 @@ use crate::store::Versioned;
 fn take_rows_moves_the_rows_and_leaves_what_committed_adopts() {
     let mut writes = ShopWrites::default();
     let newest = RecordMark::of(41, Some(b"O-1"), Some(1_000));
-    writes.progress.push((Arc::from("t"), 0, newest, 1_000));
-    writes.minute_sales.push((0, 60_000, cell(1, 1, 41)));
+    writes.progress.push(((Arc::from("t"), 0), newest, 1_000));
+    writes
+        .minute_sales
+        .push(((Arc::from("t"), 0), 60_000, cell(1, 1, 41)));
     writes.counts.push(Counted {
         topic: Arc::from("t"),
         event_type: "OrderPlaced",
@@ -137,8 +141,8 @@ fn a_replay_skips_what_each_cell_holds_and_adds_what_it_lacks() {
 }
 
 /// An order whose customer id alone holds `id_bytes`.
-fn order_with_customer_id(n: usize, id_bytes: usize) -> Versioned<crate::domain::order::Order> {
-    use crate::domain::order::{Order, OrderStatus};
+fn order_with_customer_id(n: usize, id_bytes: usize) -> Versioned<Order> {
+    use crate::domain::order::OrderStatus;
     Versioned {
         value: Order {
             order_id: format!("O-{n}"),
@@ -183,4 +187,121 @@ fn the_row_caches_of_all_partitions_stay_within_their_bytes() {
         "{cached} orders of over {ID_BYTES} bytes cached, budget {BUDGET}"
     );
     assert!(cached > 0, "the cache still caches");
+}
+
+/// A batch's writes as a partition's batch leaves them: the order it
+/// changed, the partition's progress, and the rows it read for the cache.
+fn order_batch(part: &PartitionKey, order: Versioned<Order>, newest_offset: i64) -> ShopWrites {
+    let mut writes = ShopWrites::default();
+    let newest = RecordMark::of(newest_offset, Some(b"key"), Some(1_000));
+    writes.progress.push((part.clone(), newest, 1_000));
+    writes.customer_index.push((part.clone(), order.clone()));
+    writes.orders.push((part.clone(), order.clone()));
+    let mut rows = BatchRows::default();
+    rows.orders
+        .insert(order.value.order_id.clone(), Some(order));
+    writes.cache.insert(part.clone(), rows);
+    writes
+}
+
+/// Fills `part`'s order cache with other orders until `id` is evicted.
+fn evict(caches: &mut PartitionCaches, part: &PartitionKey, id: &str) {
+    let mut rows = BatchRows::default();
+    for n in 1_000..1_200 {
+        rows.orders
+            .insert(format!("O-{n}"), Some(order_with_customer_id(n, 1024)));
+    }
+    caches.adopt(HashMap::from([(part.clone(), rows)]));
+    assert!(
+        caches.cache(part).orders.get(&id.to_owned()).is_none(),
+        "{id} is evicted from the cache"
+    );
+}
+
+/// Stages order `id` into a new batch: where the batch found it, if
+/// anywhere, and whether it must be read from the database.
+fn stage_order(
+    caches: &mut PartitionCaches,
+    part: &PartitionKey,
+    id: &str,
+) -> (Option<Versioned<Order>>, bool) {
+    let mut rows = BatchRows::default();
+    let mut want = HashSet::new();
+    stage(
+        &mut rows.orders,
+        caches.cache(part).held_orders(),
+        &mut want,
+        id.to_owned(),
+    );
+    let found = rows.orders.remove(id).flatten();
+    (found, want.contains(id))
+}
+
+#[test]
+fn a_row_awaiting_the_sink_is_read_from_memory_until_applied_then_from_the_database() {
+    let part: PartitionKey = (Arc::from("shop.orders"), 2);
+    let mut caches = PartitionCaches::new(16 * 1024);
+    let first = order_with_customer_id(10, 8);
+    let mut second = order_with_customer_id(10, 8);
+    second.applied_offset = 20;
+    caches.commit(order_batch(&part, first.clone(), 12), true);
+    caches.commit(order_batch(&part, second.clone(), 25), true);
+    assert!(caches.awaiting_sink_bytes() > 0);
+
+    // Evicted from the cache, the order is found among the rows awaiting
+    // the sink, in its newest version, and the database is not asked.
+    evict(&mut caches, &part, "O-10");
+    assert_eq!(
+        stage_order(&mut caches, &part, "O-10"),
+        (Some(second.clone()), false)
+    );
+
+    // The sink applied the first batch (records below 13): the second one's
+    // version is still only in memory.
+    caches.applied("shop.orders", 2, 13);
+    evict(&mut caches, &part, "O-10");
+    assert_eq!(
+        stage_order(&mut caches, &part, "O-10"),
+        (Some(second), false)
+    );
+    // Another partition's progress lets go of nothing here.
+    caches.applied("shop.inventory", 2, 100);
+    caches.applied("shop.orders", 1, 100);
+    assert!(caches.awaiting_sink_bytes() > 0);
+
+    // Everything applied: the database holds it, and is asked again.
+    caches.applied("shop.orders", 2, 26);
+    assert_eq!(caches.awaiting_sink_bytes(), 0);
+    evict(&mut caches, &part, "O-10");
+    assert_eq!(stage_order(&mut caches, &part, "O-10"), (None, true));
+}
+
+#[test]
+fn without_a_sink_to_wait_for_nothing_is_held_back() {
+    let part: PartitionKey = (Arc::from("shop.orders"), 2);
+    let mut caches = PartitionCaches::new(16 * 1024);
+    caches.commit(order_batch(&part, order_with_customer_id(10, 8), 12), false);
+    assert_eq!(caches.awaiting_sink_bytes(), 0);
+    evict(&mut caches, &part, "O-10");
+    assert_eq!(stage_order(&mut caches, &part, "O-10"), (None, true));
+}
+
+#[test]
+fn a_revoked_partition_forgets_its_rows_awaiting_the_sink() {
+    let part: PartitionKey = (Arc::from("shop.orders"), 2);
+    let other: PartitionKey = (Arc::from("shop.orders"), 5);
+    let mut caches = PartitionCaches::new(16 * 1024);
+    caches.commit(order_batch(&part, order_with_customer_id(10, 8), 12), true);
+    caches.commit(order_batch(&other, order_with_customer_id(11, 8), 40), true);
+    let both = caches.awaiting_sink_bytes();
+
+    caches.forget_partitions(&[("shop.orders".to_owned(), 2)]);
+    assert!(caches.awaiting_sink_bytes() < both && caches.awaiting_sink_bytes() > 0);
+    assert_eq!(stage_order(&mut caches, &part, "O-10"), (None, true));
+    evict(&mut caches, &other, "O-11");
+    let (found, asked) = stage_order(&mut caches, &other, "O-11");
+    assert!(
+        found.is_some() && !asked,
+        "the other partition keeps its rows"
+    );
 }

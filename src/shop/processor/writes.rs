@@ -1,6 +1,8 @@
 //! The rows one batch writes, and how they are written: in three waves, rows
 //! derived from orders before the orders and inventory, and the partitions'
 //! progress last, for the reasons the module doc of [`crate::shop`] gives.
+//! The processor writes a batch's rows this way itself (at-least-once
+//! delivery), and the changelog sink the rows of the values it applies.
 //! Also the outcome counters, which move only once a batch is written.
 
 use std::collections::{BTreeMap, HashMap};
@@ -8,9 +10,9 @@ use std::sync::Arc;
 
 use futures::future::{BoxFuture, FutureExt};
 use futures::stream::{self, StreamExt};
+use serde::{Deserialize, Serialize};
 
 use super::cache::{BatchRows, PartitionKey};
-use super::ShopProcessor;
 use crate::domain::inventory::{Reservation, Stock};
 use crate::domain::order::Order;
 use crate::domain::Outcome;
@@ -27,15 +29,21 @@ const RESERVATIONS_PER_BATCH: usize = 100;
 
 /// Rows one batch writes, in the order they must be written, plus what the
 /// cache should hold afterwards.
+///
+/// Every row names the input partition that owns it, topic included: a
+/// partition number alone is ambiguous when a batch holds partition 0 of
+/// the orders topic and partition 0 of the inventory topic, and the
+/// changelog splits the rows by owner.
 #[derive(Default)]
 pub struct ShopWrites {
-    pub(super) customer_index: Vec<Versioned<Order>>,
-    pub(super) sku_sales: Vec<(i32, String, i64, Versioned<SalesCell>)>,
-    pub(super) minute_sales: Vec<(i32, i64, Versioned<SalesCell>)>,
-    pub(super) orders: Vec<(i32, Versioned<Order>)>,
-    pub(super) inventory: Vec<(i32, Vec<InventoryChunk>)>,
+    pub(super) customer_index: Vec<(PartitionKey, Versioned<Order>)>,
+    pub(super) sku_sales: Vec<(PartitionKey, String, i64, Versioned<SalesCell>)>,
+    pub(super) minute_sales: Vec<(PartitionKey, i64, Versioned<SalesCell>)>,
+    pub(super) orders: Vec<(PartitionKey, Versioned<Order>)>,
+    /// Each SKU's chunks, in the order they must be written.
+    pub(super) inventory: Vec<(PartitionKey, Vec<InventoryChunk>)>,
     /// Per input partition: its newest record applied and newest event time.
-    pub(super) progress: Vec<(Arc<str>, i32, RecordMark, i64)>,
+    pub(super) progress: Vec<(PartitionKey, RecordMark, i64)>,
     pub(super) cache: HashMap<PartitionKey, BatchRows>,
     pub(super) counts: Vec<Counted>,
 }
@@ -59,6 +67,58 @@ impl ShopWrites {
         }
     }
 
+    /// The rows these writes change, per partition, keyed as the cache keys
+    /// them, each with the offset after the partition's newest record in the
+    /// batch: what must be read from memory until the sink has applied the
+    /// batch. (The customer list is never read, so it is not among them.)
+    pub(super) fn into_changed_rows(self) -> HashMap<PartitionKey, (i64, BatchRows)> {
+        let mut changed: HashMap<PartitionKey, (i64, BatchRows)> = HashMap::new();
+        // Past every changed row's own event, and past the partition's
+        // newest record of the batch (which may have changed no row).
+        fn slot<'a>(
+            changed: &'a mut HashMap<PartitionKey, (i64, BatchRows)>,
+            part: &PartitionKey,
+            row_offset: i64,
+        ) -> &'a mut BatchRows {
+            let (next, rows) = changed.entry(part.clone()).or_default();
+            *next = (*next).max(row_offset + 1);
+            rows
+        }
+        for (part, sku, minute, cell) in self.sku_sales {
+            slot(&mut changed, &part, cell.applied_offset)
+                .sku_sales
+                .insert((sku, minute), cell);
+        }
+        for (part, minute, cell) in self.minute_sales {
+            slot(&mut changed, &part, cell.applied_offset)
+                .minute_sales
+                .insert(minute, cell);
+        }
+        for (part, order) in self.orders {
+            slot(&mut changed, &part, order.applied_offset)
+                .orders
+                .insert(order.value.order_id.clone(), Some(order));
+        }
+        for (part, chunks) in self.inventory {
+            // Later chunks of a SKU hold later versions: they replace.
+            for chunk in chunks {
+                let rows = slot(&mut changed, &part, chunk.stock.applied_offset);
+                let sku = chunk.stock.value.sku.clone();
+                for r in chunk.reservations {
+                    let key = (sku.clone(), r.value.order_id.clone());
+                    rows.reservations.insert(key, Some(r));
+                }
+                rows.stock.insert(sku, Some(chunk.stock));
+            }
+        }
+        for (part, newest, _) in &self.progress {
+            if let Some((next, _)) = changed.get_mut(part) {
+                *next = (*next).max(newest.offset + 1);
+            }
+        }
+        changed
+    }
+
     /// Statements [`Processor::write`](crate::pipeline::Processor::write)
     /// executes for these rows (an inventory chunk is one batch statement; a
     /// partition's progress is two, its row and its mark).
@@ -74,9 +134,10 @@ impl ShopWrites {
 
 /// A SKU's stock and the reservations changed with it, written as one
 /// single-partition batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(super) struct InventoryChunk {
-    stock: Versioned<Stock>,
-    reservations: Vec<Versioned<Reservation>>,
+    pub(super) stock: Versioned<Stock>,
+    pub(super) reservations: Vec<Versioned<Reservation>>,
 }
 
 /// One decoded input event's fate, counted once its batch is written. Dead
@@ -131,20 +192,20 @@ impl InventoryLog {
     }
 }
 
-impl ShopProcessor {
-    /// Writes a batch's rows in three waves, each finished before the next.
-    pub(super) async fn write_in_waves(&self, w: &ShopWrites) -> Result<(), StepError> {
-        let store = &*self.store;
-        let limit = self.settings.max_concurrent_statements;
-        let now = unix_ms();
-
-        // Rows derived from orders first, then the orders themselves (see the
-        // module doc of `crate::shop`).
-        run_bounded(derived_row_writes(store, w), limit).await?;
-        run_bounded(primary_row_writes(store, w), limit).await?;
-        run_bounded(progress_writes(store, w, now), limit).await?;
-        Ok(())
-    }
+/// Writes rows in three waves, each finished before the next, with at most
+/// `limit` statements in flight.
+pub(super) async fn write_in_waves(
+    store: &ProjectionStore,
+    w: &ShopWrites,
+    limit: usize,
+) -> Result<(), StepError> {
+    let now = unix_ms();
+    // Rows derived from orders first, then the orders themselves (see the
+    // module doc of `crate::shop`).
+    run_bounded(derived_row_writes(store, w), limit).await?;
+    run_bounded(primary_row_writes(store, w), limit).await?;
+    run_bounded(progress_writes(store, w, now), limit).await?;
+    Ok(())
 }
 
 type Write<'a> = BoxFuture<'a, Result<(), StoreError>>;
@@ -153,16 +214,14 @@ type Write<'a> = BoxFuture<'a, Result<(), StoreError>>;
 fn derived_row_writes<'a>(store: &'a ProjectionStore, w: &'a ShopWrites) -> Vec<Write<'a>> {
     w.customer_index
         .iter()
-        .map(|o| store.write_order_index(o).boxed())
-        .chain(
-            w.sku_sales.iter().map(|(p, sku, minute, cell)| {
-                store.write_sku_sales(sku, *minute, *p, cell).boxed()
-            }),
-        )
+        .map(|(_, o)| store.write_order_index(o).boxed())
+        .chain(w.sku_sales.iter().map(|((_, p), sku, minute, cell)| {
+            store.write_sku_sales(sku, *minute, *p, cell).boxed()
+        }))
         .chain(
             w.minute_sales
                 .iter()
-                .map(|(p, minute, cell)| store.write_minute_sales(*minute, *p, cell).boxed()),
+                .map(|((_, p), minute, cell)| store.write_minute_sales(*minute, *p, cell).boxed()),
         )
         .collect()
 }
@@ -171,11 +230,11 @@ fn derived_row_writes<'a>(store: &'a ProjectionStore, w: &'a ShopWrites) -> Vec<
 fn primary_row_writes<'a>(store: &'a ProjectionStore, w: &'a ShopWrites) -> Vec<Write<'a>> {
     w.orders
         .iter()
-        .map(|(p, o)| store.write_order(o, *p).boxed())
+        .map(|((_, p), o)| store.write_order(o, *p).boxed())
         .chain(
             w.inventory
                 .iter()
-                .map(|(p, chunks)| write_inventory_chunks(store, chunks, *p).boxed()),
+                .map(|((_, p), chunks)| write_inventory_chunks(store, chunks, *p).boxed()),
         )
         .collect()
 }
@@ -198,7 +257,7 @@ async fn write_inventory_chunks(
 fn progress_writes<'a>(store: &'a ProjectionStore, w: &'a ShopWrites, now: i64) -> Vec<Write<'a>> {
     w.progress
         .iter()
-        .map(|(topic, p, newest, event_time)| {
+        .map(|((topic, p), newest, event_time)| {
             store
                 .write_progress(topic, *p, newest, *event_time, now)
                 .boxed()

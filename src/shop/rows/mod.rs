@@ -11,6 +11,7 @@ pub mod order;
 
 use scylla::value::CqlTimestamp;
 use scylla::SerializeRow;
+use serde::{Deserialize, Serialize};
 
 use crate::domain::inventory::{Reservation, Stock};
 use crate::domain::order::Order;
@@ -19,7 +20,7 @@ use crate::store::Versioned;
 pub use order::{order_document_values, parse_document, OrderDocumentValues};
 
 /// Units and revenue of one (minute, source partition) sales cell.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SalesCell {
     pub units: i64,
     pub revenue_cents: i64,
