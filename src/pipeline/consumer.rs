@@ -26,6 +26,7 @@ pub struct GroupEvents {
 struct GroupState {
     owned: BTreeSet<(String, i32)>,
     revoked_since_last_take: Vec<(String, i32)>,
+    assigned_since_last_take: Vec<(String, i32)>,
 }
 
 impl GroupEvents {
@@ -46,6 +47,20 @@ impl GroupEvents {
         }
     }
 
+    /// Partitions assigned since the last call that are still owned.
+    pub fn take_assigned(&self) -> Vec<(String, i32)> {
+        match self.inner.lock() {
+            Ok(mut state) => {
+                let assigned = std::mem::take(&mut state.assigned_since_last_take);
+                assigned
+                    .into_iter()
+                    .filter(|p| state.owned.contains(p))
+                    .collect()
+            }
+            Err(_) => Vec::new(),
+        }
+    }
+
     /// Records partitions the group took from this member.
     pub(super) fn record_revoked(&self, revoked: &[(String, i32)]) {
         self.update(|s| {
@@ -58,7 +73,10 @@ impl GroupEvents {
 
     /// Records partitions the group gave this member.
     pub(super) fn record_assigned(&self, assigned: Vec<(String, i32)>) {
-        self.update(|s| s.owned.extend(assigned));
+        self.update(|s| {
+            s.owned.extend(assigned.iter().cloned());
+            s.assigned_since_last_take.extend(assigned);
+        });
     }
 
     fn update(&self, f: impl FnOnce(&mut GroupState)) {

@@ -71,6 +71,8 @@ pub(super) struct Transactional {
     /// Input partitions restored since they were (last) assigned.
     restored: HashSet<(Arc<str>, i32)>,
     changelog_topics: HashMap<Arc<str>, String>,
+    /// Assigned partitions the sink does not follow yet.
+    to_follow: Vec<(String, i32)>,
 }
 
 impl Transactional {
@@ -80,6 +82,7 @@ impl Transactional {
             changelog_max_bytes: eos.changelog_max_bytes,
             restored: HashSet::new(),
             changelog_topics: HashMap::new(),
+            to_follow: Vec::new(),
         }
     }
 
@@ -87,6 +90,7 @@ impl Transactional {
     /// next owner's sink, and a later assignment restores them again.
     pub(super) fn revoked(&mut self, partitions: &[(String, i32)]) {
         self.sink.unfollow(partitions);
+        self.to_follow.retain(|p| !partitions.contains(p));
         self.restored.retain(|(topic, p)| {
             !partitions
                 .iter()
@@ -94,10 +98,50 @@ impl Transactional {
         });
     }
 
+    /// Makes the sink follow the changelogs of partitions assigned since
+    /// the last call (and of those it could not follow then, the database
+    /// being away), so that it applies what their earlier owners committed.
+    pub(super) async fn follow_assigned(&mut self, events: &super::GroupEvents) {
+        self.to_follow.extend(events.take_assigned());
+        let mut failed = Vec::new();
+        for (topic, partition) in std::mem::take(&mut self.to_follow) {
+            let input: Arc<str> = Arc::from(topic.as_str());
+            if let Err(e) = self.sink.follow(&input, partition).await {
+                warn!(error = %e, topic, partition, "the sink cannot follow the partition yet");
+                failed.push((topic, partition));
+            }
+        }
+        self.to_follow = failed;
+    }
+
     fn changelog_topic(&mut self, input: &Arc<str>) -> &str {
         self.changelog_topics
             .entry(input.clone())
             .or_insert_with(|| kafka::changelog_topic(input))
+    }
+}
+
+/// Moves each partition's next offset past the transaction markers that
+/// follow the batch's last record, where the consumer has already stepped
+/// over them: galley's own re-keyed events reach its input topics in
+/// transactions, and an offset committed short of their markers would show
+/// a lag that never goes away. Safe because every record the consumer
+/// delivered is in the batch (those of revoked partitions aside, which the
+/// batch no longer holds): the position can lead the batch only by markers.
+fn past_markers(
+    consumer: &StreamConsumer<PipelineContext>,
+    spans: &mut BTreeMap<(Arc<str>, i32), (i64, i64)>,
+) {
+    let Ok(positions) = consumer.position() else {
+        return;
+    };
+    for ((topic, partition), (_, next)) in spans.iter_mut() {
+        if let Some(Offset::Offset(position)) = positions
+            .find_partition(topic, *partition)
+            .map(|e| e.offset())
+        {
+            *next = (*next).max(position);
+        }
     }
 }
 
@@ -140,19 +184,25 @@ pub(super) async fn process_batch<P: Processor>(
     if let Some(reason) = eos.sink.fatal() {
         return BatchOutcome::Fatal(format!("sink: {reason}"));
     }
-    let spans = partition_spans(batch);
+    let mut spans = partition_spans(batch);
+    past_markers(consumer, &mut spans);
 
-    for (part, (first, _)) in &spans {
-        if eos.restored.contains(part) {
-            continue;
-        }
+    let to_restore: Vec<((Arc<str>, i32), i64)> = spans
+        .iter()
+        .filter(|(part, _)| !eos.restored.contains(*part))
+        .map(|(part, (first, _))| (part.clone(), *first))
+        .collect();
+    if !to_restore.is_empty() {
         let since = Instant::now();
-        until_done!(
-            retry,
-            Step::Restore,
-            eos.sink.restore(&part.0, part.1, *first, since)
-        );
-        eos.restored.insert(part.clone());
+        let sink = &eos.sink;
+        until_done!(retry, Step::Restore, async {
+            let restoring = to_restore
+                .iter()
+                .map(|((topic, partition), first)| sink.restore(topic, *partition, *first, since));
+            futures::future::try_join_all(restoring).await.map(|_| ())
+        });
+        eos.restored
+            .extend(to_restore.into_iter().map(|(part, _)| part));
     }
     pass_on_applied(&eos.sink, processor);
     until_done!(

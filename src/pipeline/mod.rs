@@ -329,6 +329,11 @@ pub async fn run<P: Processor>(
             transactional: transactional.as_mut(),
         };
         let stopping = fill_batch(&consumer, &cfg, &mut filling, &mut shutdown).await;
+        if let Some(eos) = transactional.as_mut() {
+            // The sink applies what earlier owners committed as soon as a
+            // partition arrives, whether or not records follow.
+            eos.follow_assigned(&group_events).await;
+        }
         if !batch.is_empty() {
             let deadline = stopping.then(|| Instant::now() + cfg.shutdown_deadline);
             let outcome = match transactional.as_mut() {
@@ -383,7 +388,17 @@ pub async fn run<P: Processor>(
             break;
         }
     }
-    if leave_group(consumer, FINAL_COMMIT_BOUND.min(cfg.shutdown_deadline)).await {
+    // Under exactly_once every offset is committed inside its batch's
+    // transaction; a commit of the consumer's position would move past
+    // transaction markers, ahead of the changelog's checkpoints.
+    let final_commit = transactional.is_none();
+    if leave_group(
+        consumer,
+        FINAL_COMMIT_BOUND.min(cfg.shutdown_deadline),
+        final_commit,
+    )
+    .await
+    {
         Stopped::Drained
     } else {
         Stopped::DeadlineExceeded
@@ -398,11 +413,17 @@ const FINAL_COMMIT_BOUND: Duration = Duration::from_secs(3);
 /// (both are blocking librdkafka calls) and within `bound`. False when the
 /// bound passed first: the group then learns of the departure from the
 /// session timeout, and the next owner starts at the last commit.
-async fn leave_group(consumer: Arc<StreamConsumer<PipelineContext>>, bound: Duration) -> bool {
+async fn leave_group(
+    consumer: Arc<StreamConsumer<PipelineContext>>,
+    bound: Duration,
+    final_commit: bool,
+) -> bool {
     let leaving = tokio::task::spawn_blocking(move || {
-        if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
-            // Nothing stored since the last commit is not an error worth more than a note.
-            info!(error = %e, "final commit");
+        if final_commit {
+            if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+                // Nothing stored since the last commit is not an error worth more than a note.
+                info!(error = %e, "final commit");
+            }
         }
         consumer.unsubscribe();
     });

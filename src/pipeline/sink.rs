@@ -122,7 +122,7 @@ impl Sink {
 
     /// Starts following the changelog of input partition `(input, partition)`
     /// from where the database says the sink stopped (or its start).
-    async fn follow(&self, input: &Arc<str>, partition: i32) -> Result<(), StepError> {
+    pub async fn follow(&self, input: &Arc<str>, partition: i32) -> Result<(), StepError> {
         let changelog = kafka::changelog_topic(input);
         if self
             .state()
