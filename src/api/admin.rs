@@ -174,6 +174,13 @@ fn pipeline_reasons(health: &PipelineHealth, now_ms: i64) -> Vec<String> {
     if !health.kafka_ok.load(Ordering::Relaxed) {
         reasons.push("pipeline: the last publish failed; retrying".into());
     }
+    let awaiting_sink = health.sink_full.load(Ordering::Relaxed);
+    if awaiting_sink > 0 {
+        reasons.push(format!(
+            "sink: {awaiting_sink} committed batches await the database \
+             (pipeline.max_batches_awaiting_sink); processing waits for the sink"
+        ));
+    }
     let misplaced = health.wrong_partitions.recent(now_ms);
     if !misplaced.is_empty() {
         reasons.push(format!(
@@ -208,6 +215,22 @@ mod tests {
                 .any(|r| r.starts_with(&format!("kafka: consumer errors: {error}"))),
             "{reasons:?}"
         );
+    }
+
+    #[test]
+    fn a_sink_that_holds_processing_back_makes_galley_unready() {
+        let health = PipelineHealth::new();
+        health.has_assignment.store(true, Ordering::Relaxed);
+        health.sink_full.store(64, Ordering::Relaxed);
+        let reasons = pipeline_reasons(&health, 1_000);
+        assert!(
+            reasons
+                .iter()
+                .any(|r| r.starts_with("sink: 64 committed batches await the database")),
+            "{reasons:?}"
+        );
+        health.sink_full.store(0, Ordering::Relaxed);
+        assert_eq!(pipeline_reasons(&health, 1_000), Vec::<String>::new());
     }
 
     #[test]

@@ -41,16 +41,14 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::{Offset, TopicPartitionList};
-use tokio::sync::watch;
 use tracing::{debug, warn};
 
 use super::publish::{ChangelogRecord, Transaction};
 use super::sink::Sink;
 use super::step::{Step, StepRetry};
 use super::{
-    record_end_to_end_latency, report_dead_letters, unix_ms, Backoff, BatchOutcome, BatchSpan,
-    InputRecord, Outbox, PartitionCheck, PipelineContext, PipelineHealth, Processor, Publisher,
-    StepError,
+    record_end_to_end_latency, report_dead_letters, unix_ms, Backoff, BatchContext, BatchOutcome,
+    BatchSpan, InputRecord, Outbox, PipelineContext, PipelineHealth, Processor, StepError,
 };
 use crate::config::PipelineConfig;
 use crate::kafka;
@@ -158,19 +156,21 @@ fn partition_spans(batch: &[InputRecord]) -> BTreeMap<(Arc<str>, i32), (i64, i64
     spans
 }
 
-#[allow(clippy::too_many_arguments)]
 pub(super) async fn process_batch<P: Processor>(
-    consumer: &Arc<StreamConsumer<PipelineContext>>,
-    publisher: &Publisher,
+    ctx: BatchContext<'_>,
     processor: &mut P,
     eos: &mut Transactional,
-    check: &mut PartitionCheck,
-    cfg: &PipelineConfig,
-    health: &PipelineHealth,
-    batch: &[InputRecord],
-    shutdown: &mut watch::Receiver<bool>,
-    deadline: Option<Instant>,
 ) -> BatchOutcome {
+    let BatchContext {
+        consumer,
+        publisher,
+        check,
+        cfg,
+        health,
+        batch,
+        shutdown,
+        deadline,
+    } = ctx;
     let started = Instant::now();
     metrics::gauge!(t::EVENTS_IN_FLIGHT).set(batch.len() as f64);
     let mut retry = StepRetry {
@@ -187,30 +187,10 @@ pub(super) async fn process_batch<P: Processor>(
     let mut spans = partition_spans(batch);
     past_markers(consumer, &mut spans);
 
-    let to_restore: Vec<((Arc<str>, i32), i64)> = spans
-        .iter()
-        .filter(|(part, _)| !eos.restored.contains(*part))
-        .map(|(part, (first, _))| (part.clone(), *first))
-        .collect();
-    if !to_restore.is_empty() {
-        let since = Instant::now();
-        let sink = &eos.sink;
-        until_done!(retry, Step::Restore, async {
-            let restoring = to_restore
-                .iter()
-                .map(|((topic, partition), first)| sink.restore(topic, *partition, *first, since));
-            futures::future::try_join_all(restoring).await.map(|_| ())
-        });
-        eos.restored
-            .extend(to_restore.into_iter().map(|(part, _)| part));
+    match wait_for_sink(&mut retry, processor, eos, &spans, health, cfg).await {
+        BatchOutcome::Done => {}
+        ended => return ended,
     }
-    pass_on_applied(&eos.sink, processor);
-    until_done!(
-        retry,
-        Step::Restore,
-        eos.sink.room_for_more(cfg.max_batches_awaiting_sink)
-    );
-    pass_on_applied(&eos.sink, processor);
 
     let (placed, misplaced) = until_done!(retry, Step::Check, check.split(consumer, batch));
     let mut effects = until_done!(retry, Step::Prepare, processor.prepare(&placed));
@@ -225,15 +205,7 @@ pub(super) async fn process_batch<P: Processor>(
         Err(e) => return BatchOutcome::Fatal(format!("offsets: {e}")),
     };
     let mut outbox = Outbox::new(&effects.messages, &effects.dead_letters);
-    let records: Vec<ChangelogRecord<'_>> = records
-        .iter()
-        .map(|(topic, partition, value, checkpoint)| ChangelogRecord {
-            topic,
-            partition: *partition,
-            value,
-            checkpoint: *checkpoint,
-        })
-        .collect();
+    let records = borrowed(&records);
     let ended = until_done!(
         retry,
         Step::Publish,
@@ -254,14 +226,67 @@ pub(super) async fn process_batch<P: Processor>(
     for ((topic, partition), (_, next)) in &spans {
         eos.sink.committed(topic, *partition, *next);
     }
-    report_dead_letters(&effects.dead_letters, publisher.dead_letter_topic());
-    health.wrong_partitions.record(&effects.dead_letters);
+    report_done(batch, &effects.dead_letters, publisher, health, started);
+    BatchOutcome::Done
+}
+
+/// Reports a committed batch: dead letters, latency, sizes, readiness.
+fn report_done(
+    batch: &[InputRecord],
+    dead_letters: &[super::DeadLetter],
+    publisher: &super::Publisher,
+    health: &PipelineHealth,
+    started: Instant,
+) {
+    report_dead_letters(dead_letters, publisher.dead_letter_topic());
+    health.wrong_partitions.record(dead_letters);
     let now_ms = unix_ms();
     record_end_to_end_latency(batch, now_ms);
     health.last_batch_ms.store(now_ms, Ordering::Relaxed);
     metrics::histogram!(t::BATCH_SIZE_EVENTS).record(batch.len() as f64);
     metrics::histogram!(t::BATCH_DURATION_SECONDS).record(started.elapsed().as_secs_f64());
     metrics::gauge!(t::EVENTS_IN_FLIGHT).set(0.0);
+}
+
+/// Step 1 of a batch (see the module doc), then room among the batches
+/// awaiting the sink. Anything but `Done` ends the batch.
+async fn wait_for_sink<P: Processor>(
+    retry: &mut StepRetry<'_>,
+    processor: &mut P,
+    eos: &mut Transactional,
+    spans: &BTreeMap<(Arc<str>, i32), (i64, i64)>,
+    health: &PipelineHealth,
+    cfg: &PipelineConfig,
+) -> BatchOutcome {
+    let to_restore: Vec<((Arc<str>, i32), i64)> = spans
+        .iter()
+        .filter(|(part, _)| !eos.restored.contains(*part))
+        .map(|(part, (first, _))| (part.clone(), *first))
+        .collect();
+    if !to_restore.is_empty() {
+        let since = Instant::now();
+        let sink = &eos.sink;
+        until_done!(retry, Step::Restore, async {
+            let restoring = to_restore
+                .iter()
+                .map(|((topic, partition), first)| sink.restore(topic, *partition, *first, since));
+            futures::future::try_join_all(restoring).await.map(|_| ())
+        });
+        eos.restored
+            .extend(to_restore.into_iter().map(|(part, _)| part));
+    }
+    pass_on_applied(&eos.sink, processor);
+    let awaiting = eos.sink.awaiting();
+    if awaiting >= cfg.max_batches_awaiting_sink {
+        health.sink_full.store(awaiting, Ordering::Relaxed);
+        until_done!(
+            retry,
+            Step::Restore,
+            eos.sink.room_for_more(cfg.max_batches_awaiting_sink)
+        );
+        pass_on_applied(&eos.sink, processor);
+    }
+    health.sink_full.store(0, Ordering::Relaxed);
     BatchOutcome::Done
 }
 
@@ -298,6 +323,19 @@ fn changelog_records(
         }
     }
     records
+}
+
+/// The changelog records as the publisher takes them.
+fn borrowed(records: &[(String, i32, Vec<u8>, Option<i64>)]) -> Vec<ChangelogRecord<'_>> {
+    records
+        .iter()
+        .map(|(topic, partition, value, checkpoint)| ChangelogRecord {
+            topic,
+            partition: *partition,
+            value,
+            checkpoint: *checkpoint,
+        })
+        .collect()
 }
 
 /// The offsets to commit: per input partition, the one after the batch's last.

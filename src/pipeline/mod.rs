@@ -65,6 +65,7 @@ mod exactly_once;
 mod fill;
 pub mod partitioning;
 mod publish;
+mod report;
 mod retry;
 mod sink;
 mod step;
@@ -78,13 +79,16 @@ use exactly_once::Transactional;
 use fill::{fill_batch, Filling};
 pub use partitioning::{PartitionCheck, WrongPartitions};
 pub use publish::{ChangelogRecord, Outbox, Publisher, Transaction};
+use report::{
+    count_by_topic, record_end_to_end_latency, register_metrics, report_dead_letters, BatchSpan,
+};
 pub use retry::Backoff;
-pub use sink::{Sink, CHECKPOINT_HEADER};
+pub use sink::{Applied, Sink, SinkPositions, CHECKPOINT_HEADER};
 use step::{Step, StepRetry};
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -275,6 +279,10 @@ pub struct PipelineHealth {
     pub consumer_errors: ConsumerErrors,
     /// The pipeline stopped on a fatal error; /healthz fails until the process exits.
     pub fatal: AtomicBool,
+    /// `exactly_once`: while processing waits for the sink (as many batches
+    /// await it as `pipeline.max_batches_awaiting_sink` allows), how many;
+    /// else 0.
+    pub sink_full: AtomicUsize,
 }
 
 impl PipelineHealth {
@@ -336,36 +344,19 @@ pub async fn run<P: Processor>(
         }
         if !batch.is_empty() {
             let deadline = stopping.then(|| Instant::now() + cfg.shutdown_deadline);
+            let ctx = BatchContext {
+                consumer: &consumer,
+                publisher: &publisher,
+                check: &mut check,
+                cfg: &cfg,
+                health: &health,
+                batch: &batch,
+                shutdown: &mut shutdown,
+                deadline,
+            };
             let outcome = match transactional.as_mut() {
-                None => {
-                    process_batch(
-                        &consumer,
-                        &publisher,
-                        &mut processor,
-                        &mut check,
-                        &cfg,
-                        &health,
-                        &batch,
-                        &mut shutdown,
-                        deadline,
-                    )
-                    .await
-                }
-                Some(eos) => {
-                    exactly_once::process_batch(
-                        &consumer,
-                        &publisher,
-                        &mut processor,
-                        eos,
-                        &mut check,
-                        &cfg,
-                        &health,
-                        &batch,
-                        &mut shutdown,
-                        deadline,
-                    )
-                    .await
-                }
+                None => process_batch(ctx, &mut processor).await,
+                Some(eos) => exactly_once::process_batch(ctx, &mut processor, eos).await,
             };
             batch.clear();
             match outcome {
@@ -391,14 +382,8 @@ pub async fn run<P: Processor>(
     // Under exactly_once every offset is committed inside its batch's
     // transaction; a commit of the consumer's position would move past
     // transaction markers, ahead of the changelog's checkpoints.
-    let final_commit = transactional.is_none();
-    if leave_group(
-        consumer,
-        FINAL_COMMIT_BOUND.min(cfg.shutdown_deadline),
-        final_commit,
-    )
-    .await
-    {
+    let bound = FINAL_COMMIT_BOUND.min(cfg.shutdown_deadline);
+    if leave_group(consumer, bound, transactional.is_none()).await {
         Stopped::Drained
     } else {
         Stopped::DeadlineExceeded
@@ -446,18 +431,30 @@ enum BatchOutcome {
     Fatal(String),
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn process_batch<P: Processor>(
-    consumer: &Arc<StreamConsumer<PipelineContext>>,
-    publisher: &Publisher,
-    processor: &mut P,
-    check: &mut PartitionCheck,
-    cfg: &PipelineConfig,
-    health: &PipelineHealth,
-    batch: &[InputRecord],
-    shutdown: &mut watch::Receiver<bool>,
+/// What processing one batch reaches, whatever the delivery mode.
+struct BatchContext<'a> {
+    consumer: &'a Arc<StreamConsumer<PipelineContext>>,
+    publisher: &'a Publisher,
+    check: &'a mut PartitionCheck,
+    cfg: &'a PipelineConfig,
+    health: &'a PipelineHealth,
+    batch: &'a [InputRecord],
+    shutdown: &'a mut watch::Receiver<bool>,
+    /// When shutdown was asked, the moment the batch is given up.
     deadline: Option<Instant>,
-) -> BatchOutcome {
+}
+
+async fn process_batch<P: Processor>(ctx: BatchContext<'_>, processor: &mut P) -> BatchOutcome {
+    let BatchContext {
+        consumer,
+        publisher,
+        check,
+        cfg,
+        health,
+        batch,
+        shutdown,
+        deadline,
+    } = ctx;
     let started = Instant::now();
     metrics::gauge!(t::EVENTS_IN_FLIGHT).set(batch.len() as f64);
     let mut retry = StepRetry {
@@ -490,109 +487,6 @@ async fn process_batch<P: Processor>(
     metrics::histogram!(t::BATCH_DURATION_SECONDS).record(started.elapsed().as_secs_f64());
     metrics::gauge!(t::EVENTS_IN_FLIGHT).set(0.0);
     BatchOutcome::Done
-}
-
-/// Creates the series that must exist before anything happens, so that
-/// `rate()` and `increase()` see their first increment and dashboards show
-/// a zero rather than no data.
-fn register_metrics() {
-    for step in Step::ALL {
-        metrics::counter!(t::BATCH_RETRIES_TOTAL, "step" => step.label()).increment(0);
-    }
-    metrics::counter!(t::CONSUMER_ERRORS_TOTAL).increment(0);
-    metrics::gauge!(t::EVENTS_IN_FLIGHT).set(0.0);
-}
-
-/// Adds each record to `counter`, labelled by topic. Records arrive in runs
-/// of one topic, so this touches the registry once per run, not per record.
-fn count_by_topic(batch: &[InputRecord], counter: &'static str) {
-    for run in batch.chunk_by(|a, b| Arc::ptr_eq(&a.topic, &b.topic) || a.topic == b.topic) {
-        metrics::counter!(counter, "topic" => run[0].topic.to_string()).increment(run.len() as u64);
-    }
-}
-
-/// Counts and logs each dead letter once its batch is done: one warning per
-/// poison event, naming where it came from and why, never its content (the
-/// full error message travels in the dead letter's headers).
-fn report_dead_letters(dead_letters: &[DeadLetter], dead_letter_topic: &str) {
-    let mut counts: BTreeMap<(&str, &'static str, &'static str), u64> = BTreeMap::new();
-    for d in dead_letters {
-        warn!(
-            topic = %d.topic,
-            partition = d.partition,
-            offset = d.offset,
-            error_class = d.error_class.as_str(),
-            stage = d.stage.as_str(),
-            event_type = d.event_type,
-            dead_letter_topic,
-            "poison event sent to the dead-letter topic"
-        );
-        *counts
-            .entry((&d.topic, d.event_type, d.error_class.as_str()))
-            .or_default() += 1;
-    }
-    for ((topic, event_type, error_class), n) in counts {
-        metrics::counter!(
-            t::EVENTS_DEAD_LETTERED_TOTAL,
-            "topic" => topic.to_string(),
-            "event_type" => event_type,
-            "error_class" => error_class
-        )
-        .increment(n);
-    }
-}
-
-/// Records, for every event of a finished batch that has a Kafka timestamp,
-/// the time from that timestamp to now, when its rows are written.
-fn record_end_to_end_latency(batch: &[InputRecord], now_ms: i64) {
-    // One histogram handle per topic; a batch holds very few topics.
-    let mut handles: Vec<(&Arc<str>, metrics::Histogram)> = Vec::new();
-    for record in batch {
-        let Some(ts) = record.timestamp_ms else {
-            continue;
-        };
-        let secs = (now_ms - ts).max(0) as f64 / 1000.0;
-        let index = match handles.iter().position(|(t, _)| **t == record.topic) {
-            Some(i) => i,
-            None => {
-                let handle = metrics::histogram!(
-                    t::END_TO_END_LATENCY_SECONDS,
-                    "topic" => record.topic.to_string()
-                );
-                handles.push((&record.topic, handle));
-                handles.len() - 1
-            }
-        };
-        handles[index].1.record(secs);
-    }
-}
-
-/// Displays a batch as `topic[partition]@first..=last` per partition, for logs.
-struct BatchSpan<'a>(&'a [InputRecord]);
-
-impl std::fmt::Display for BatchSpan<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        /// Enough partitions to locate a problem without flooding the line.
-        const SHOWN: usize = 12;
-        let mut ranges: BTreeMap<(&str, i32), (i64, i64)> = BTreeMap::new();
-        for r in self.0 {
-            let range = ranges
-                .entry((&r.topic, r.partition))
-                .or_insert((r.offset, r.offset));
-            range.0 = range.0.min(r.offset);
-            range.1 = range.1.max(r.offset);
-        }
-        for (i, ((topic, partition), (first, last))) in ranges.iter().enumerate() {
-            if i == SHOWN {
-                return write!(f, " (+{} more partitions)", ranges.len() - SHOWN);
-            }
-            if i > 0 {
-                f.write_str(", ")?;
-            }
-            write!(f, "{topic}[{partition}]@{first}..={last}")?;
-        }
-        Ok(())
-    }
 }
 
 /// Stores, per partition, the offset after the last record of the batch.

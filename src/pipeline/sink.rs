@@ -26,6 +26,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use futures::future::BoxFuture;
 use futures::FutureExt;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -37,8 +38,35 @@ use tracing::{info, warn};
 use super::{ChangelogSink, PipelineHealth, StepError};
 use crate::config::KafkaConfig;
 use crate::kafka;
-use crate::store::changelog::{Applied, AppliedStore};
 use crate::telemetry as t;
+
+/// How far one changelog partition is applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    /// The changelog offset to read next.
+    pub next_offset: i64,
+    /// Every row change made by input records below this offset is applied.
+    pub input_next_offset: i64,
+}
+
+/// Where the sink keeps its positions: in the database it applies to, so
+/// that a partition's next owner resumes where the last one stopped.
+pub trait SinkPositions: Send + Sync + 'static {
+    /// How far `partition` of the changelog `topic` is applied, if at all.
+    fn read<'a>(
+        &'a self,
+        topic: &'a str,
+        partition: i32,
+    ) -> BoxFuture<'a, Result<Option<Applied>, StepError>>;
+
+    /// Records that `partition` of the changelog `topic` is applied up to `applied`.
+    fn write<'a>(
+        &'a self,
+        topic: &'a str,
+        partition: i32,
+        applied: Applied,
+    ) -> BoxFuture<'a, Result<(), StepError>>;
+}
 
 /// Header of a batch's last changelog record per partition: the input
 /// offset the batch ends before, in decimal.
@@ -85,7 +113,7 @@ struct SinkState {
 
 struct Shared {
     consumer: StreamConsumer,
-    store: Arc<AppliedStore>,
+    store: Arc<dyn SinkPositions>,
     state: Mutex<SinkState>,
     /// Woken whenever the sink applied something or moved a position.
     progressed: Notify,
@@ -99,7 +127,7 @@ pub struct Sink {
 
 impl Sink {
     /// A sink reading changelogs with a consumer of its own.
-    pub fn new(kafka_cfg: &KafkaConfig, store: Arc<AppliedStore>) -> Result<Self, KafkaError> {
+    pub fn new(kafka_cfg: &KafkaConfig, store: Arc<dyn SinkPositions>) -> Result<Self, KafkaError> {
         let consumer: StreamConsumer = kafka::sink_consumer_config(kafka_cfg).create()?;
         Ok(Self {
             shared: Arc::new(Shared {
@@ -131,12 +159,7 @@ impl Sink {
         {
             return Ok(());
         }
-        let stored = self
-            .shared
-            .store
-            .read(&changelog, partition)
-            .await
-            .map_err(|e| StepError::Retryable(e.to_string()))?;
+        let stored = self.shared.store.read(&changelog, partition).await?;
         let (offset, position) = match stored {
             Some(applied) => (Offset::Offset(applied.next_offset), applied.next_offset),
             None => (Offset::Beginning, 0),
@@ -408,11 +431,7 @@ impl Sink {
     async fn record_applied(&self, round: &[OwnedMessage]) -> Result<(), StepError> {
         let applied = applied_by_partition(round, &self.state())?;
         for ((topic, partition), applied) in applied {
-            self.shared
-                .store
-                .write(&topic, partition, applied)
-                .await
-                .map_err(StepError::from)?;
+            self.shared.store.write(&topic, partition, applied).await?;
         }
         Ok(())
     }

@@ -8,17 +8,11 @@ use scylla::client::session::Session;
 use scylla::statement::prepared::PreparedStatement;
 use scylla::DeserializeRow;
 
+use futures::future::{BoxFuture, FutureExt};
+
 use super::read::{self, ReadError};
 use super::{execute, prepare, StoreError};
-
-/// How far one changelog partition is applied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Applied {
-    /// The changelog offset to read next.
-    pub next_offset: i64,
-    /// Every row change made by input records below this offset is applied.
-    pub input_next_offset: i64,
-}
+use crate::pipeline::{Applied, SinkPositions, StepError};
 
 #[derive(Debug, DeserializeRow)]
 struct AppliedColumns {
@@ -85,5 +79,34 @@ impl AppliedStore {
             applied.next_offset,
         );
         execute(&self.session, "upsert_sink_position", &self.upsert, values).await
+    }
+}
+
+impl SinkPositions for AppliedStore {
+    fn read<'a>(
+        &'a self,
+        topic: &'a str,
+        partition: i32,
+    ) -> BoxFuture<'a, Result<Option<Applied>, StepError>> {
+        async move {
+            AppliedStore::read(self, topic, partition)
+                .await
+                .map_err(|e| StepError::from(StoreError::from(e)))
+        }
+        .boxed()
+    }
+
+    fn write<'a>(
+        &'a self,
+        topic: &'a str,
+        partition: i32,
+        applied: Applied,
+    ) -> BoxFuture<'a, Result<(), StepError>> {
+        async move {
+            AppliedStore::write(self, topic, partition, applied)
+                .await
+                .map_err(StepError::from)
+        }
+        .boxed()
     }
 }

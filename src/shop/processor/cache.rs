@@ -31,7 +31,6 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::Hash;
 use std::sync::Arc;
 
-use super::writes::ShopWrites;
 use crate::domain::inventory::{Reservation, Stock};
 use crate::domain::order::Order;
 use crate::shop::rows::SalesCell;
@@ -336,22 +335,20 @@ impl PartitionCaches {
             .sum()
     }
 
-    /// Makes a committed batch's rows the cached state of their partitions.
-    /// With `awaiting_sink` (their changes are not in the database yet), also
-    /// keeps the rows it changed until the sink has applied them.
-    pub(super) fn commit(&mut self, mut writes: ShopWrites, awaiting_sink: bool) {
-        self.adopt(std::mem::take(&mut writes.cache));
-        if !awaiting_sink {
-            return;
-        }
-        for (part, (next_offset, rows)) in writes.into_changed_rows() {
-            let bytes = rows.bytes();
-            self.cache(&part).awaiting_sink.push_back(AwaitingSink {
-                next_offset,
-                rows,
-                bytes,
-            });
-        }
+    /// Keeps `rows`, changed by a committed batch of `part` that ends before
+    /// `next_offset`, until the sink has applied them (see [`Self::applied`]).
+    pub(super) fn hold_until_applied(
+        &mut self,
+        part: &PartitionKey,
+        next_offset: i64,
+        rows: BatchRows,
+    ) {
+        let bytes = rows.bytes();
+        self.cache(part).awaiting_sink.push_back(AwaitingSink {
+            next_offset,
+            rows,
+            bytes,
+        });
     }
 
     /// Lets go of the rows of `topic[partition]` that the sink has applied:

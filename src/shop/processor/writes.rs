@@ -12,7 +12,7 @@ use futures::future::{BoxFuture, FutureExt};
 use futures::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
 
-use super::cache::{BatchRows, PartitionKey};
+use super::cache::{BatchRows, PartitionCaches, PartitionKey};
 use crate::domain::inventory::{Reservation, Stock};
 use crate::domain::order::Order;
 use crate::domain::Outcome;
@@ -46,6 +46,21 @@ pub struct ShopWrites {
     pub(super) progress: Vec<(PartitionKey, RecordMark, i64)>,
     pub(super) cache: HashMap<PartitionKey, BatchRows>,
     pub(super) counts: Vec<Counted>,
+}
+
+impl PartitionCaches {
+    /// Makes a committed batch's rows the cached state of their partitions.
+    /// With `awaiting_sink` (their changes are not in the database yet), also
+    /// keeps the rows it changed until the sink has applied them.
+    pub(super) fn commit(&mut self, mut writes: ShopWrites, awaiting_sink: bool) {
+        self.adopt(std::mem::take(&mut writes.cache));
+        if !awaiting_sink {
+            return;
+        }
+        for (part, (next_offset, rows)) in writes.into_changed_rows() {
+            self.hold_until_applied(&part, next_offset, rows);
+        }
+    }
 }
 
 impl ShopWrites {

@@ -6,6 +6,8 @@
 //! answer the requests in flight and the background tasks end; whatever is
 //! still running `pipeline.shutdown_deadline` after the signal is given up.
 
+mod checks;
+
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -14,6 +16,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use rdkafka::consumer::{Consumer, StreamConsumer};
+use scylla::client::session::Session;
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -35,9 +38,9 @@ use crate::shop::projections::ProjectionStore;
 use crate::shop::queries::QueryStore;
 use crate::shop::{ShopProcessor, ShopSettings, ShopSink};
 use crate::store::changelog::AppliedStore;
-use crate::store::marks::{self, Incarnation, RecordMark};
 use crate::store::progress::ProgressStore;
 use crate::store::{self, migrate};
+use checks::check_offset_spaces;
 
 /// How long the producer may take to deliver what is queued once the pipeline has stopped.
 const PUBLISHER_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -92,31 +95,8 @@ impl Application {
             task_id: config.kafka.client_id.clone(),
         };
         let transactional = config.pipeline.delivery == Delivery::ExactlyOnce;
-        let publisher = if transactional {
-            kafka::ensure_changelogs(
-                &config.kafka,
-                &[&config.topics.orders, &config.topics.inventory],
-            )
-            .await
-            .context("preparing the changelog topics (pipeline.delivery = \"exactly_once\")")?;
-            transactional_publisher(&config, dead_letters).await?
-        } else {
-            Publisher::new(
-                kafka::producer_config(&config.kafka),
-                dead_letters,
-                config.kafka.delivery_timeout,
-            )
-            .context("creating the Kafka producer")?
-        };
-        let sink = if transactional {
-            let applied = AppliedStore::prepare(session.clone(), &config.cql.keyspace).await?;
-            let sink = Sink::new(&config.kafka, Arc::new(applied))
-                .context("creating the sink's Kafka consumer")?;
-            let applier = ShopSink::new(projections.clone(), config.cql.max_concurrent_statements);
-            Some((sink, applier))
-        } else {
-            None
-        };
+        let (publisher, sink) =
+            delivery_parts(&config, &session, &projections, dead_letters).await?;
         let consumer = input_consumer(&config, transactional)?;
         // Subscribing only once the check passed: a process refusing to
         // start must not hold (or be mid-way through taking) an assignment.
@@ -196,23 +176,8 @@ impl Application {
         let (stop_tx, stop_rx) = watch::channel(false);
         let companions = Companions::start(api, admin, watchers, &consumer, &config, &stop_rx);
         let (exactly_once, sink_task) = match sink {
-            Some((sink, applier)) => {
-                let task = tokio::spawn(sink.clone().run(
-                    applier,
-                    health.clone(),
-                    (
-                        config.pipeline.retry_initial_backoff,
-                        config.pipeline.retry_max_backoff,
-                    ),
-                    stop_rx.clone(),
-                ));
-                let eos = ExactlyOnce {
-                    sink,
-                    changelog_max_bytes: config
-                        .kafka
-                        .message_max_bytes
-                        .saturating_sub(CHANGELOG_RECORD_HEADROOM),
-                };
+            Some(parts) => {
+                let (eos, task) = start_sink(parts, &config, &health, &stop_rx);
                 (Some(eos), Some(task))
             }
             None => (None, None),
@@ -268,18 +233,50 @@ impl Application {
         }
         // A pipeline given up at the deadline still holds the consumer.
         close_consumer_by((closer, pipeline), deadline).await;
-        match stopped {
-            Stopped::Drained => {
-                info!("stopped cleanly");
-                Ok(())
-            }
-            Stopped::DeadlineExceeded => {
-                warn!("stopped at the deadline with work unfinished; it will be redone");
-                bail!("shutdown deadline exceeded")
-            }
-            Stopped::Fatal(reason) => bail!("stopped on a fatal error: {reason}"),
-        }
+        exit_status(stopped)
     }
+}
+
+/// How the process ends, given how its pipeline stopped.
+fn exit_status(stopped: Stopped) -> anyhow::Result<()> {
+    match stopped {
+        Stopped::Drained => {
+            info!("stopped cleanly");
+            Ok(())
+        }
+        Stopped::DeadlineExceeded => {
+            warn!("stopped at the deadline with work unfinished; it will be redone");
+            bail!("shutdown deadline exceeded")
+        }
+        Stopped::Fatal(reason) => bail!("stopped on a fatal error: {reason}"),
+    }
+}
+
+/// Starts the sink of `exactly_once` delivery as a task of its own, and
+/// returns what the pipeline needs of it.
+fn start_sink(
+    (sink, applier): (Sink, ShopSink),
+    config: &Config,
+    health: &Arc<PipelineHealth>,
+    stop: &watch::Receiver<bool>,
+) -> (ExactlyOnce, JoinHandle<()>) {
+    let task = tokio::spawn(sink.clone().run(
+        applier,
+        health.clone(),
+        (
+            config.pipeline.retry_initial_backoff,
+            config.pipeline.retry_max_backoff,
+        ),
+        stop.clone(),
+    ));
+    let eos = ExactlyOnce {
+        sink,
+        changelog_max_bytes: config
+            .kafka
+            .message_max_bytes
+            .saturating_sub(CHANGELOG_RECORD_HEADROOM),
+    };
+    (eos, task)
 }
 
 /// Drops the last handles on the consumer, which closes it (a blocking call
@@ -351,121 +348,35 @@ async fn join_task_by(name: &'static str, mut task: JoinHandle<()>, deadline: In
     }
 }
 
-/// How long startup waits for the input topics' partitions to be readable
-/// (a topic created just before galley may have no leader yet).
-const TOPIC_METADATA_WAIT: Duration = Duration::from_secs(30);
-
-/// Refuses to start when an input topic is no longer the offset space the
-/// keyspace's watermarks were written in (partitions added, topic
-/// re-created); otherwise records each topic's partition count the first time.
-async fn check_offset_spaces(
+/// The publisher of the configured delivery mode and, under `exactly_once`,
+/// the sink with the shop's half of it (the changelog topics made first).
+async fn delivery_parts(
     config: &Config,
-    consumer: &InputConsumer,
-    progress: &ProgressStore,
-) -> anyhow::Result<()> {
-    for topic in [&config.topics.orders, &config.topics.inventory] {
-        let ends = partition_ends(consumer, topic).await?;
-        let recorded = progress.recorded_partitions(topic).await?;
-        let applied = progress.applied_offsets(topic).await?;
-        if ends.is_empty() {
-            if recorded.is_some() || !applied.is_empty() {
-                bail!(
-                    "input topic {topic} is gone, but this keyspace applied events from it; \
-                     see README \"Adding partitions\""
-                );
-            }
-            warn!(topic = %topic, "input topic has no partitions yet; its offsets are not checked");
-            continue;
-        }
-        if let Some(problem) =
-            store::progress::offset_space_problem(topic, recorded, &ends, &applied)
-        {
-            bail!(problem);
-        }
-        check_incarnation(config, topic, &ends, progress).await?;
-        if recorded.is_none() {
-            let now = pipeline::unix_ms();
-            progress
-                .record_partitions(topic, ends.len() as i32, now)
-                .await?;
-        }
+    session: &Arc<Session>,
+    projections: &Arc<ProjectionStore>,
+    dead_letters: DeadLetterTarget,
+) -> anyhow::Result<(Publisher, Option<(Sink, ShopSink)>)> {
+    if config.pipeline.delivery == Delivery::AtLeastOnce {
+        let publisher = Publisher::new(
+            kafka::producer_config(&config.kafka),
+            dead_letters,
+            config.kafka.delivery_timeout,
+        )
+        .context("creating the Kafka producer")?;
+        return Ok((publisher, None));
     }
-    Ok(())
-}
-
-/// How long the startup check waits for the records at the marked offsets.
-const MARKED_RECORDS_WAIT: Duration = Duration::from_secs(10);
-
-/// Refuses to start when the record at a partition's marked offset is not
-/// the one this keyspace applied there (see [`store::marks`]): the topic was
-/// re-created, even if it has grown past every applied offset since.
-async fn check_incarnation(
-    config: &Config,
-    topic: &str,
-    ends: &std::collections::BTreeMap<i32, i64>,
-    progress: &ProgressStore,
-) -> anyhow::Result<()> {
-    // A mark at or past a partition's end was refused by the offset check.
-    let marks: Vec<(i32, RecordMark)> = progress
-        .marks(topic)
-        .await?
-        .into_iter()
-        .filter(|(p, mark)| ends.get(p).is_some_and(|end| mark.offset < *end))
-        .collect();
-    if marks.is_empty() {
-        return Ok(());
-    }
-    let offsets: Vec<(i32, i64)> = marks.iter().map(|(p, m)| (*p, m.offset)).collect();
-    let (kafka, name) = (config.kafka.clone(), topic.to_string());
-    let found = tokio::task::spawn_blocking(move || {
-        kafka::first_records_at(&kafka, &name, &offsets, MARKED_RECORDS_WAIT)
-    })
-    .await?
-    .with_context(|| format!("reading the marked records of input topic {topic}"))?;
-    for (partition, mark) in &marks {
-        let read = found
-            .get(partition)
-            .map(|(offset, key, time)| RecordMark::of(*offset, key.as_deref(), *time));
-        match marks::compare_mark(topic, *partition, mark, read.as_ref()) {
-            Incarnation::Same => {}
-            Incarnation::Different(problem) => bail!(problem),
-            Incarnation::Unknown => warn!(
-                topic = %topic,
-                partition,
-                offset = mark.offset,
-                "the record this keyspace applied last here is gone (retention); this \
-                 partition is not checked for a re-created topic"
-            ),
-        }
-    }
-    Ok(())
-}
-
-/// The partitions of `topic` and their ends, retried while the broker cannot
-/// tell yet; empty when the topic has no partitions.
-async fn partition_ends(
-    consumer: &InputConsumer,
-    topic: &str,
-) -> anyhow::Result<std::collections::BTreeMap<i32, i64>> {
-    let deadline = Instant::now() + TOPIC_METADATA_WAIT;
-    loop {
-        let (client, name) = (consumer.clone(), topic.to_string());
-        let ends = tokio::task::spawn_blocking(move || {
-            kafka::partition_ends(&*client, &name, Duration::from_secs(5))
-        })
-        .await?;
-        match ends {
-            Ok(ends) if !ends.is_empty() => return Ok(ends),
-            Ok(_) | Err(_) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            Ok(ends) => return Ok(ends),
-            Err(e) => {
-                return Err(e)
-                    .with_context(|| format!("reading the partitions of input topic {topic}"))
-            }
-        }
-    }
+    kafka::ensure_changelogs(
+        &config.kafka,
+        &[&config.topics.orders, &config.topics.inventory],
+    )
+    .await
+    .context("preparing the changelog topics (pipeline.delivery = \"exactly_once\")")?;
+    let publisher = transactional_publisher(config, dead_letters).await?;
+    let applied = AppliedStore::prepare(session.clone(), &config.cql.keyspace).await?;
+    let sink = Sink::new(&config.kafka, Arc::new(applied))
+        .context("creating the sink's Kafka consumer")?;
+    let applier = ShopSink::new(projections.clone(), config.cql.max_concurrent_statements);
+    Ok((publisher, Some((sink, applier))))
 }
 
 /// Room a changelog record keeps beside its value, below
