@@ -35,9 +35,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use galley::codec::Codec;
+use galley::config::Delivery;
 
 use process::Galley;
-use report::Report;
+use report::{ModeFigures, Report};
 use setup::BenchEnv;
 
 /// What one run does; every value can be set from the environment.
@@ -105,7 +106,7 @@ fn main() -> Result<()> {
 async fn run(settings: Settings) -> Result<()> {
     let started = Instant::now();
     let codec = galley::domain::codec().context("loading schemas")?;
-    let env = BenchEnv::create(&settings).await?;
+    let env = BenchEnv::create(&settings, Delivery::ExactlyOnce).await?;
     let result = measure(&settings, &codec, &env).await;
     if settings.keep {
         println!("bench: BENCH_KEEP=1, leaving {} in place", env.describe());
@@ -159,6 +160,9 @@ async fn measure(settings: &Settings, codec: &Codec, env: &BenchEnv) -> Result<R
     galley.wait_drained(env).await?;
     galley.stop().await;
 
+    // (c) and (d) again with at_least_once delivery, in a world of their own.
+    report.at_least_once = Some(other_mode(settings, &backlog, half_load).await?);
+
     // (a) and (b) over exactly the events (c) applied.
     let consumed = consume::measure(env, &drained.end_offsets).await?;
     println!(
@@ -177,4 +181,35 @@ async fn measure(settings: &Settings, codec: &Codec, env: &BenchEnv) -> Result<R
     report.set_write_only(&written);
     report.attach_hot_path();
     Ok(report)
+}
+
+/// (c) and (d) with `at_least_once` delivery, on the same backlog and at
+/// the same offered load, in topics and keyspaces of their own.
+async fn other_mode(
+    settings: &Settings,
+    backlog: &stream::Backlog,
+    half_load: f64,
+) -> Result<ModeFigures> {
+    let codec = galley::domain::codec().context("loading schemas")?;
+    let env = BenchEnv::create(settings, Delivery::AtLeastOnce).await?;
+    let figures = async {
+        stream::produce_all(&env.config, &backlog.messages).await?;
+        let mut galley = Galley::start(settings, &env).await?;
+        let drained = galley.drain_backlog(&env).await?;
+        println!(
+            "bench: (c) at_least_once: galley applied {} events in {:.1} s",
+            drained.events,
+            drained.elapsed.as_secs_f64()
+        );
+        let latency = latency::measure(settings, &codec, &env, &mut galley, half_load).await?;
+        galley.stop().await;
+        anyhow::Ok(ModeFigures::new(&drained, latency))
+    }
+    .await;
+    if !settings.keep {
+        if let Err(e) = env.remove().await {
+            eprintln!("bench: cleaning up the at_least_once run failed: {e:#}");
+        }
+    }
+    figures
 }

@@ -43,6 +43,30 @@ pub struct Report {
     pub query_idle: Option<QueryFigures>,
     pub query_loaded: Option<QueryFigures>,
     hot_path: Option<Value>,
+    /// (c) and (d) with `at_least_once` delivery, beside the main run's
+    /// `exactly_once`.
+    pub at_least_once: Option<ModeFigures>,
+}
+
+/// (c) and (d) of one delivery mode.
+#[derive(Debug, Clone)]
+pub struct ModeFigures {
+    pub e2e_eps: f64,
+    pub cpu_us_per_event: f64,
+    pub peak_rss_mib: f64,
+    pub latency: Latency,
+}
+
+impl ModeFigures {
+    pub fn new(d: &Drained, latency: Latency) -> Self {
+        let seconds = d.elapsed.as_secs_f64();
+        Self {
+            e2e_eps: d.events as f64 / seconds,
+            cpu_us_per_event: d.cpu_seconds * 1e6 / d.events.max(1) as f64,
+            peak_rss_mib: d.peak_rss_mib,
+            latency,
+        }
+    }
 }
 
 impl Report {
@@ -151,6 +175,15 @@ impl Report {
                 "events_sent": latency.map(|l| l.sent),
                 "events_observed": latency.map(|l| l.observed),
             },
+            "delivery": "exactly_once",
+            "at_least_once": self.at_least_once.as_ref().map(|m| json!({
+                "e2e_eps": m.e2e_eps,
+                "cpu_us_per_event": m.cpu_us_per_event,
+                "peak_rss_mib": m.peak_rss_mib,
+                "e2e_latency_ms": {"p50": m.latency.p50_ms, "p99": m.latency.p99_ms, "p999": m.latency.p999_ms},
+            })),
+            "exactly_once_over_at_least_once": self.at_least_once.as_ref()
+                .map(|m| self.e2e_eps / m.e2e_eps.max(f64::MIN_POSITIVE)),
             "query_idle": self.query_idle,
             "query_loaded": self.query_loaded,
             "targets": self.targets(),
@@ -231,6 +264,23 @@ impl Report {
                 t,
                 "| (d) latency at {:.0} events/s: p50 / p99 / p99.9 | {:.1} / {:.1} / {:.1} ms | |",
                 l.offered_eps, l.p50_ms, l.p99_ms, l.p999_ms
+            );
+        }
+        if let Some(m) = &self.at_least_once {
+            let _ = writeln!(
+                t,
+                "| (c) at_least_once: events/s, CPU, peak RSS | {:.0} events/s, {:.1} µs/event, {:.0} MiB | |",
+                m.e2e_eps, m.cpu_us_per_event, m.peak_rss_mib
+            );
+            let _ = writeln!(
+                t,
+                "| (c) exactly_once / at_least_once | {:.2} | ≥ 0.9 |",
+                self.e2e_eps / m.e2e_eps.max(f64::MIN_POSITIVE)
+            );
+            let _ = writeln!(
+                t,
+                "| (d) at_least_once latency: p50 / p99 / p99.9 | {:.1} / {:.1} / {:.1} ms | |",
+                m.latency.p50_ms, m.latency.p99_ms, m.latency.p999_ms
             );
         }
         for (phase, figures) in [("idle", &self.query_idle), ("loaded", &self.query_loaded)] {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use galley::config::Config;
+use galley::config::{Config, Delivery};
 use galley::kafka;
 use galley::shop::ShopSettings;
 use galley::store::{self, migrate};
@@ -32,12 +32,16 @@ pub struct BenchEnv {
 }
 
 impl BenchEnv {
-    pub async fn create(settings: &Settings) -> Result<BenchEnv> {
+    /// A run's world, galley configured with `pipeline.delivery = delivery`.
+    pub async fn create(settings: &Settings, delivery: Delivery) -> Result<BenchEnv> {
         let unix = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        let run = format!("bench{unix}");
+        let run = match delivery {
+            Delivery::ExactlyOnce => format!("bench{unix}"),
+            Delivery::AtLeastOnce => format!("bench{unix}alo"),
+        };
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("target/bench")
             .join(&run);
@@ -49,7 +53,7 @@ impl BenchEnv {
                 .collect()
         };
         let config_path = dir.join("galley.toml");
-        std::fs::write(&config_path, config_text(settings, &run, &token))
+        std::fs::write(&config_path, config_text(settings, &run, &token, delivery))
             .with_context(|| format!("writing {}", config_path.display()))?;
         let config = Config::load(Some(&config_path)).context("loading the bench's config")?;
 
@@ -113,7 +117,12 @@ impl BenchEnv {
             .create()
             .context("creating an admin client")?;
         let t = &self.config.topics;
-        let topics = [&t.orders, &t.inventory, &t.results, &t.dead_letter].map(String::as_str);
+        let changelogs = [&t.orders, &t.inventory].map(|input| kafka::changelog_topic(input));
+        let mut topics: Vec<&str> = [&t.orders, &t.inventory, &t.results, &t.dead_letter]
+            .map(String::as_str)
+            .to_vec();
+        // Made by galley under exactly_once; deleting a missing one is harmless.
+        topics.extend(changelogs.iter().map(String::as_str));
         let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
         admin
             .delete_topics(&topics, &opts)
@@ -126,7 +135,7 @@ impl BenchEnv {
 /// Galley's configuration for the run: the shipped defaults, except for
 /// names, ports, a token for the bench and no rate limit (the query
 /// measurement would otherwise measure the limiter).
-fn config_text(settings: &Settings, run: &str, token: &str) -> String {
+fn config_text(settings: &Settings, run: &str, token: &str, delivery: Delivery) -> String {
     let digest = galley::api::auth::token_digest_hex(token.as_bytes());
     format!(
         r#"[kafka]
@@ -155,11 +164,15 @@ sha256 = "{digest}"
 [admin]
 listen = "127.0.0.1:0"
 
+[pipeline]
+delivery = "{delivery}"
+
 [log]
 format = "json"
 level = "info"
 "#,
         kafka = settings.kafka_port,
         cql = settings.cql_port,
+        delivery = delivery.as_ref(),
     )
 }

@@ -277,7 +277,7 @@ pub struct PipelineConfig {
 impl Default for PipelineConfig {
     fn default() -> Self {
         Self {
-            delivery: Delivery::AtLeastOnce,
+            delivery: Delivery::ExactlyOnce,
             max_batches_awaiting_sink: 64,
             batch_max_events: 2000,
             batch_max_bytes: 16 * 1024 * 1024,

@@ -95,12 +95,14 @@ impl Application {
             task_id: config.kafka.client_id.clone(),
         };
         let transactional = config.pipeline.delivery == Delivery::ExactlyOnce;
-        let (publisher, sink) =
-            delivery_parts(&config, &session, &projections, dead_letters).await?;
         let consumer = input_consumer(&config, transactional)?;
         // Subscribing only once the check passed: a process refusing to
         // start must not hold (or be mid-way through taking) an assignment.
+        // Before the changelogs are made: they follow the input topics'
+        // partition counts, which this check vouches for.
         check_offset_spaces(&config, &consumer, &progress).await?;
+        let (publisher, sink) =
+            delivery_parts(&config, &session, &projections, dead_letters).await?;
         consumer
             .subscribe(&[&config.topics.orders, &config.topics.inventory])
             .context("subscribing to the input topics")?;

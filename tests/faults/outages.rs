@@ -26,6 +26,8 @@ async fn outage_mid_stream(component: &str, reason_prefix: &str, seed: u64, exac
     let mut scenario = Scenario::new(&format!("{component}down{suffix}")).await;
     if exactly_once {
         scenario.exactly_once();
+    } else {
+        scenario.at_least_once();
     }
     scenario.env.set("GALLEY_PIPELINE__RETRY_MAX_BACKOFF", "2s");
     scenario.env.set("GALLEY_CQL__REQUEST_TIMEOUT", "2s");

@@ -110,6 +110,8 @@ async fn zombie(exactly_once: bool) {
     let mut scenario = Scenario::new(if exactly_once { "zombie_eos" } else { "zombie" }).await; // session timeout 6 s (the harness's)
     if exactly_once {
         scenario.exactly_once();
+    } else {
+        scenario.at_least_once();
     }
     scenario.env.set("GALLEY_LOG__LEVEL", BATCH_PHASE_LOG_LEVEL);
     let mut a = GalleyProcess::spawn(&scenario.env, "zombie-a");

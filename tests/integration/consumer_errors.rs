@@ -22,8 +22,12 @@ async fn fetches_that_keep_failing_make_readyz_name_the_consumer_errors() {
     let mock = MockCluster::new(1).expect("a mock Kafka cluster");
     let keyspace = TestKeyspace::migrated("ks_fetcherr").await;
     let mut env = GalleyEnv::new("t_fetcherr", &keyspace.name);
-    for topic in env.topic_names() {
-        mock.create_topic(&topic, 2, 1)
+    // The changelogs too: the mock cluster does not create topics through
+    // the admin API, which galley uses to make them under exactly_once.
+    let changelogs = [&env.topics.orders, &env.topics.inventory]
+        .map(|input| galley::kafka::changelog_topic(input));
+    for topic in env.topic_names().iter().chain(&changelogs) {
+        mock.create_topic(topic, 2, 1)
             .expect("topic on the mock cluster");
     }
     env.set("GALLEY_KAFKA__BROKERS", mock.bootstrap_servers());

@@ -503,7 +503,8 @@ fn label_problems(e: &Exposition, env: &GalleyEnv) -> Vec<String> {
                 "status_class" => ["1xx", "2xx", "3xx", "4xx", "5xx"].contains(&value.as_str()),
                 "listener" => ["api", "admin"].contains(&value.as_str()),
                 "kind" => ["assign", "revoke"].contains(&value.as_str()),
-                "step" => ["check", "prepare", "publish", "write"].contains(&value.as_str()),
+                "step" => ["check", "restore", "prepare", "publish", "write", "sink"]
+                    .contains(&value.as_str()),
                 // Class, type, reason and statement names are code identifiers.
                 _ => value.len() <= 64 && !value.contains(' '),
             };

@@ -25,7 +25,11 @@ enum Mode {
 impl Mode {
     async fn scenario(self, prefix: &str) -> Scenario {
         match self {
-            Mode::AtLeastOnce => Scenario::new(prefix).await,
+            Mode::AtLeastOnce => {
+                let mut scenario = Scenario::new(prefix).await;
+                scenario.at_least_once();
+                scenario
+            }
             Mode::ExactlyOnce => {
                 let mut scenario = Scenario::new(&format!("{prefix}_eos")).await;
                 scenario.exactly_once();

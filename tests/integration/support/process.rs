@@ -34,7 +34,12 @@ impl GalleyEnv {
             },
             group: format!("{base}.group"),
             keyspace: keyspace.to_string(),
-            extra: BTreeMap::new(),
+            // A killed process's open transaction holds its partitions at
+            // most this long (exactly_once, the default delivery).
+            extra: BTreeMap::from([(
+                "GALLEY_KAFKA__TRANSACTION_TIMEOUT".to_string(),
+                "10s".to_string(),
+            )]),
         }
     }
 

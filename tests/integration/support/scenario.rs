@@ -165,21 +165,26 @@ impl Scenario {
             env,
             keyspace,
             _topics: topics,
-            exactly_once: false,
+            exactly_once: galley::config::PipelineConfig::default().delivery
+                == galley::config::Delivery::ExactlyOnce,
             codec: Arc::new(galley::domain::codec().expect("codec")),
             max_event_bytes: galley::config::PipelineConfig::default().max_event_bytes,
         }
     }
 
-    /// Runs galley with `pipeline.delivery = "exactly_once"`: caught up then
-    /// also means that the sink has applied every committed batch. A short
-    /// transaction timeout bounds how long a killed process's open
-    /// transaction holds its partitions.
+    /// Runs galley with `pipeline.delivery = "exactly_once"` (the default,
+    /// said explicitly): caught up then also means that the sink has
+    /// applied every committed batch.
     pub fn exactly_once(&mut self) -> &mut Self {
         self.exactly_once = true;
-        self.env
-            .set("GALLEY_PIPELINE__DELIVERY", "exactly_once")
-            .set("GALLEY_KAFKA__TRANSACTION_TIMEOUT", "10s");
+        self.env.set("GALLEY_PIPELINE__DELIVERY", "exactly_once");
+        self
+    }
+
+    /// Runs galley with `pipeline.delivery = "at_least_once"`.
+    pub fn at_least_once(&mut self) -> &mut Self {
+        self.exactly_once = false;
+        self.env.set("GALLEY_PIPELINE__DELIVERY", "at_least_once");
         self
     }
 
@@ -297,11 +302,11 @@ impl Scenario {
         let mut streak = 0;
         loop {
             let committed = tokio::task::block_in_place(|| self.caught_up());
-            let done = match committed {
-                Some(committed) if self.exactly_once => self.sink_caught_up(&committed).await,
-                Some(_) => true,
-                None => false,
+            let sink_behind = match &committed {
+                Some(committed) if self.exactly_once => !self.sink_caught_up(committed).await,
+                _ => false,
             };
+            let done = committed.is_some() && !sink_behind;
             streak = if done { streak + 1 } else { 0 };
             if streak >= 2 {
                 return;
@@ -315,8 +320,13 @@ impl Scenario {
             }
             if Instant::now() >= deadline {
                 let tails: Vec<String> = processes.iter().map(|p| p.log_tail(30)).collect();
+                let why = if sink_behind {
+                    "the sink has not applied every committed batch"
+                } else {
+                    "the group's committed offsets do not reach the ends of the input topics"
+                };
                 panic!(
-                    "galley did not catch up within {CATCH_UP_TIMEOUT:?}; logs:\n{}",
+                    "galley did not catch up within {CATCH_UP_TIMEOUT:?}: {why}; logs:\n{}",
                     tails.join("\n---\n")
                 );
             }
