@@ -4,7 +4,7 @@
 //! for good never holds the others.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -33,7 +33,13 @@ pub struct Publisher {
     delivery_timeout: Duration,
     /// Bound on each blocking transaction call; `None` when not transactional.
     transaction_timeout: Option<Duration>,
+    /// When the transactional producer was last replaced.
+    last_renewal: Arc<Mutex<Option<std::time::Instant>>>,
 }
+
+/// How long after a renewal of the transactional producer another one is
+/// refused (see [`Publisher::commit_batch`]).
+pub const RENEWAL_QUIET_PERIOD: Duration = Duration::from_secs(60);
 
 /// A changelog record of a batch's transaction.
 pub struct ChangelogRecord<'a> {
@@ -104,6 +110,7 @@ impl Publisher {
             dead_letters,
             delivery_timeout,
             transaction_timeout: None,
+            last_renewal: Arc::default(),
         })
     }
 
@@ -126,6 +133,7 @@ impl Publisher {
             dead_letters,
             delivery_timeout,
             transaction_timeout: Some(transaction_timeout),
+            last_renewal: Arc::default(),
         })
     }
 
@@ -193,7 +201,88 @@ impl Publisher {
     /// goes again in a new transaction; a fatal one (this producer was
     /// fenced by a newer one with its transactional id, or lost its state)
     /// is [`StepError::Fatal`]: a fenced zombie must stop, not retry.
+    ///
+    /// A producer librdkafka declared dead (fenced, most often because the
+    /// broker aborted a transaction that outlived `kafka.transaction_timeout`
+    /// while it was away) is replaced by a new one with the same
+    /// transactional id, once: the batch then goes again. A zombie gains
+    /// nothing from this, because its offsets still fail the group's
+    /// generation check; but a second renewal within
+    /// [`RENEWAL_QUIET_PERIOD`] is fatal, for two live processes sharing
+    /// one transactional id would otherwise fence each other forever.
     pub async fn commit_batch<C>(
+        &self,
+        outbox: &mut Outbox<'_>,
+        changelog: &[ChangelogRecord<'_>],
+        offsets: &TopicPartitionList,
+        consumer: &Arc<StreamConsumer<C>>,
+    ) -> Result<Transaction, StepError>
+    where
+        C: ConsumerContext + 'static,
+    {
+        let producer = self.producer();
+        match self
+            .commit_batch_once(outbox, changelog, offsets, consumer)
+            .await
+        {
+            Err(StepError::Fatal(reason)) if producer.client().fatal_error().is_some() => {
+                Err(self.renew_transactions(&reason).await)
+            }
+            other => other,
+        }
+    }
+
+    /// Replaces a dead transactional producer (see [`Publisher::commit_batch`]).
+    async fn renew_transactions(&self, reason: &str) -> StepError {
+        let Some(txn_timeout) = self.transaction_timeout else {
+            return StepError::Fatal(reason.to_string());
+        };
+        {
+            let mut last = match self.last_renewal.lock() {
+                Ok(last) => last,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            if last.is_some_and(|at| at.elapsed() < RENEWAL_QUIET_PERIOD) {
+                return StepError::Fatal(format!(
+                    "{reason}; the transactional producer died again within {}s of its renewal: \
+                     is kafka.transactional_id shared with another live process?",
+                    RENEWAL_QUIET_PERIOD.as_secs()
+                ));
+            }
+            *last = Some(std::time::Instant::now());
+        }
+        let config = self.config.clone();
+        let fresh = tokio::task::spawn_blocking(move || {
+            let producer: FutureProducer = config.create()?;
+            producer.init_transactions(Timeout::After(txn_timeout * 2))?;
+            Ok::<_, KafkaError>(producer)
+        })
+        .await;
+        let fresh = match fresh {
+            Ok(Ok(fresh)) => fresh,
+            Ok(Err(e)) => {
+                return StepError::Retryable(format!(
+                    "{reason}; a new transactional producer could not start yet: {e}"
+                ))
+            }
+            Err(e) => return StepError::Fatal(format!("{reason}; renewing the producer: {e}")),
+        };
+        let old = match self.producer.write() {
+            Ok(mut producer) => std::mem::replace(&mut *producer, fresh),
+            Err(poisoned) => std::mem::replace(&mut *poisoned.into_inner(), fresh),
+        };
+        tokio::task::spawn_blocking(move || drop(old));
+        metrics::counter!(t::PRODUCER_REPLACEMENTS_TOTAL).increment(1);
+        warn!(
+            reason,
+            "replaced the dead transactional producer; the batch goes again"
+        );
+        StepError::Retryable(format!(
+            "the transactional producer was replaced ({reason}); the batch goes again"
+        ))
+    }
+
+    async fn commit_batch_once<C>(
         &self,
         outbox: &mut Outbox<'_>,
         changelog: &[ChangelogRecord<'_>],
