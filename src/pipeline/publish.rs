@@ -9,17 +9,19 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
-use rdkafka::TopicPartitionList;
-use tracing::{debug, warn};
+use tracing::warn;
 
 use super::dead_letter::{refused_for_good, DeadLetterRecord, DeadLetterTarget, Fit};
 use super::{DeadLetter, OutgoingMessage, StepError};
 use crate::telemetry as t;
+
+#[path = "transaction.rs"]
+mod transaction;
+pub use transaction::{ChangelogRecord, Transaction};
 
 /// Sends messages through one idempotent producer, replaced by a new one
 /// when librdkafka declares it dead; or, for `exactly_once` delivery,
@@ -35,30 +37,6 @@ pub struct Publisher {
     transaction_timeout: Option<Duration>,
     /// When the transactional producer was last replaced.
     last_renewal: Arc<Mutex<Option<std::time::Instant>>>,
-}
-
-/// How long after a renewal of the transactional producer another one is
-/// refused (see [`Publisher::commit_batch`]).
-pub const RENEWAL_QUIET_PERIOD: Duration = Duration::from_secs(60);
-
-/// A changelog record of a batch's transaction.
-pub struct ChangelogRecord<'a> {
-    pub topic: &'a str,
-    pub partition: i32,
-    pub value: &'a [u8],
-    /// The checkpoint: on a batch's last record for its partition, the
-    /// input offset the batch ends before.
-    pub checkpoint: Option<i64>,
-}
-
-/// How a batch's transaction ended, when it did not fail.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Transaction {
-    Committed,
-    /// The group moved on (this member's generation is gone, or its
-    /// partitions were lost): the transaction was aborted, and the batch
-    /// belongs to whoever owns its partitions now.
-    GroupMovedOn(String),
 }
 
 /// What of one batch's effects is still to be acknowledged, across retries
@@ -192,259 +170,6 @@ impl Publisher {
         Err(StepError::Retryable(message))
     }
 
-    /// Publishes a batch in one transaction: what `outbox` holds, the
-    /// changelog records, and the input offsets `offsets` (each the next
-    /// one to consume) for the group `consumer` belongs to; then commits.
-    /// Every attempt sends everything again (an aborted transaction keeps
-    /// nothing). Errors follow librdkafka's classes: one that asks for an
-    /// abort is aborted here and returned retryable, so that the same batch
-    /// goes again in a new transaction; a fatal one (this producer was
-    /// fenced by a newer one with its transactional id, or lost its state)
-    /// is [`StepError::Fatal`]: a fenced zombie must stop, not retry.
-    ///
-    /// A producer librdkafka declared dead (fenced, most often because the
-    /// broker aborted a transaction that outlived `kafka.transaction_timeout`
-    /// while it was away) is replaced by a new one with the same
-    /// transactional id, once: the batch then goes again. A zombie gains
-    /// nothing from this, because its offsets still fail the group's
-    /// generation check; but a second renewal within
-    /// [`RENEWAL_QUIET_PERIOD`] is fatal, for two live processes sharing
-    /// one transactional id would otherwise fence each other forever.
-    pub async fn commit_batch<C>(
-        &self,
-        outbox: &mut Outbox<'_>,
-        changelog: &[ChangelogRecord<'_>],
-        offsets: &TopicPartitionList,
-        consumer: &Arc<StreamConsumer<C>>,
-    ) -> Result<Transaction, StepError>
-    where
-        C: ConsumerContext + 'static,
-    {
-        let producer = self.producer();
-        match self
-            .commit_batch_once(outbox, changelog, offsets, consumer)
-            .await
-        {
-            Err(StepError::Fatal(reason)) if producer.client().fatal_error().is_some() => {
-                Err(self.renew_transactions(&reason).await)
-            }
-            other => other,
-        }
-    }
-
-    /// Replaces a dead transactional producer (see [`Publisher::commit_batch`]).
-    async fn renew_transactions(&self, reason: &str) -> StepError {
-        let Some(txn_timeout) = self.transaction_timeout else {
-            return StepError::Fatal(reason.to_string());
-        };
-        {
-            let mut last = match self.last_renewal.lock() {
-                Ok(last) => last,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            if last.is_some_and(|at| at.elapsed() < RENEWAL_QUIET_PERIOD) {
-                return StepError::Fatal(format!(
-                    "{reason}; the transactional producer died again within {}s of its renewal: \
-                     is kafka.transactional_id shared with another live process?",
-                    RENEWAL_QUIET_PERIOD.as_secs()
-                ));
-            }
-            *last = Some(std::time::Instant::now());
-        }
-        let config = self.config.clone();
-        let fresh = tokio::task::spawn_blocking(move || {
-            let producer: FutureProducer = config.create()?;
-            producer.init_transactions(Timeout::After(txn_timeout * 2))?;
-            Ok::<_, KafkaError>(producer)
-        })
-        .await;
-        let fresh = match fresh {
-            Ok(Ok(fresh)) => fresh,
-            Ok(Err(e)) => {
-                return StepError::Retryable(format!(
-                    "{reason}; a new transactional producer could not start yet: {e}"
-                ))
-            }
-            Err(e) => return StepError::Fatal(format!("{reason}; renewing the producer: {e}")),
-        };
-        let old = match self.producer.write() {
-            Ok(mut producer) => std::mem::replace(&mut *producer, fresh),
-            Err(poisoned) => std::mem::replace(&mut *poisoned.into_inner(), fresh),
-        };
-        tokio::task::spawn_blocking(move || drop(old));
-        metrics::counter!(t::PRODUCER_REPLACEMENTS_TOTAL).increment(1);
-        warn!(
-            reason,
-            "replaced the dead transactional producer; the batch goes again"
-        );
-        StepError::Retryable(format!(
-            "the transactional producer was replaced ({reason}); the batch goes again"
-        ))
-    }
-
-    async fn commit_batch_once<C>(
-        &self,
-        outbox: &mut Outbox<'_>,
-        changelog: &[ChangelogRecord<'_>],
-        offsets: &TopicPartitionList,
-        consumer: &Arc<StreamConsumer<C>>,
-    ) -> Result<Transaction, StepError>
-    where
-        C: ConsumerContext + 'static,
-    {
-        let Some(txn_timeout) = self.transaction_timeout else {
-            return Err(StepError::Fatal(
-                "commit_batch needs a transactional publisher".into(),
-            ));
-        };
-        let producer = self.producer();
-        producer
-            .begin_transaction()
-            .map_err(|e| txn_error("begin", e))?;
-        outbox.messages_done = outbox.messages.is_empty();
-        for (_, sent) in &mut outbox.dead_letters {
-            if *sent == Sent::Acknowledged {
-                *sent = Sent::Not;
-            }
-        }
-        let (error, _) = self.send_round(outbox).await;
-        let changelog_error = self.send_changelog(&producer, changelog).await;
-        if let Some(reason) = error.or(changelog_error) {
-            self.abort(&producer, txn_timeout).await?;
-            return Err(StepError::Retryable(format!(
-                "transaction aborted, a record was refused: {reason}"
-            )));
-        }
-        debug!("batch sent in its transaction");
-        if consumer.assignment_lost() {
-            self.abort(&producer, txn_timeout).await?;
-            return Ok(Transaction::GroupMovedOn(
-                "the consumer lost its assignment".into(),
-            ));
-        }
-        let Some(group) = consumer.group_metadata() else {
-            self.abort(&producer, txn_timeout).await?;
-            return Ok(Transaction::GroupMovedOn(
-                "the consumer has no group metadata".into(),
-            ));
-        };
-        let (p, tpl) = (producer.clone(), offsets.clone());
-        let sent = blocking(move || {
-            p.send_offsets_to_transaction(&tpl, &group, Timeout::After(txn_timeout))
-        })
-        .await;
-        if let Err(e) = sent {
-            return self
-                .after_failure(&producer, "send offsets", e, txn_timeout)
-                .await;
-        }
-        loop {
-            let p = producer.clone();
-            match blocking(move || p.commit_transaction(Timeout::After(txn_timeout))).await {
-                Ok(()) => {
-                    metrics::counter!(t::TRANSACTIONS_TOTAL, "outcome" => "committed").increment(1);
-                    return Ok(Transaction::Committed);
-                }
-                // A commit that timed out (the broker away) resumes where it stopped.
-                Err(KafkaError::Transaction(e)) if e.is_retriable() => {
-                    warn!(error = %e, "committing the transaction: retrying");
-                }
-                Err(e) => {
-                    return self
-                        .after_failure(&producer, "commit", e, txn_timeout)
-                        .await
-                }
-            }
-        }
-    }
-
-    /// Sends the changelog records of a batch's transaction, each to the
-    /// changelog partition of its input partition; the first failure, if any.
-    async fn send_changelog(
-        &self,
-        producer: &FutureProducer,
-        changelog: &[ChangelogRecord<'_>],
-    ) -> Option<String> {
-        let timeout = Timeout::After(self.delivery_timeout);
-        let sends = changelog.iter().map(|r| {
-            let checkpoint = r.checkpoint.map(|c| c.to_string());
-            let mut record = FutureRecord::<[u8], [u8]>::to(r.topic)
-                .partition(r.partition)
-                .payload(r.value);
-            if let Some(c) = &checkpoint {
-                record = record.headers(OwnedHeaders::new().insert(Header {
-                    key: super::sink::CHECKPOINT_HEADER,
-                    value: Some(c.as_bytes()),
-                }));
-            }
-            producer.send(record, timeout)
-        });
-        join_all(sends)
-            .await
-            .into_iter()
-            .zip(changelog)
-            .find_map(|(result, r)| {
-                result
-                    .err()
-                    .map(|(e, _)| format!("changelog {}[{}]: {e}", r.topic, r.partition))
-            })
-    }
-
-    /// What a failed transaction call leads to: abort and go again, abort
-    /// and leave the batch to the group, or stop.
-    async fn after_failure(
-        &self,
-        producer: &FutureProducer,
-        call: &str,
-        e: KafkaError,
-        txn_timeout: Duration,
-    ) -> Result<Transaction, StepError> {
-        let group_moved_on = matches!(
-            &e,
-            KafkaError::Transaction(rd) if matches!(
-                rd.code(),
-                RDKafkaErrorCode::IllegalGeneration
-                    | RDKafkaErrorCode::UnknownMemberId
-                    | RDKafkaErrorCode::FencedInstanceId
-                    | RDKafkaErrorCode::RebalanceInProgress
-            )
-        );
-        let error = txn_error(call, e);
-        if let StepError::Fatal(_) = error {
-            return Err(error);
-        }
-        self.abort(producer, txn_timeout).await?;
-        if group_moved_on {
-            return Ok(Transaction::GroupMovedOn(error.to_string()));
-        }
-        Err(error)
-    }
-
-    /// Aborts the open transaction; the producer is unusable if that fails.
-    async fn abort(
-        &self,
-        producer: &FutureProducer,
-        txn_timeout: Duration,
-    ) -> Result<(), StepError> {
-        loop {
-            let p = producer.clone();
-            match blocking(move || p.abort_transaction(Timeout::After(txn_timeout))).await {
-                Ok(()) => {
-                    metrics::counter!(t::TRANSACTIONS_TOTAL, "outcome" => "aborted").increment(1);
-                    return Ok(());
-                }
-                Err(KafkaError::Transaction(e)) if e.is_retriable() => {
-                    warn!(error = %e, "aborting the transaction: retrying");
-                }
-                Err(e) => {
-                    return Err(StepError::Fatal(format!(
-                        "the transaction could not be aborted: {e}"
-                    )))
-                }
-            }
-        }
-    }
-
     /// Sends everything not yet acknowledged once, and records the outcomes.
     /// Returns the first failure, and whether any message timed out.
     async fn send_round(&self, outbox: &mut Outbox<'_>) -> (Option<String>, bool) {
@@ -538,32 +263,6 @@ impl Publisher {
         if let Err(e) = self.producer().flush(Timeout::After(timeout)) {
             tracing::warn!(error = %e, "producer flush at shutdown");
         }
-    }
-}
-
-/// Runs a blocking librdkafka call off the async workers.
-async fn blocking<T: Send + 'static>(
-    call: impl FnOnce() -> KafkaResult<T> + Send + 'static,
-) -> KafkaResult<T> {
-    match tokio::task::spawn_blocking(call).await {
-        Ok(result) => result,
-        Err(e) => Err(KafkaError::Canceled).inspect_err(|_| warn!(error = %e, "blocking call")),
-    }
-}
-
-/// A transaction call's failure in the pipeline's terms: fatal when
-/// librdkafka says the producer is done for (fenced included), or says
-/// nothing of how to go on; otherwise retryable.
-fn txn_error(call: &str, e: KafkaError) -> StepError {
-    match &e {
-        KafkaError::Transaction(rd) if rd.is_fatal() => StepError::Fatal(format!(
-            "transaction {call}: the producer is fenced or failed for good: {e}"
-        )),
-        KafkaError::Transaction(rd) if rd.is_retriable() || rd.txn_requires_abort() => {
-            StepError::Retryable(format!("transaction {call}: {e}"))
-        }
-        KafkaError::Transaction(_) => StepError::Fatal(format!("transaction {call} failed: {e}")),
-        _ => StepError::Retryable(format!("transaction {call}: {e}")),
     }
 }
 
