@@ -299,27 +299,7 @@ pub async fn ensure_changelogs(cfg: &KafkaConfig, inputs: &[&str]) -> Result<(),
                 .set("retention.ms", &retention)
         })
         .collect();
-    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    let results =
-        admin
-            .create_topics(&new_topics, &opts)
-            .await
-            .map_err(|e| TopicError::Create {
-                topic: "changelogs".into(),
-                message: e.to_string(),
-            })?;
-    for result in results {
-        match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((topic, code)) => {
-                return Err(TopicError::Create {
-                    topic,
-                    message: code.to_string(),
-                })
-            }
-        }
-    }
-    Ok(())
+    create_new_topics(&admin, &new_topics, "changelogs").await
 }
 
 /// Partition count and replication factor of each of `topics` that exists.
@@ -375,15 +355,24 @@ pub async fn ensure_topics(
         .iter()
         .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(replication)))
         .collect();
+    create_new_topics(&admin, &new_topics, &topics.join(",")).await
+}
+
+/// Creates `new_topics`; one that exists already is fine. `what` names
+/// them in an error of the whole request.
+async fn create_new_topics(
+    admin: &AdminClient<DefaultClientContext>,
+    new_topics: &[NewTopic<'_>],
+    what: &str,
+) -> Result<(), TopicError> {
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    let results =
-        admin
-            .create_topics(&new_topics, &opts)
-            .await
-            .map_err(|e| TopicError::Create {
-                topic: topics.join(","),
-                message: e.to_string(),
-            })?;
+    let results = admin
+        .create_topics(new_topics, &opts)
+        .await
+        .map_err(|e| TopicError::Create {
+            topic: what.to_string(),
+            message: e.to_string(),
+        })?;
     for result in results {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}

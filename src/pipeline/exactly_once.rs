@@ -47,8 +47,8 @@ use super::publish::{ChangelogRecord, Transaction};
 use super::sink::Sink;
 use super::step::{Step, StepRetry};
 use super::{
-    record_end_to_end_latency, report_dead_letters, unix_ms, Backoff, BatchContext, BatchOutcome,
-    BatchSpan, InputRecord, Outbox, PipelineContext, PipelineHealth, Processor, StepError,
+    record_end_to_end_latency, report_dead_letters, unix_ms, BatchContext, BatchOutcome, BatchSpan,
+    BatchSteps, InputRecord, Outbox, PipelineContext, PipelineHealth, Processor, StepError,
 };
 use crate::config::PipelineConfig;
 use crate::kafka;
@@ -161,26 +161,16 @@ pub(super) async fn process_batch<P: Processor>(
     processor: &mut P,
     eos: &mut Transactional,
 ) -> BatchOutcome {
-    let BatchContext {
+    let (steps, mut retry) = ctx.start();
+    let BatchSteps {
         consumer,
         publisher,
         check,
         cfg,
         health,
         batch,
-        shutdown,
-        deadline,
-    } = ctx;
-    let started = Instant::now();
-    metrics::gauge!(t::EVENTS_IN_FLIGHT).set(batch.len() as f64);
-    let mut retry = StepRetry {
-        backoff: Backoff::new(cfg.retry_initial_backoff, cfg.retry_max_backoff),
-        cfg,
-        health,
-        shutdown,
-        deadline,
-        batch,
-    };
+        started,
+    } = steps;
     if let Some(reason) = eos.sink.fatal() {
         return BatchOutcome::Fatal(format!("sink: {reason}"));
     }

@@ -444,27 +444,54 @@ struct BatchContext<'a> {
     deadline: Option<Instant>,
 }
 
+impl<'a> BatchContext<'a> {
+    /// Starts a batch: its in-flight gauge, and how its steps retry. Returns
+    /// what the steps need besides.
+    fn start(self) -> (BatchSteps<'a>, StepRetry<'a>) {
+        metrics::gauge!(t::EVENTS_IN_FLIGHT).set(self.batch.len() as f64);
+        let retry = StepRetry {
+            backoff: Backoff::new(self.cfg.retry_initial_backoff, self.cfg.retry_max_backoff),
+            cfg: self.cfg,
+            health: self.health,
+            shutdown: self.shutdown,
+            deadline: self.deadline,
+            batch: self.batch,
+        };
+        let steps = BatchSteps {
+            consumer: self.consumer,
+            publisher: self.publisher,
+            check: self.check,
+            cfg: self.cfg,
+            health: self.health,
+            batch: self.batch,
+            started: Instant::now(),
+        };
+        (steps, retry)
+    }
+}
+
+/// What a started batch's steps reach besides their retry policy.
+struct BatchSteps<'a> {
+    consumer: &'a Arc<StreamConsumer<PipelineContext>>,
+    publisher: &'a Publisher,
+    check: &'a mut PartitionCheck,
+    cfg: &'a PipelineConfig,
+    health: &'a PipelineHealth,
+    batch: &'a [InputRecord],
+    started: Instant,
+}
+
 async fn process_batch<P: Processor>(ctx: BatchContext<'_>, processor: &mut P) -> BatchOutcome {
-    let BatchContext {
+    let (steps, mut retry) = ctx.start();
+    let BatchSteps {
         consumer,
         publisher,
         check,
-        cfg,
         health,
         batch,
-        shutdown,
-        deadline,
-    } = ctx;
-    let started = Instant::now();
-    metrics::gauge!(t::EVENTS_IN_FLIGHT).set(batch.len() as f64);
-    let mut retry = StepRetry {
-        backoff: Backoff::new(cfg.retry_initial_backoff, cfg.retry_max_backoff),
-        cfg,
-        health,
-        shutdown,
-        deadline,
-        batch,
-    };
+        started,
+        ..
+    } = steps;
 
     // Each step retries on its own: a later failure never repeats an earlier success.
     let (placed, misplaced) = until_done!(retry, Step::Check, check.split(consumer, batch));
