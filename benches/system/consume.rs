@@ -38,11 +38,23 @@ pub async fn measure(env: &BenchEnv, ends: &BTreeMap<(String, i32), i64>) -> Res
     consumer
         .subscribe(&env.input_topics())
         .context("subscribing")?;
+    let mut last_event = Instant::now();
+    // Every record below the ends is read once the consumer has passed
+    // them all: the last offsets may be transaction markers (exactly_once),
+    // which take offsets and are never delivered.
     while events < total {
-        let msg = tokio::time::timeout(Duration::from_secs(60), consumer.recv())
-            .await
-            .context("no event for 60 s while consuming")?
-            .context("consuming")?;
+        let received = tokio::time::timeout(Duration::from_secs(1), consumer.recv()).await;
+        let Ok(msg) = received else {
+            if passed_every_end(&consumer, ends) {
+                break;
+            }
+            if last_event.elapsed() > Duration::from_secs(60) {
+                anyhow::bail!("no event for 60 s while consuming");
+            }
+            continue;
+        };
+        let msg = msg.context("consuming")?;
+        last_event = Instant::now();
         let end = ends
             .get(&(msg.topic().to_string(), msg.partition()))
             .copied()
@@ -60,7 +72,8 @@ pub async fn measure(env: &BenchEnv, ends: &BTreeMap<(String, i32), i64>) -> Res
             ));
         }
     }
-    let elapsed = started.elapsed();
+    // Up to the last event in hand, not the idle wait that saw the end.
+    let elapsed = last_event.duration_since(started);
     if !batch.is_empty() {
         batches.push(batch);
     }
@@ -69,5 +82,22 @@ pub async fn measure(env: &BenchEnv, ends: &BTreeMap<(String, i32), i64>) -> Res
         events: events as u64,
         elapsed,
         batches,
+    })
+}
+
+/// Whether the consumer's position has reached every partition's end.
+fn passed_every_end(
+    consumer: &StreamConsumer<PipelineContext>,
+    ends: &BTreeMap<(String, i32), i64>,
+) -> bool {
+    let Ok(positions) = consumer.position() else {
+        return false;
+    };
+    ends.iter().all(|((topic, partition), end)| {
+        *end == 0
+            || matches!(
+                positions.find_partition(topic, *partition).map(|e| e.offset()),
+                Some(rdkafka::Offset::Offset(p)) if p >= *end
+            )
     })
 }
