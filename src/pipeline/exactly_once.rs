@@ -189,7 +189,7 @@ pub(super) async fn process_batch<P: Processor>(
         Ok(entries) => entries,
         Err(e) => return BatchOutcome::Fatal(format!("changelog: {e}")),
     };
-    let records = changelog_records(eos, &entries, &spans);
+    let records = changelog_records(eos, entries, &spans);
     let offsets = match next_offsets(&spans) {
         Ok(offsets) => offsets,
         Err(e) => return BatchOutcome::Fatal(format!("offsets: {e}")),
@@ -293,7 +293,7 @@ pub(super) fn pass_on_applied<P: Processor>(sink: &Sink, processor: &mut P) {
 /// when the partition changed no row).
 fn changelog_records(
     eos: &mut Transactional,
-    entries: &[super::ChangelogEntry],
+    entries: Vec<super::ChangelogEntry>,
     spans: &BTreeMap<(Arc<str>, i32), (i64, i64)>,
 ) -> Vec<(String, i32, Vec<u8>, Option<i64>)> {
     let mut records: Vec<(String, i32, Vec<u8>, Option<i64>)> = Vec::with_capacity(entries.len());
@@ -301,7 +301,8 @@ fn changelog_records(
     for entry in entries {
         let topic = eos.changelog_topic(&entry.topic).to_string();
         last_of.insert((entry.topic.clone(), entry.partition), records.len());
-        records.push((topic, entry.partition, entry.value.clone(), None));
+        // Moved, not copied: a batch's values can run to megabytes.
+        records.push((topic, entry.partition, entry.value, None));
     }
     for ((input, partition), (_, next)) in spans {
         match last_of.get(&(input.clone(), *partition)) {
