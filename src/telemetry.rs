@@ -47,6 +47,10 @@ pub const EVENTS_PUBLISHED_TOTAL: &str = "galley_events_published_total";
 pub const BATCH_SIZE_EVENTS: &str = "galley_batch_size_events";
 /// Time from a batch's start of processing to its offsets stored (histogram).
 pub const BATCH_DURATION_SECONDS: &str = "galley_batch_duration_seconds";
+/// Time one step of a batch took, from its first attempt to its success,
+/// retries included (histogram). Labels: step (check, restore, prepare,
+/// publish, write).
+pub const BATCH_STEP_DURATION_SECONDS: &str = "galley_batch_step_duration_seconds";
 /// Failed batch steps that were retried. Labels: step (check, restore, prepare, publish, write, sink).
 pub const BATCH_RETRIES_TOTAL: &str = "galley_batch_retries_total";
 /// Time the pure handlers took to decide one partition's share of a batch
@@ -185,6 +189,12 @@ pub const METRICS: &[MetricDef] = &[
         Kind::Histogram,
         &[],
         "Time to process one batch, from decoding to offsets stored.",
+    ),
+    def(
+        BATCH_STEP_DURATION_SECONDS,
+        Kind::Histogram,
+        &["step"],
+        "Time one step of a batch took (check, restore, prepare, publish, write), retries included.",
     ),
     def(
         BATCH_RETRIES_TOTAL,

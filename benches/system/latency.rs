@@ -39,6 +39,79 @@ pub struct Latency {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub p999_ms: f64,
+    /// Where a batch's time went during the phase: batches, their mean
+    /// size, and the mean time of each step that ran, per batch.
+    pub breakdown: Breakdown,
+}
+
+/// Mean figures of the batches processed during the latency phase.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Breakdown {
+    pub batches: u64,
+    pub mean_batch_events: f64,
+    pub mean_batch_ms: f64,
+    /// Step label and its mean time per batch in milliseconds.
+    pub step_mean_ms: std::collections::BTreeMap<String, f64>,
+}
+
+impl Breakdown {
+    /// The difference of two scrapes' batch histograms.
+    fn between(before: &str, after: &str) -> Breakdown {
+        let diff = |name: &str| {
+            let (a, b) = (sums_and_counts(after, name), sums_and_counts(before, name));
+            a.into_iter()
+                .map(|(label, (sum, count))| {
+                    let (s0, c0) = b.get(&label).copied().unwrap_or((0.0, 0.0));
+                    (label, (sum - s0, count - c0))
+                })
+                .collect::<std::collections::BTreeMap<_, _>>()
+        };
+        let mean = |(sum, count): (f64, f64)| if count > 0.0 { sum / count } else { 0.0 };
+        let sizes = diff(galley::telemetry::BATCH_SIZE_EVENTS)
+            .remove("")
+            .unwrap_or_default();
+        let durations = diff(galley::telemetry::BATCH_DURATION_SECONDS)
+            .remove("")
+            .unwrap_or_default();
+        let batches = sizes.1.max(1.0);
+        Breakdown {
+            batches: sizes.1 as u64,
+            mean_batch_events: mean(sizes),
+            mean_batch_ms: mean(durations) * 1000.0,
+            step_mean_ms: diff(galley::telemetry::BATCH_STEP_DURATION_SECONDS)
+                .into_iter()
+                .map(|(step, (sum, _))| (step, sum * 1000.0 / batches))
+                .collect(),
+        }
+    }
+}
+
+/// `name`'s `_sum` and `_count` per value of its one label ("" without
+/// one), from Prometheus text.
+fn sums_and_counts(text: &str, name: &str) -> std::collections::BTreeMap<String, (f64, f64)> {
+    let mut out: std::collections::BTreeMap<String, (f64, f64)> = Default::default();
+    for line in text.lines() {
+        for (suffix, is_sum) in [("_sum", true), ("_count", false)] {
+            let Some(rest) = line.strip_prefix(name).and_then(|r| r.strip_prefix(suffix)) else {
+                continue;
+            };
+            let (labels, value) = match rest.rsplit_once(' ') {
+                Some(split) => split,
+                None => continue,
+            };
+            let Ok(value) = value.parse::<f64>() else {
+                continue;
+            };
+            let label = labels.split('"').nth(1).unwrap_or_default().to_string();
+            let slot = out.entry(label).or_default();
+            if is_sum {
+                slot.0 += value;
+            } else {
+                slot.1 += value;
+            }
+        }
+    }
+    out
 }
 
 pub async fn measure(
@@ -50,12 +123,14 @@ pub async fn measure(
 ) -> Result<Latency> {
     let count = (rate * settings.latency_duration.as_secs_f64()).ceil() as usize;
     let messages = stream::live(codec, count, LATENCY_SEED);
-    let before = histogram_buckets(&galley.scrape().await?, HISTOGRAM)?;
+    let before_text = galley.scrape().await?;
+    let before = histogram_buckets(&before_text, HISTOGRAM)?;
     let producer = stream::producer(&env.config, 1)?;
     let (_stop_tx, stop) = watch::channel(false);
     let sent = send_paced(&producer, &env.config, &messages, rate, stop).await?;
     galley.wait_drained(env).await?;
-    let after = histogram_buckets(&galley.scrape().await?, HISTOGRAM)?;
+    let after_text = galley.scrape().await?;
+    let after = histogram_buckets(&after_text, HISTOGRAM)?;
 
     let diff: Vec<(f64, u64)> = after
         .iter()
@@ -76,11 +151,13 @@ pub async fn measure(
         p50_ms: ms(0.5),
         p99_ms: ms(0.99),
         p999_ms: ms(0.999),
+        breakdown: Breakdown::between(&before_text, &after_text),
     };
     println!(
         "bench: (d) {} events at {:.0}/s: p50 {:.1} ms, p99 {:.1} ms, p99.9 {:.1} ms",
         latency.sent, rate, latency.p50_ms, latency.p99_ms, latency.p999_ms
     );
+    println!("bench: (d) batches: {:?}", latency.breakdown);
     Ok(latency)
 }
 

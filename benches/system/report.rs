@@ -174,13 +174,14 @@ impl Report {
                 "offered_eps": latency.map(|l| l.offered_eps),
                 "events_sent": latency.map(|l| l.sent),
                 "events_observed": latency.map(|l| l.observed),
+                "batches": latency.map(|l| &l.breakdown),
             },
             "delivery": "exactly_once",
             "at_least_once": self.at_least_once.as_ref().map(|m| json!({
                 "e2e_eps": m.e2e_eps,
                 "cpu_us_per_event": m.cpu_us_per_event,
                 "peak_rss_mib": m.peak_rss_mib,
-                "e2e_latency_ms": {"p50": m.latency.p50_ms, "p99": m.latency.p99_ms, "p999": m.latency.p999_ms},
+                "e2e_latency_ms": {"p50": m.latency.p50_ms, "p99": m.latency.p99_ms, "p999": m.latency.p999_ms, "batches": &m.latency.breakdown},
             })),
             "exactly_once_over_at_least_once": self.at_least_once.as_ref()
                 .map(|m| self.e2e_eps / m.e2e_eps.max(f64::MIN_POSITIVE)),

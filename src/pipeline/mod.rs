@@ -44,10 +44,11 @@
 /// out the backoff and tries again; a fatal one, or the shutdown deadline,
 /// ends the batch unfinished (the enclosing function returns).
 macro_rules! until_done {
-    ($retry:expr, $step:expr, $attempt:expr) => {
+    ($retry:expr, $step:expr, $attempt:expr) => {{
+        let step_started = Instant::now();
         loop {
             match $retry.bounded($attempt).await {
-                Some(Ok(value)) => break $retry.succeeded($step, value),
+                Some(Ok(value)) => break $retry.succeeded($step, value, step_started),
                 Some(Err(StepError::Fatal(reason))) => {
                     return BatchOutcome::Fatal(format!("{}: {reason}", $step.label()))
                 }
@@ -55,7 +56,7 @@ macro_rules! until_done {
                 _ => return BatchOutcome::Abandoned,
             }
         }
-    };
+    }};
 }
 
 mod consumer;

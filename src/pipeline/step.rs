@@ -76,7 +76,10 @@ pub(super) struct StepRetry<'a> {
 }
 
 impl StepRetry<'_> {
-    pub(super) fn succeeded<T>(&mut self, step: Step, value: T) -> T {
+    /// Records a step's success, and its time since `started` (its first attempt).
+    pub(super) fn succeeded<T>(&mut self, step: Step, value: T, started: Instant) -> T {
+        metrics::histogram!(t::BATCH_STEP_DURATION_SECONDS, "step" => step.label())
+            .record(started.elapsed().as_secs_f64());
         step.health_flag(self.health).store(true, Ordering::Relaxed);
         self.backoff.reset();
         value
