@@ -52,6 +52,8 @@ pub struct Breakdown {
     pub mean_batch_ms: f64,
     /// Step label and its mean time per batch in milliseconds.
     pub step_mean_ms: std::collections::BTreeMap<String, f64>,
+    /// CQL statements per batch, by statement (the sink's included).
+    pub statements_per_batch: std::collections::BTreeMap<String, f64>,
 }
 
 impl Breakdown {
@@ -81,6 +83,10 @@ impl Breakdown {
             step_mean_ms: diff(galley::telemetry::BATCH_STEP_DURATION_SECONDS)
                 .into_iter()
                 .map(|(step, (sum, _))| (step, sum * 1000.0 / batches))
+                .collect(),
+            statements_per_batch: diff(galley::telemetry::DB_STATEMENT_DURATION_SECONDS)
+                .into_iter()
+                .map(|(statement, (_, count))| (statement, count / batches))
                 .collect(),
         }
     }

@@ -159,37 +159,33 @@ impl Publisher {
                 *sent = Sent::Not;
             }
         }
-        let (error, _) = self.send_round(outbox).await;
-        let changelog_error = self.send_changelog(&producer, changelog).await;
+        // The records' acknowledgements and the offsets' two round trips
+        // (to the transaction and the group coordinators) overlap: all of
+        // them must succeed before the commit, in any order.
+        let ((error, _), changelog_error, offsets_sent) = tokio::join!(
+            self.send_round(outbox),
+            self.send_changelog(&producer, changelog),
+            send_offsets(&producer, offsets, consumer, txn_timeout),
+        );
         if let Some(reason) = error.or(changelog_error) {
             self.abort(&producer, txn_timeout).await?;
             return Err(StepError::Retryable(format!(
                 "transaction aborted, a record was refused: {reason}"
             )));
         }
+        match offsets_sent {
+            Ok(()) => {}
+            Err(OffsetsNotSent::GroupMovedOn(reason)) => {
+                self.abort(&producer, txn_timeout).await?;
+                return Ok(Transaction::GroupMovedOn(reason.into()));
+            }
+            Err(OffsetsNotSent::Failed(e)) => {
+                return self
+                    .after_failure(&producer, "send offsets", e, txn_timeout)
+                    .await
+            }
+        }
         debug!("batch sent in its transaction");
-        if consumer.assignment_lost() {
-            self.abort(&producer, txn_timeout).await?;
-            return Ok(Transaction::GroupMovedOn(
-                "the consumer lost its assignment".into(),
-            ));
-        }
-        let Some(group) = consumer.group_metadata() else {
-            self.abort(&producer, txn_timeout).await?;
-            return Ok(Transaction::GroupMovedOn(
-                "the consumer has no group metadata".into(),
-            ));
-        };
-        let (p, tpl) = (producer.clone(), offsets.clone());
-        let sent = blocking(move || {
-            p.send_offsets_to_transaction(&tpl, &group, Timeout::After(txn_timeout))
-        })
-        .await;
-        if let Err(e) = sent {
-            return self
-                .after_failure(&producer, "send offsets", e, txn_timeout)
-                .await;
-        }
         loop {
             let p = producer.clone();
             match blocking(move || p.commit_transaction(Timeout::After(txn_timeout))).await {
@@ -296,6 +292,40 @@ impl Publisher {
             }
         }
     }
+}
+
+/// Why a batch's input offsets did not join its transaction.
+enum OffsetsNotSent {
+    /// The consumer is no longer a member that may commit them.
+    GroupMovedOn(&'static str),
+    Failed(KafkaError),
+}
+
+/// Adds `offsets` to the open transaction, for the group the consumer
+/// belongs to as of now.
+async fn send_offsets<C>(
+    producer: &FutureProducer,
+    offsets: &TopicPartitionList,
+    consumer: &Arc<StreamConsumer<C>>,
+    txn_timeout: Duration,
+) -> Result<(), OffsetsNotSent>
+where
+    C: ConsumerContext + 'static,
+{
+    if consumer.assignment_lost() {
+        return Err(OffsetsNotSent::GroupMovedOn(
+            "the consumer lost its assignment",
+        ));
+    }
+    let Some(group) = consumer.group_metadata() else {
+        return Err(OffsetsNotSent::GroupMovedOn(
+            "the consumer has no group metadata",
+        ));
+    };
+    let (p, tpl) = (producer.clone(), offsets.clone());
+    blocking(move || p.send_offsets_to_transaction(&tpl, &group, Timeout::After(txn_timeout)))
+        .await
+        .map_err(OffsetsNotSent::Failed)
 }
 
 /// Runs a blocking librdkafka call off the async workers.
