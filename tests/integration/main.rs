@@ -9,6 +9,7 @@ mod consumer_errors;
 mod dead_letters;
 mod error_classes;
 mod hostile;
+mod lag;
 mod lifecycle;
 mod memory;
 mod observability;
