@@ -256,16 +256,73 @@ const GROUP_ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// already applied (row watermarks), so a replay converges to the same rows
 /// and re-publishes nothing for events already applied. Refused while the
 /// group has active members: their commits would undo the reset.
+///
+/// Under `exactly_once` the sink of every changelog restarts at the
+/// changelog's end (see [`restart_sinks`]).
 pub fn replay(config: Config) -> anyhow::Result<()> {
     let consumer = group_admin(&config)?;
     refuse_active_members(&consumer, &config.kafka.group_id, "replaying")?;
+    let runtime = runtime()?;
+    let session = runtime.block_on(checked_session(&config))?;
     let earliest = earliest_offsets(&consumer, &config)?;
     let reset = commit_offsets(&consumer, &config.kafka.group_id, &earliest)?;
+    restart_sinks(&runtime, &session, &consumer, &config, &earliest)?;
     println!(
         "group {}: {reset} partitions reset to their earliest offsets; the next `galley run` \
          replays them",
         config.kafka.group_id
     );
+    Ok(())
+}
+
+/// A session to the configured keyspace, its migrations checked.
+async fn checked_session(
+    config: &Config,
+) -> anyhow::Result<std::sync::Arc<scylla::client::session::Session>> {
+    let session = store::connect(&config.cql).await?;
+    migrate::check(&session, &config.cql.keyspace).await?;
+    Ok(session)
+}
+
+/// After the group was reset to `earliest`: the sink of every changelog
+/// partition restarts at the changelog's end, claiming nothing applied below
+/// the reset input offset. The changelog's checkpoints (input offsets) would
+/// otherwise run far ahead of the new run's: a partition's next owner would
+/// take rows as applied that the sink has yet to apply, and rows held for
+/// the sink would not be let go until the run passed the old offsets.
+/// What the changelog holds up to its end is left unapplied: for a rebuild
+/// it is the old derivation, and a replay derives the same changes again.
+/// Partitions whose changelog does not exist (`at_least_once` only) are skipped.
+fn restart_sinks(
+    runtime: &tokio::runtime::Runtime,
+    session: &std::sync::Arc<scylla::client::session::Session>,
+    consumer: &rdkafka::consumer::BaseConsumer,
+    config: &Config,
+    earliest: &[(String, i32, i64)],
+) -> anyhow::Result<()> {
+    let positions = runtime.block_on(store::changelog::AppliedStore::prepare(
+        session.clone(),
+        &config.cql.keyspace,
+    ))?;
+    let mut ends = std::collections::HashMap::new();
+    for (input, partition, low) in earliest {
+        let changelog = kafka::changelog_topic(input);
+        if !ends.contains_key(&changelog) {
+            let marks = kafka::partition_watermarks(consumer, &changelog, GROUP_ADMIN_TIMEOUT)
+                .with_context(|| format!("reading the watermarks of {changelog}"))?;
+            ends.insert(changelog.clone(), marks);
+        }
+        let Some((_, end)) = ends[&changelog].get(partition).copied() else {
+            continue;
+        };
+        let restarted = runtime
+            .block_on(positions.restart(&changelog, *partition, end, *low))
+            .with_context(|| format!("restarting the sink of {changelog}[{partition}]"))?;
+        println!(
+            "{changelog}[{partition}]: the sink restarts at offset {}",
+            restarted.next_offset
+        );
+    }
     Ok(())
 }
 
@@ -285,17 +342,14 @@ pub fn rebuild(config: Config) -> anyhow::Result<()> {
     let consumer = group_admin(&config)?;
     refuse_active_members(&consumer, group, "rebuilding")?;
     let runtime = runtime()?;
-    let session = runtime.block_on(async {
-        let session = store::connect(&config.cql).await?;
-        migrate::check(&session, keyspace).await?;
-        anyhow::Ok(session)
-    })?;
+    let session = runtime.block_on(checked_session(&config))?;
     let earliest = earliest_offsets(&consumer, &config)?;
     if let Some(problem) = missing_history(&earliest) {
         bail!(problem);
     }
     let reset = commit_offsets(&consumer, group, &earliest)?;
     println!("group {group}: {reset} partitions reset to their earliest offsets");
+    restart_sinks(&runtime, &session, &consumer, &config, &earliest)?;
     let tables = crate::shop::projections::DERIVED_TABLES
         .iter()
         .chain([&store::progress::TABLE]);

@@ -64,6 +64,38 @@ impl AppliedStore {
         }))
     }
 
+    /// Starts the sink of `partition` of changelog `topic` again at
+    /// `next_offset` (or where it stopped, if that is further), with nothing
+    /// of its input partition claimed applied below `input_next_offset`,
+    /// whatever the row said before. `galley replay` and `galley rebuild`
+    /// reset the input to its earliest offsets, and the checkpoints of the
+    /// earlier run, far ahead of the new run's, would otherwise claim its
+    /// rows applied before they are. Written with a timestamp above the
+    /// stored row's: a tie with the sink's next write (stamped with its
+    /// next offset) keeps the larger values, which are the sink's.
+    pub async fn restart(
+        &self,
+        topic: &str,
+        partition: i32,
+        next_offset: i64,
+        input_next_offset: i64,
+    ) -> Result<Applied, StoreError> {
+        let stored = self.read(topic, partition).await?;
+        let next_offset = stored.map_or(next_offset, |a| a.next_offset.max(next_offset));
+        let values = (
+            topic,
+            partition,
+            next_offset,
+            input_next_offset,
+            next_offset + 1,
+        );
+        execute(&self.session, "restart_sink_position", &self.upsert, values).await?;
+        Ok(Applied {
+            next_offset,
+            input_next_offset,
+        })
+    }
+
     /// Records that `partition` of the changelog `topic` is applied up to `applied`.
     pub async fn write(
         &self,

@@ -8,13 +8,14 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
-use crate::support::process::{http_get, GalleyProcess};
+use crate::support::process::GalleyProcess;
 use crate::support::scenario::{Scenario, INPUT_PARTITIONS};
 use crate::support::{brokers, unique_name};
 
 /// How long galley may take, once the stream stops, to show no lag anywhere.
 const SETTLE: Duration = Duration::from_secs(60);
 const KAFKA_TIMEOUT: Duration = Duration::from_secs(5);
+const LAG_GAUGE: &str = galley::telemetry::CONSUMER_LAG_RECORDS;
 
 /// Under exactly_once, galley's re-keyed events reach its input topics in
 /// transactions, so an input partition usually ends in a commit marker
@@ -49,7 +50,7 @@ async fn exactly_once_idle_partitions_show_no_lag() {
     let deadline = Instant::now() + SETTLE;
     loop {
         let lags = tokio::task::block_in_place(|| group_lags(&scenario.admin_consumer(), &inputs));
-        let gauges = lag_gauges(&galley).await;
+        let gauges = galley.metric_samples(LAG_GAUGE).await;
         let every = 2 * INPUT_PARTITIONS as usize;
         let group_clear = lags.len() == every && lags.values().all(|lag| *lag == 0);
         let gauges_clear = gauges.len() == every && gauges.values().all(|lag| *lag == 0.0);
@@ -143,19 +144,5 @@ fn partitions_ending_in_markers(topics: &[String]) -> BTreeSet<(String, i32)> {
         .into_iter()
         .map(|(topic, p, _)| (topic, p))
         .filter(|key| !records_at_end.contains(key))
-        .collect()
-}
-
-/// galley's `galley_consumer_lag_records` gauges, by their label text.
-async fn lag_gauges(galley: &GalleyProcess) -> BTreeMap<String, f64> {
-    let Some((200, text)) = http_get(galley.admin, "/metrics").await else {
-        return BTreeMap::new();
-    };
-    text.lines()
-        .filter_map(|line| line.strip_prefix("galley_consumer_lag_records{"))
-        .filter_map(|rest| {
-            let (labels, value) = rest.rsplit_once("} ")?;
-            Some((labels.to_string(), value.trim().parse().ok()?))
-        })
         .collect()
 }

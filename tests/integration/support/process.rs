@@ -207,6 +207,25 @@ impl GalleyProcess {
         }
     }
 
+    /// The samples of metric `name` in this process's /metrics, by their
+    /// label text (`topic="a",partition="0"`; empty without labels); empty
+    /// when it does not answer.
+    pub async fn metric_samples(&self, name: &str) -> std::collections::BTreeMap<String, f64> {
+        let Some((200, text)) = http_get(self.admin, "/metrics").await else {
+            return Default::default();
+        };
+        text.lines()
+            .filter_map(|line| {
+                let rest = line.strip_prefix(name)?;
+                let (labels, value) = match rest.strip_prefix('{') {
+                    Some(labelled) => labelled.rsplit_once("} ")?,
+                    None => ("", rest.strip_prefix(' ')?),
+                };
+                Some((labels.to_string(), value.trim().parse().ok()?))
+            })
+            .collect()
+    }
+
     pub fn log_tail(&self, lines: usize) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let all: Vec<&str> = text.lines().collect();

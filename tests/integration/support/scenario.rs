@@ -275,26 +275,37 @@ impl Scenario {
         // An offset of 0 was committed by `galley replay` or the like, not
         // by a batch: there is nothing for the sink to have applied.
         for (topic, partition, offset) in committed.iter().filter(|(_, _, o)| *o > 0) {
-            let changelog = galley::kafka::changelog_topic(topic);
-            let row = self
-                .keyspace
-                .session
-                .query_unpaged(
-                    format!(
-                        "SELECT input_next_offset FROM {ks}.changelog_applied \
-                         WHERE topic = ? AND partition = ?"
-                    ),
-                    (changelog, *partition),
-                )
+            if self
+                .sink_claim(ks, topic, *partition)
                 .await
-                .ok()
-                .and_then(|r| r.into_rows_result().ok())
-                .and_then(|rows| rows.maybe_first_row::<(Option<i64>,)>().ok().flatten());
-            if !matches!(row, Some((Some(applied),)) if applied >= *offset) {
+                .is_none_or(|applied| applied < *offset)
+            {
                 return false;
             }
         }
         true
+    }
+
+    /// The input offset below which the sink's position row
+    /// (`changelog_applied`) says every row change of input partition
+    /// `topic[partition]` is applied; None without a row.
+    pub async fn sink_claim(&self, ks: &str, topic: &str, partition: i32) -> Option<i64> {
+        let changelog = galley::kafka::changelog_topic(topic);
+        let row = self
+            .keyspace
+            .session
+            .query_unpaged(
+                format!(
+                    "SELECT input_next_offset FROM {ks}.changelog_applied \
+                     WHERE topic = ? AND partition = ?"
+                ),
+                (changelog, partition),
+            )
+            .await
+            .ok()
+            .and_then(|r| r.into_rows_result().ok())
+            .and_then(|rows| rows.maybe_first_row::<(Option<i64>,)>().ok().flatten());
+        row.and_then(|(applied,)| applied)
     }
 
     /// Waits until galley has processed everything, including what it fed
