@@ -345,53 +345,72 @@ impl Sink {
                 }
             };
             if round.is_empty() {
-                self.note_positions(&[]);
+                self.note_positions(&HashMap::new());
                 continue;
             }
-            loop {
-                let values: Vec<&[u8]> = round
-                    .iter()
-                    .filter_map(|m| m.payload())
-                    .filter(|v| !v.is_empty())
-                    .collect();
-                let applied = if values.is_empty() {
-                    self.record_applied(&round).await
-                } else {
-                    match applier.apply(&values).await {
-                        Ok(()) => self.record_applied(&round).await,
-                        Err(e) => Err(e),
-                    }
-                };
-                match applied {
-                    Ok(()) => {
-                        health
-                            .db_ok
-                            .store(true, std::sync::atomic::Ordering::Relaxed);
-                        backoff.reset();
-                        break;
-                    }
-                    Err(StepError::Fatal(reason)) => {
-                        self.stop_for_good(format!(
-                            "the sink cannot apply the changelog: {reason}"
-                        ));
-                        return;
-                    }
-                    Err(StepError::Retryable(reason)) => {
-                        health
-                            .db_ok
-                            .store(false, std::sync::atomic::Ordering::Relaxed);
-                        metrics::counter!(t::BATCH_RETRIES_TOTAL, "step" => "sink").increment(1);
-                        warn!(error = %reason, records = round.len(), "sink: applying failed; retrying");
-                        // The sink has nothing to finish at shutdown: what
-                        // it did not apply, the next start applies.
-                        tokio::select! {
-                            _ = tokio::time::sleep(backoff.next_delay()) => {}
-                            _ = stop.changed() => return,
-                        }
+            let applied = match applied_by_partition(&round, &self.state()) {
+                Ok(applied) => applied,
+                Err(e) => {
+                    self.stop_for_good(format!("the sink cannot apply the changelog: {e}"));
+                    return;
+                }
+            };
+            let values: Vec<&[u8]> = round
+                .iter()
+                .filter_map(|m| m.payload())
+                .filter(|v| !v.is_empty())
+                .collect();
+            let attempts = (&applier, &*health, &mut backoff, &mut stop);
+            if !self.apply_round(&values, &applied, attempts).await {
+                return;
+            }
+            self.note_positions(&applied);
+        }
+    }
+
+    /// Applies a round's values and records its positions, retrying with
+    /// backoff; false when the sink must stop (asked to, or a fatal error).
+    async fn apply_round<S: ChangelogSink>(
+        &self,
+        values: &[&[u8]],
+        applied: &HashMap<(String, i32), Applied>,
+        (applier, health, backoff, stop): RoundAttempts<'_, S>,
+    ) -> bool {
+        loop {
+            let done = if values.is_empty() {
+                self.record_applied(applied).await
+            } else {
+                match applier.apply(values).await {
+                    Ok(()) => self.record_applied(applied).await,
+                    Err(e) => Err(e),
+                }
+            };
+            match done {
+                Ok(()) => {
+                    health
+                        .db_ok
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                    backoff.reset();
+                    return true;
+                }
+                Err(StepError::Fatal(reason)) => {
+                    self.stop_for_good(format!("the sink cannot apply the changelog: {reason}"));
+                    return false;
+                }
+                Err(StepError::Retryable(reason)) => {
+                    health
+                        .db_ok
+                        .store(false, std::sync::atomic::Ordering::Relaxed);
+                    metrics::counter!(t::BATCH_RETRIES_TOTAL, "step" => "sink").increment(1);
+                    warn!(error = %reason, values = values.len(), "sink: applying failed; retrying");
+                    // The sink has nothing to finish at shutdown: what it
+                    // did not apply, the next start applies.
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff.next_delay()) => {}
+                        _ = stop.changed() => return false,
                     }
                 }
             }
-            self.note_positions(&round);
         }
     }
 
@@ -427,22 +446,24 @@ impl Sink {
         Ok(round)
     }
 
-    /// Records in the database how far each partition of the round is applied.
-    async fn record_applied(&self, round: &[OwnedMessage]) -> Result<(), StepError> {
-        let applied = applied_by_partition(round, &self.state())?;
-        for ((topic, partition), applied) in applied {
-            self.shared.store.write(&topic, partition, applied).await?;
-        }
-        Ok(())
+    /// Records in the database how far each partition of a round is
+    /// applied, all partitions at once.
+    async fn record_applied(
+        &self,
+        applied: &HashMap<(String, i32), Applied>,
+    ) -> Result<(), StepError> {
+        let writes = applied
+            .iter()
+            .map(|((topic, partition), a)| self.shared.store.write(topic, *partition, *a));
+        futures::future::try_join_all(writes).await.map(|_| ())
     }
 
     /// Moves each followed partition's applied position and input offset
     /// after a round (an empty round: positions only, which move past
     /// transaction markers), and wakes whoever waits on them.
-    fn note_positions(&self, round: &[OwnedMessage]) {
+    fn note_positions(&self, applied: &HashMap<(String, i32), Applied>) {
         let positions = self.shared.consumer.position().ok();
         let mut state = self.state();
-        let applied = applied_by_partition(round, &state).unwrap_or_default();
         let SinkState { followed, news, .. } = &mut *state;
         for ((topic, partition), f) in followed.iter_mut() {
             if let Some(a) = applied.get(&(topic.clone(), *partition)) {
@@ -482,6 +503,15 @@ impl Shared {
         }
     }
 }
+
+/// What a round's attempts use: the applier, the health flags they set,
+/// the backoff between them, and the stop signal that ends them.
+type RoundAttempts<'a, S> = (
+    &'a S,
+    &'a PipelineHealth,
+    &'a mut super::Backoff,
+    &'a mut watch::Receiver<bool>,
+);
 
 /// A consumer error of the sink: a changelog that no longer holds the
 /// offset to apply next lost row changes for good; anything else passes.
