@@ -96,6 +96,12 @@ impl Transactional {
         });
     }
 
+    /// Tells the processor which of its committed batches the sink has
+    /// applied since the last call.
+    pub(super) fn pass_on_applied<P: Processor>(&self, processor: &mut P) {
+        pass_on_applied(&self.sink, processor);
+    }
+
     /// Makes the sink follow the changelogs of partitions assigned since
     /// the last call (and of those it could not follow then, the database
     /// being away), so that it applies what their earlier owners committed.

@@ -342,6 +342,9 @@ pub async fn run<P: Processor>(
             // The sink applies what earlier owners committed as soon as a
             // partition arrives, whether or not records follow.
             eos.follow_assigned(&group_events).await;
+            // Rows held for the sink are let go here too: once input stops,
+            // no batch follows to pass the sink's last applied rounds on.
+            eos.pass_on_applied(&mut processor);
         }
         if !batch.is_empty() {
             let deadline = stopping.then(|| Instant::now() + cfg.shutdown_deadline);
