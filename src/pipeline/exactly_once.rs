@@ -202,6 +202,7 @@ pub(super) async fn process_batch<P: Processor>(
     };
     let mut outbox = Outbox::new(&effects.messages, &effects.dead_letters);
     let records = borrowed(&records);
+    debug!(records = %BatchSpan(batch), "batch prepared");
     let ended = until_done!(
         retry,
         Step::Publish,

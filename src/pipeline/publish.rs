@@ -4,7 +4,8 @@
 //! for good never holds the others.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::AtomicU32;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -35,8 +36,9 @@ pub struct Publisher {
     delivery_timeout: Duration,
     /// Bound on each blocking transaction call; `None` when not transactional.
     transaction_timeout: Option<Duration>,
-    /// When the transactional producer was last replaced.
-    last_renewal: Arc<Mutex<Option<std::time::Instant>>>,
+    /// Replacements of the transactional producer since a transaction last
+    /// committed.
+    renewals_without_commit: Arc<AtomicU32>,
 }
 
 /// What of one batch's effects is still to be acknowledged, across retries
@@ -88,7 +90,7 @@ impl Publisher {
             dead_letters,
             delivery_timeout,
             transaction_timeout: None,
-            last_renewal: Arc::default(),
+            renewals_without_commit: Arc::default(),
         })
     }
 
@@ -111,7 +113,7 @@ impl Publisher {
             dead_letters,
             delivery_timeout,
             transaction_timeout: Some(transaction_timeout),
-            last_renewal: Arc::default(),
+            renewals_without_commit: Arc::default(),
         })
     }
 

@@ -3,6 +3,7 @@
 //! into librdkafka's classes, and the renewal of a producer librdkafka
 //! declared dead.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,9 +20,9 @@ use super::{Outbox, Publisher, Sent};
 use crate::pipeline::StepError;
 use crate::telemetry as t;
 
-/// How long after a renewal of the transactional producer another one is
-/// refused (see [`Publisher::commit_batch`]).
-pub const RENEWAL_QUIET_PERIOD: Duration = Duration::from_secs(60);
+/// How many times in a row the transactional producer may be replaced with
+/// no transaction committed in between (see [`Publisher::commit_batch`]).
+pub const MAX_RENEWALS_WITHOUT_COMMIT: u32 = 3;
 
 /// A changelog record of a batch's transaction.
 pub struct ChangelogRecord<'a> {
@@ -57,11 +58,13 @@ impl Publisher {
     /// A producer librdkafka declared dead (fenced, most often because the
     /// broker aborted a transaction that outlived `kafka.transaction_timeout`
     /// while it was away) is replaced by a new one with the same
-    /// transactional id, once: the batch then goes again. A zombie gains
-    /// nothing from this, because its offsets still fail the group's
-    /// generation check; but a second renewal within
-    /// [`RENEWAL_QUIET_PERIOD`] is fatal, for two live processes sharing
-    /// one transactional id would otherwise fence each other forever.
+    /// transactional id: the batch then goes again. A zombie gains nothing
+    /// from this, because offsets it adds after the group moved on fail the
+    /// generation check. Broker outages can kill several producers in a
+    /// row, each time after it committed; but more than
+    /// [`MAX_RENEWALS_WITHOUT_COMMIT`] renewals with no commit between them
+    /// are fatal: nothing gets through, as when two live processes share
+    /// one transactional id and fence each other.
     pub async fn commit_batch<C>(
         &self,
         outbox: &mut Outbox<'_>,
@@ -89,19 +92,13 @@ impl Publisher {
         let Some(txn_timeout) = self.transaction_timeout else {
             return StepError::Fatal(reason.to_string());
         };
-        {
-            let mut last = match self.last_renewal.lock() {
-                Ok(last) => last,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            if last.is_some_and(|at| at.elapsed() < RENEWAL_QUIET_PERIOD) {
-                return StepError::Fatal(format!(
-                    "{reason}; the transactional producer died again within {}s of its renewal: \
-                     is kafka.transactional_id shared with another live process?",
-                    RENEWAL_QUIET_PERIOD.as_secs()
-                ));
-            }
-            *last = Some(std::time::Instant::now());
+        let renewals = self.renewals_without_commit.fetch_add(1, Ordering::Relaxed) + 1;
+        if renewals > MAX_RENEWALS_WITHOUT_COMMIT {
+            return StepError::Fatal(format!(
+                "{reason}; the transactional producer died {renewals} times in a row with no \
+                 transaction committed in between: is kafka.transactional_id shared with \
+                 another live process?"
+            ));
         }
         let config = self.config.clone();
         let fresh = tokio::task::spawn_blocking(move || {
@@ -190,6 +187,7 @@ impl Publisher {
             let p = producer.clone();
             match blocking(move || p.commit_transaction(Timeout::After(txn_timeout))).await {
                 Ok(()) => {
+                    self.renewals_without_commit.store(0, Ordering::Relaxed);
                     metrics::counter!(t::TRANSACTIONS_TOTAL, "outcome" => "committed").increment(1);
                     return Ok(Transaction::Committed);
                 }

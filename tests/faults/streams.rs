@@ -91,23 +91,96 @@ async fn freeze_mid_batch(galley: &GalleyProcess, phase: BatchPhase) {
 /// the attempt), or the scenario did not test what it is named for.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zombie_member_cannot_clobber() {
-    zombie(false).await;
+    zombie(Zombie::AtLeastOnce).await;
 }
 
-/// The zombie under exactly_once: frozen with its batch sent in an open
-/// transaction. When it thaws, its transaction must fail (the group moved
-/// on, or the broker aborted it and fenced the producer), so that nothing
-/// it sent is ever visible: a read_committed reader sees every result once,
-/// and the sink never applies its row changes.
+/// The zombie under exactly_once, frozen with its batch prepared and its
+/// transaction not begun. By its thaw the group has moved on, so the input
+/// offsets it adds to its transaction carry a stale generation: the
+/// transaction must fail (aborted because the group moved on, or the
+/// producer fenced), so that nothing it sends is ever visible: a
+/// read_committed reader sees every result once, and the sink never
+/// applies its row changes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exactly_once_zombie_is_fenced() {
-    zombie(true).await;
+    zombie(Zombie::ExactlyOnceFencedAtItsOffsets).await;
 }
 
-async fn zombie(exactly_once: bool) {
+/// The zombie under exactly_once, frozen later: its records and its input
+/// offsets are in its open transaction, added while it was still a member.
+/// Its thaw may commit that transaction (the offsets were valid when added,
+/// and the next owner's start on those partitions waits for the pending
+/// commit, KIP-447), or the broker may have aborted it at
+/// `kafka.transaction_timeout` and fenced the producer. Either way, every
+/// effect is seen exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_zombie_with_its_offsets_sent_is_seen_once() {
+    zombie(Zombie::ExactlyOnceOffsetsSent).await;
+}
+
+/// Where a zombie scenario freezes its member, and what it expects of the thaw.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Zombie {
+    AtLeastOnce,
+    ExactlyOnceFencedAtItsOffsets,
+    ExactlyOnceOffsetsSent,
+}
+
+impl Zombie {
+    fn name(self) -> &'static str {
+        match self {
+            Self::AtLeastOnce => "zombie",
+            Self::ExactlyOnceFencedAtItsOffsets => "zombie_eos",
+            Self::ExactlyOnceOffsetsSent => "zombie_eos_sent",
+        }
+    }
+
+    fn phase(self) -> BatchPhase {
+        match self {
+            Self::AtLeastOnce => BatchPhase::Published,
+            Self::ExactlyOnceFencedAtItsOffsets => BatchPhase::Prepared,
+            Self::ExactlyOnceOffsetsSent => BatchPhase::SentInTransaction,
+        }
+    }
+}
+
+/// The first line of a thawed exactly_once zombie's log that says how its
+/// transaction ended: failed (`Ok`) or committed (`Err`); none within 60 s
+/// fails the test.
+async fn transaction_outcome_after_thaw(
+    a: &GalleyProcess,
+    thawed_at: u64,
+) -> Result<String, String> {
+    let failed = |line: &str| {
+        line.contains("the group moved on during the batch")
+            || line.contains("fenced")
+            || line.contains("transaction aborted")
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let after_thaw = a.log_since(thawed_at);
+        let outcome = after_thaw
+            .lines()
+            .find(|l| failed(l) || BatchPhase::of_line(l) == Some(BatchPhase::Committed));
+        match outcome {
+            Some(line) if failed(line) => return Ok(line.to_string()),
+            Some(_) => return Err(after_thaw),
+            None => {}
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the thawed zombie's transaction neither failed, nor was fenced, nor committed; its \
+             log after the thaw:\n{after_thaw}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn zombie(kind: Zombie) {
     require_fault_stack();
+    let exactly_once = kind != Zombie::AtLeastOnce;
     let started = Instant::now();
-    let mut scenario = Scenario::new(if exactly_once { "zombie_eos" } else { "zombie" }).await; // session timeout 6 s (the harness's)
+    let mut scenario = Scenario::new(kind.name()).await; // session timeout 6 s (the harness's)
     if exactly_once {
         scenario.exactly_once();
     } else {
@@ -134,12 +207,7 @@ async fn zombie(exactly_once: bool) {
     // Freeze A with work in hand: once it has applied part of the stream.
     wait_applied(&a, 1_000.0, Duration::from_secs(60)).await;
     let a_rebalances = metric(&a, "galley_rebalances_total").await.unwrap_or(0.0);
-    let phase = if exactly_once {
-        BatchPhase::SentInTransaction
-    } else {
-        BatchPhase::Published
-    };
-    freeze_mid_batch(&a, phase).await;
+    freeze_mid_batch(&a, kind.phase()).await;
     let stopped_at = Instant::now();
     wait_owned(&b, |n| n == ALL_PARTITIONS, Duration::from_secs(60)).await;
     let takeover = stopped_at.elapsed();
@@ -153,33 +221,17 @@ async fn zombie(exactly_once: bool) {
     a.signal("CONT");
     let frozen_for = stopped_at.elapsed();
     let late_write = if exactly_once {
-        // The thawed zombie's transaction fails: aborted because the group
-        // moved on, or the producer fenced (then the process stops).
-        let fenced = |line: &str| {
-            line.contains("the group moved on during the batch")
-                || line.contains("fenced")
-                || line.contains("transaction aborted")
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let after_thaw = a.log_since(thawed_at);
-            let outcome = after_thaw
-                .lines()
-                .find(|l| fenced(l) || BatchPhase::of_line(l) == Some(BatchPhase::Committed));
-            match outcome {
-                Some(line) if fenced(line) => break line.to_string(),
-                Some(_) => panic!(
-                    "the thawed zombie committed the batch it held; its log after the thaw:\n\
-                     {after_thaw}"
-                ),
-                None => {}
+        match (kind, transaction_outcome_after_thaw(&a, thawed_at).await) {
+            (_, Ok(failed)) => failed,
+            (Zombie::ExactlyOnceOffsetsSent, Err(_)) => {
+                "committed the transaction it held (its offsets were added while it was a \
+                 member)"
+                    .to_string()
             }
-            assert!(
-                Instant::now() < deadline,
-                "the thawed zombie's transaction neither failed nor was fenced; its log after \
-                 the thaw:\n{after_thaw}"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            (_, Err(after_thaw)) => panic!(
+                "the thawed zombie committed a batch whose offsets it added after the group \
+                 moved on; its log after the thaw:\n{after_thaw}"
+            ),
         }
     } else {
         // The thawed zombie finishes what it held, learns it lost its
@@ -210,7 +262,7 @@ async fn zombie(exactly_once: bool) {
 
     let report = scenario.verify(sent).await;
     Figures {
-        name: if exactly_once { "zombie_eos" } else { "zombie" },
+        name: kind.name(),
         report: &report,
         recovery: Some((
             "from SIGSTOP to B owning all 12 partitions".into(),

@@ -278,6 +278,8 @@ pub const BATCH_PHASE_LOG_LEVEL: &str = "info,galley::pipeline=debug";
 /// The phases of a batch galley logs once each is done, in this order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BatchPhase {
+    /// `exactly_once`: its effects are computed; nothing of it is sent yet.
+    Prepared,
     /// Its messages are acknowledged by the broker.
     Published,
     /// Its rows are written.
@@ -295,6 +297,7 @@ impl BatchPhase {
     /// The phase a (JSON) log line reports, if it reports one.
     pub fn of_line(line: &str) -> Option<Self> {
         [
+            ("batch prepared", Self::Prepared),
             ("batch published", Self::Published),
             ("batch written", Self::Written),
             ("offsets stored", Self::OffsetsStored),
