@@ -26,7 +26,7 @@ pub async fn measure(env: &BenchEnv, ends: &BTreeMap<(String, i32), i64>) -> Res
     let mut kafka_cfg = env.config.kafka.clone();
     kafka_cfg.group_id = format!("{}.consume-only", env.run);
     let consumer: StreamConsumer<PipelineContext> = kafka::consumer_config(&kafka_cfg, false)
-        .create_with_context(PipelineContext::new())
+        .create_with_context(PipelineContext::new(Duration::from_secs(10)))
         .context("creating the consumer")?;
     let batch_size = env.config.pipeline.batch_max_events;
     let total: i64 = ends.values().sum();

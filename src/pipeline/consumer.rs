@@ -4,12 +4,14 @@
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::TopicPartitionList;
 use tracing::{info, warn};
 
+use super::pause::PauseWatch;
 use crate::telemetry as t;
 
 /// Rebalance news from the callback to the processing loop.
@@ -89,14 +91,28 @@ impl GroupEvents {
 }
 
 /// The consumer context galley's group consumer runs with.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct PipelineContext {
     events: GroupEvents,
+    pauses: PauseWatch,
 }
 
 impl PipelineContext {
-    pub fn new() -> Self {
-        Self::default()
+    /// A context for a member whose group session times out after
+    /// `session_timeout`.
+    pub fn new(session_timeout: Duration) -> Self {
+        Self {
+            events: GroupEvents::default(),
+            // Heartbeats go every quarter of the session timeout: a pause
+            // of half of it, begun just before one was due, leaves a
+            // quarter of margin before the group could give up on the member.
+            pauses: PauseWatch::start(session_timeout / 2),
+        }
+    }
+
+    /// Pauses of the whole process long enough to have cost it its partitions.
+    pub fn pauses(&self) -> &PauseWatch {
+        &self.pauses
     }
 
     pub fn events(&self) -> GroupEvents {

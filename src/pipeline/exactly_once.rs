@@ -34,16 +34,17 @@
 //! still skipped, and at_least_once history in the same keyspace still
 //! converges.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::{Offset, TopicPartitionList};
 use tracing::{debug, warn};
 
 use super::publish::{ChangelogRecord, Transaction};
+use super::rewind::{partition_spans, rewind, PartitionSpans};
 use super::sink::Sink;
 use super::step::{Step, StepRetry};
 use super::{
@@ -96,16 +97,24 @@ impl Transactional {
         });
     }
 
-    /// Tells the processor which of its committed batches the sink has
-    /// applied since the last call.
-    pub(super) fn pass_on_applied<P: Processor>(&self, processor: &mut P) {
+    /// What the loop does after every poll, batch or none: the sink
+    /// follows newly assigned partitions at once, so it applies what
+    /// earlier owners committed whether or not records follow; and rows
+    /// held for the sink are let go, since once input stops no batch
+    /// follows to pass the sink's last applied rounds on.
+    pub(super) async fn between_batches<P: Processor>(
+        &mut self,
+        events: &super::GroupEvents,
+        processor: &mut P,
+    ) {
+        self.follow_assigned(events).await;
         pass_on_applied(&self.sink, processor);
     }
 
     /// Makes the sink follow the changelogs of partitions assigned since
     /// the last call (and of those it could not follow then, the database
     /// being away), so that it applies what their earlier owners committed.
-    pub(super) async fn follow_assigned(&mut self, events: &super::GroupEvents) {
+    async fn follow_assigned(&mut self, events: &super::GroupEvents) {
         self.to_follow.extend(events.take_assigned());
         let mut failed = Vec::new();
         for (topic, partition) in std::mem::take(&mut self.to_follow) {
@@ -132,10 +141,7 @@ impl Transactional {
 /// a lag that never goes away. Safe because every record the consumer
 /// delivered is in the batch (those of revoked partitions aside, which the
 /// batch no longer holds): the position can lead the batch only by markers.
-fn past_markers(
-    consumer: &StreamConsumer<PipelineContext>,
-    spans: &mut BTreeMap<(Arc<str>, i32), (i64, i64)>,
-) {
+fn past_markers(consumer: &StreamConsumer<PipelineContext>, spans: &mut PartitionSpans) {
     let Ok(positions) = consumer.position() else {
         return;
     };
@@ -147,19 +153,6 @@ fn past_markers(
             *next = (*next).max(position);
         }
     }
-}
-
-/// Per input partition of a batch: its first offset and the offset after its last.
-fn partition_spans(batch: &[InputRecord]) -> BTreeMap<(Arc<str>, i32), (i64, i64)> {
-    let mut spans: BTreeMap<(Arc<str>, i32), (i64, i64)> = BTreeMap::new();
-    for r in batch {
-        let span = spans
-            .entry((r.topic.clone(), r.partition))
-            .or_insert((r.offset, r.offset + 1));
-        span.0 = span.0.min(r.offset);
-        span.1 = span.1.max(r.offset + 1);
-    }
-    spans
 }
 
 pub(super) async fn process_batch<P: Processor>(
@@ -176,6 +169,8 @@ pub(super) async fn process_batch<P: Processor>(
         health,
         batch,
         started,
+        // A zombie's transaction fails the group's generation check.
+        polled_from: _,
     } = steps;
     if let Some(reason) = eos.sink.fatal() {
         return BatchOutcome::Fatal(format!("sink: {reason}"));
@@ -214,9 +209,11 @@ pub(super) async fn process_batch<P: Processor>(
             records = %BatchSpan(batch),
             "the group moved on during the batch; its transaction was aborted"
         );
-        rewind(consumer, &spans).await;
         metrics::gauge!(t::EVENTS_IN_FLIGHT).set(0.0);
-        return BatchOutcome::Done;
+        return match rewind(consumer, &spans).await {
+            Ok(()) => BatchOutcome::Done,
+            Err(reason) => BatchOutcome::Fatal(reason),
+        };
     }
     debug!(records = %BatchSpan(batch), "batch committed");
     processor.committed(effects.writes, true);
@@ -251,7 +248,7 @@ async fn wait_for_sink<P: Processor>(
     retry: &mut StepRetry<'_>,
     processor: &mut P,
     eos: &mut Transactional,
-    spans: &BTreeMap<(Arc<str>, i32), (i64, i64)>,
+    spans: &PartitionSpans,
     health: &PipelineHealth,
     cfg: &PipelineConfig,
 ) -> BatchOutcome {
@@ -301,7 +298,7 @@ pub(super) fn pass_on_applied<P: Processor>(sink: &Sink, processor: &mut P) {
 fn changelog_records(
     eos: &mut Transactional,
     entries: Vec<super::ChangelogEntry>,
-    spans: &BTreeMap<(Arc<str>, i32), (i64, i64)>,
+    spans: &PartitionSpans,
 ) -> Vec<(String, i32, Vec<u8>, Option<i64>)> {
     let mut records: Vec<(String, i32, Vec<u8>, Option<i64>)> = Vec::with_capacity(entries.len());
     let mut last_of: HashMap<(Arc<str>, i32), usize> = HashMap::new();
@@ -337,58 +334,12 @@ fn borrowed(records: &[(String, i32, Vec<u8>, Option<i64>)]) -> Vec<ChangelogRec
 }
 
 /// The offsets to commit: per input partition, the one after the batch's last.
-fn next_offsets(
-    spans: &BTreeMap<(Arc<str>, i32), (i64, i64)>,
-) -> Result<TopicPartitionList, rdkafka::error::KafkaError> {
+fn next_offsets(spans: &PartitionSpans) -> Result<TopicPartitionList, rdkafka::error::KafkaError> {
     let mut tpl = TopicPartitionList::with_capacity(spans.len());
     for ((topic, partition), (_, next)) in spans {
         tpl.add_partition_offset(topic, *partition, Offset::Offset(*next))?;
     }
     Ok(tpl)
-}
-
-/// How long moving the consumer back over an abandoned batch may take.
-const REWIND_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Moves the consumer back to the start of an abandoned batch in the
-/// partitions it still holds, so that they are read again; partitions it
-/// lost start from their committed offsets with their next owner anyway.
-async fn rewind(
-    consumer: &Arc<StreamConsumer<PipelineContext>>,
-    spans: &BTreeMap<(Arc<str>, i32), (i64, i64)>,
-) {
-    let owned = match consumer.assignment() {
-        Ok(owned) => owned,
-        Err(e) => {
-            warn!(error = %e, "cannot read the assignment to rewind the batch");
-            return;
-        }
-    };
-    let mut tpl = TopicPartitionList::new();
-    for ((topic, partition), (first, _)) in spans {
-        if owned.find_partition(topic, *partition).is_some() {
-            if let Err(e) = tpl.add_partition_offset(topic, *partition, Offset::Offset(*first)) {
-                warn!(error = %e, "cannot rewind partition");
-            }
-        }
-    }
-    if tpl.count() == 0 {
-        return;
-    }
-    let consumer = consumer.clone();
-    let sought =
-        tokio::task::spawn_blocking(move || consumer.seek_partitions(tpl, REWIND_TIMEOUT)).await;
-    match sought {
-        Ok(Ok(result)) => {
-            for e in result.elements() {
-                if let Err(err) = e.error() {
-                    warn!(topic = e.topic(), partition = e.partition(), error = %err, "rewind failed");
-                }
-            }
-        }
-        Ok(Err(e)) => warn!(error = %e, "rewinding the batch failed"),
-        Err(e) => warn!(error = %e, "rewinding the batch failed"),
-    }
 }
 
 #[cfg(test)]

@@ -59,15 +59,18 @@ macro_rules! until_done {
     }};
 }
 
+mod at_least_once;
 mod consumer;
 mod consumer_errors;
 mod dead_letter;
 mod exactly_once;
 mod fill;
 pub mod partitioning;
+mod pause;
 mod publish;
 mod report;
 mod retry;
+mod rewind;
 mod sink;
 mod step;
 
@@ -85,9 +88,8 @@ use report::{
 };
 pub use retry::Backoff;
 pub use sink::{Applied, Sink, SinkPositions, CHECKPOINT_HEADER};
-use step::{Step, StepRetry};
+use step::StepRetry;
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -95,9 +97,8 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message, OwnedHeaders};
-use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
-use tracing::{debug, error, info, warn};
+use tracing::{error, info, warn};
 
 use crate::config::PipelineConfig;
 use crate::telemetry as t;
@@ -337,14 +338,10 @@ pub async fn run<P: Processor>(
             health: &health,
             transactional: transactional.as_mut(),
         };
+        let polled_from = Instant::now();
         let stopping = fill_batch(&consumer, &cfg, &mut filling, &mut shutdown).await;
         if let Some(eos) = transactional.as_mut() {
-            // The sink applies what earlier owners committed as soon as a
-            // partition arrives, whether or not records follow.
-            eos.follow_assigned(&group_events).await;
-            // Rows held for the sink are let go here too: once input stops,
-            // no batch follows to pass the sink's last applied rounds on.
-            eos.pass_on_applied(&mut processor);
+            eos.between_batches(&group_events, &mut processor).await;
         }
         if !batch.is_empty() {
             let deadline = stopping.then(|| Instant::now() + cfg.shutdown_deadline);
@@ -357,9 +354,10 @@ pub async fn run<P: Processor>(
                 batch: &batch,
                 shutdown: &mut shutdown,
                 deadline,
+                polled_from,
             };
             let outcome = match transactional.as_mut() {
-                None => process_batch(ctx, &mut processor).await,
+                None => at_least_once::process_batch(ctx, &mut processor).await,
                 Some(eos) => exactly_once::process_batch(ctx, &mut processor, eos).await,
             };
             batch.clear();
@@ -446,6 +444,8 @@ struct BatchContext<'a> {
     shutdown: &'a mut watch::Receiver<bool>,
     /// When shutdown was asked, the moment the batch is given up.
     deadline: Option<Instant>,
+    /// When the poll that filled the batch began.
+    polled_from: Instant,
 }
 
 impl<'a> BatchContext<'a> {
@@ -469,6 +469,7 @@ impl<'a> BatchContext<'a> {
             health: self.health,
             batch: self.batch,
             started: Instant::now(),
+            polled_from: self.polled_from,
         };
         (steps, retry)
     }
@@ -483,66 +484,8 @@ struct BatchSteps<'a> {
     health: &'a PipelineHealth,
     batch: &'a [InputRecord],
     started: Instant,
-}
-
-async fn process_batch<P: Processor>(ctx: BatchContext<'_>, processor: &mut P) -> BatchOutcome {
-    let (steps, mut retry) = ctx.start();
-    let BatchSteps {
-        consumer,
-        publisher,
-        check,
-        health,
-        batch,
-        started,
-        ..
-    } = steps;
-
-    // Each step retries on its own: a later failure never repeats an earlier success.
-    let (placed, misplaced) = until_done!(retry, Step::Check, check.split(consumer, batch));
-    let mut effects = until_done!(retry, Step::Prepare, processor.prepare(&placed));
-    effects.dead_letters.extend(misplaced);
-    let mut outbox = Outbox::new(&effects.messages, &effects.dead_letters);
-    until_done!(retry, Step::Publish, publisher.publish(&mut outbox));
-    debug!(records = %BatchSpan(batch), "batch published");
-    until_done!(retry, Step::Write, processor.write(&effects.writes));
-    debug!(records = %BatchSpan(batch), "batch written");
-    processor.committed(effects.writes, false);
-    report_dead_letters(&effects.dead_letters, publisher.dead_letter_topic());
-    health.wrong_partitions.record(&effects.dead_letters);
-
-    store_offsets(consumer, batch);
-    let now_ms = unix_ms();
-    record_end_to_end_latency(batch, now_ms);
-    health.last_batch_ms.store(now_ms, Ordering::Relaxed);
-    metrics::histogram!(t::BATCH_SIZE_EVENTS).record(batch.len() as f64);
-    metrics::histogram!(t::BATCH_DURATION_SECONDS).record(started.elapsed().as_secs_f64());
-    metrics::gauge!(t::EVENTS_IN_FLIGHT).set(0.0);
-    BatchOutcome::Done
-}
-
-/// Stores, per partition, the offset after the last record of the batch.
-fn store_offsets(consumer: &StreamConsumer<PipelineContext>, batch: &[InputRecord]) {
-    let mut next: BTreeMap<(&str, i32), i64> = BTreeMap::new();
-    for r in batch {
-        let slot = next.entry((&r.topic, r.partition)).or_insert(r.offset + 1);
-        *slot = (*slot).max(r.offset + 1);
-    }
-    let mut tpl = TopicPartitionList::with_capacity(next.len());
-    for ((topic, partition), offset) in next {
-        if let Err(e) = tpl.add_partition_offset(topic, partition, Offset::Offset(offset)) {
-            warn!(topic, partition, offset, error = %e, "cannot record offset");
-        }
-    }
-    match consumer.store_offsets(&tpl) {
-        Ok(()) => debug!(records = %BatchSpan(batch), "offsets stored"),
-        // The partition was revoked meanwhile: its new owner redoes the batch,
-        // and the row watermarks make that harmless.
-        Err(e) => warn!(
-            error = %e,
-            records = %BatchSpan(batch),
-            "storing offsets failed; the batch will be processed again"
-        ),
-    }
+    /// When the poll that filled the batch began.
+    polled_from: Instant,
 }
 
 /// Milliseconds since the Unix epoch, by the wall clock.

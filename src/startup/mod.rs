@@ -412,7 +412,7 @@ async fn transactional_publisher(
 fn input_consumer(config: &Config, transactional: bool) -> anyhow::Result<InputConsumer> {
     let consumer: StreamConsumer<PipelineContext> =
         kafka::consumer_config(&config.kafka, transactional)
-            .create_with_context(PipelineContext::new())
+            .create_with_context(PipelineContext::new(config.kafka.session_timeout))
             .context("creating the Kafka consumer")?;
     Ok(Arc::new(consumer))
 }
