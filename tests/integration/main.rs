@@ -17,6 +17,7 @@ mod offset_spaces;
 mod openapi_fuzz;
 mod partitioning;
 mod pipeline;
+mod reads;
 mod rebuild;
 mod server;
 mod stack;
