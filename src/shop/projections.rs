@@ -2,7 +2,6 @@
 //! of the rows a batch needs, and the writes of the rows it changed, each
 //! stamped with `USING TIMESTAMP <offset>` (see [`Versioned`]).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -43,14 +42,6 @@ pub const DERIVED_TABLES: &[&str] = &[
     "sales_by_minute",
 ];
 
-/// Most keys one read of the processor names (`IN ?`). A read of many
-/// keys costs the database and the driver one request instead of one per
-/// key, which matters because most keys a batch reads do not exist yet (a
-/// new order, its first reservations, a SKU's cell for a new minute); kept
-/// small, because the coordinator reads the partitions of an `IN` itself
-/// instead of the client routing each to its replicas.
-pub const KEYS_PER_READ: usize = 32;
-
 /// The prepared statements of every projection, prepared once at startup.
 pub struct ProjectionStore {
     session: Arc<Session>,
@@ -78,7 +69,6 @@ type BoxedRow = Box<dyn SerializeRow + Send + Sync>;
 #[derive(Debug, DeserializeRow)]
 #[scylla(flavor = "enforce_order")]
 struct StoredOrder {
-    order_id: String,
     document: Option<String>,
     applied_offset: Option<i64>,
 }
@@ -87,7 +77,6 @@ struct StoredOrder {
 #[derive(Debug, DeserializeRow)]
 #[scylla(flavor = "enforce_order")]
 struct StoredSkuSales {
-    sku: String,
     units: Option<i64>,
     revenue_cents: Option<i64>,
     updated_at: Option<CqlTimestamp>,
@@ -119,7 +108,6 @@ struct StoredStock {
 #[derive(Debug, DeserializeRow)]
 #[scylla(flavor = "enforce_order")]
 struct StoredReservation {
-    sku: String,
     reservation_quantity: Option<i32>,
     reservation_status: Option<String>,
     reservation_applied_offset: Option<i64>,
@@ -134,8 +122,7 @@ impl ProjectionStore {
         };
         Ok(Self {
             select_order: prep(format!(
-                "SELECT order_id, document, applied_offset FROM {ks}.order_documents \
-                 WHERE order_id IN ?"
+                "SELECT document, applied_offset FROM {ks}.order_documents WHERE order_id = ?"
             ))
             .await?,
             upsert_order: prep(format!(
@@ -150,9 +137,8 @@ impl ProjectionStore {
             ))
             .await?,
             select_sku_sales: prep(format!(
-                "SELECT sku, units, revenue_cents, updated_at, applied_offset \
-                 FROM {ks}.sales_by_sku_minute \
-                 WHERE sku IN ? AND day = ? AND minute = ? AND source_partition = ?"
+                "SELECT units, revenue_cents, updated_at, applied_offset FROM {ks}.sales_by_sku_minute \
+                 WHERE sku = ? AND day = ? AND minute = ? AND source_partition = ?"
             ))
             .await?,
             upsert_sku_sales: prep(format!(
@@ -177,8 +163,8 @@ impl ProjectionStore {
             ))
             .await?,
             select_reservation: prep(format!(
-                "SELECT sku, reservation_quantity, reservation_status, reservation_applied_offset \
-                 FROM {ks}.inventory WHERE sku IN ? AND order_id = ?"
+                "SELECT reservation_quantity, reservation_status, reservation_applied_offset \
+                 FROM {ks}.inventory WHERE sku = ? AND order_id = ?"
             ))
             .await?,
             upsert_stock: prep(format!(
@@ -205,72 +191,53 @@ impl ProjectionStore {
         &self.keyspace
     }
 
-    /// The orders among `order_ids` that exist, by id: one statement, so
-    /// a caller keeps `order_ids` to at most [`KEYS_PER_READ`].
-    pub async fn load_orders(
-        &self,
-        order_ids: &[String],
-    ) -> Result<HashMap<String, Versioned<Order>>, StoreError> {
-        let rows: Vec<StoredOrder> = read::select_unpaged(
-            &self.session,
-            "select_order",
-            order::TABLE,
-            &self.select_order,
-            (order_ids,),
-        )
-        .await?;
-        let mut found = HashMap::with_capacity(rows.len());
-        for row in rows {
-            let value =
-                parse_document(&row.order_id, row.document.as_deref()).map_err(|message| {
-                    StoreError::Row {
-                        table: order::TABLE,
-                        message,
-                    }
-                })?;
-            let applied_offset = row.applied_offset.unwrap_or(-1);
-            found.insert(
-                row.order_id,
-                Versioned {
-                    value,
-                    applied_offset,
-                },
-            );
-        }
-        Ok(found)
+    pub async fn load_order(&self, order_id: &str) -> Result<Option<Versioned<Order>>, StoreError> {
+        let row: Option<StoredOrder> = self
+            .select_one(
+                "select_order",
+                order::TABLE,
+                &self.select_order,
+                (order_id,),
+            )
+            .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let value = parse_document(order_id, row.document.as_deref()).map_err(|message| {
+            StoreError::Row {
+                table: order::TABLE,
+                message,
+            }
+        })?;
+        Ok(Some(Versioned {
+            value,
+            applied_offset: row.applied_offset.unwrap_or(-1),
+        }))
     }
 
-    /// The cells of one minute and source partition that exist among
-    /// `skus`, by SKU (at most [`KEYS_PER_READ`] of them).
     pub async fn load_sku_sales(
         &self,
-        skus: &[String],
+        sku: &str,
         minute_ms: i64,
         partition: i32,
-    ) -> Result<HashMap<String, Versioned<SalesCell>>, StoreError> {
-        let rows: Vec<StoredSkuSales> = read::select_unpaged(
-            &self.session,
-            "select_sku_sales",
-            "sales_by_sku_minute",
-            &self.select_sku_sales,
-            (skus, day_of(minute_ms), CqlTimestamp(minute_ms), partition),
-        )
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|row| {
-                let cell = Versioned {
-                    value: SalesCell {
-                        units: row.units.unwrap_or(0),
-                        revenue_cents: row.revenue_cents.unwrap_or(0),
-                        orders: 0,
-                        updated_at_ms: row.updated_at.map(|t| t.0).unwrap_or(0),
-                    },
-                    applied_offset: row.applied_offset.unwrap_or(-1),
-                };
-                (row.sku, cell)
-            })
-            .collect())
+    ) -> Result<Option<Versioned<SalesCell>>, StoreError> {
+        let row: Option<StoredSkuSales> = self
+            .select_one(
+                "select_sku_sales",
+                "sales_by_sku_minute",
+                &self.select_sku_sales,
+                (sku, day_of(minute_ms), CqlTimestamp(minute_ms), partition),
+            )
+            .await?;
+        Ok(row.map(|row| Versioned {
+            value: SalesCell {
+                units: row.units.unwrap_or(0),
+                revenue_cents: row.revenue_cents.unwrap_or(0),
+                orders: 0,
+                updated_at_ms: row.updated_at.map(|t| t.0).unwrap_or(0),
+            },
+            applied_offset: row.applied_offset.unwrap_or(-1),
+        }))
     }
 
     pub async fn load_minute_sales(
@@ -317,49 +284,39 @@ impl ProjectionStore {
         }))
     }
 
-    /// One order's reservations of the SKUs among `skus` that exist, by
-    /// SKU (at most [`KEYS_PER_READ`] of them).
-    pub async fn load_reservations(
+    pub async fn load_reservation(
         &self,
+        sku: &str,
         order_id: &str,
-        skus: &[String],
-    ) -> Result<HashMap<String, Versioned<Reservation>>, StoreError> {
-        let rows: Vec<StoredReservation> = read::select_unpaged(
-            &self.session,
-            "select_reservation",
-            "inventory",
-            &self.select_reservation,
-            (skus, order_id),
-        )
-        .await?;
-        let mut found = HashMap::with_capacity(rows.len());
-        for row in rows {
-            // A SKU partition's static columns come back as a row of their own
-            // only without a clustering restriction; a row without a status
-            // holds no reservation all the same.
-            let Some(status) = row.reservation_status else {
-                continue;
-            };
-            let status = status
-                .parse::<ReservationStatus>()
-                .map_err(|_| StoreError::Row {
-                    table: "inventory",
-                    message: format!(
-                        "reservation {}/{order_id}: unknown status `{status}`",
-                        row.sku
-                    ),
-                })?;
-            let reservation = Versioned {
-                value: Reservation {
-                    order_id: order_id.to_string(),
-                    quantity: row.reservation_quantity.unwrap_or(0),
-                    status,
-                },
-                applied_offset: row.reservation_applied_offset.unwrap_or(-1),
-            };
-            found.insert(row.sku, reservation);
-        }
-        Ok(found)
+    ) -> Result<Option<Versioned<Reservation>>, StoreError> {
+        let row: Option<StoredReservation> = self
+            .select_one(
+                "select_reservation",
+                "inventory",
+                &self.select_reservation,
+                (sku, order_id),
+            )
+            .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let Some(status) = row.reservation_status else {
+            return Ok(None);
+        };
+        let status = status
+            .parse::<ReservationStatus>()
+            .map_err(|_| StoreError::Row {
+                table: "inventory",
+                message: format!("reservation {sku}/{order_id}: unknown status `{status}`"),
+            })?;
+        Ok(Some(Versioned {
+            value: Reservation {
+                order_id: order_id.to_string(),
+                quantity: row.reservation_quantity.unwrap_or(0),
+                status,
+            },
+            applied_offset: row.reservation_applied_offset.unwrap_or(-1),
+        }))
     }
 
     /// Writes an order's entry in its customer's list.

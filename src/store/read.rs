@@ -11,7 +11,6 @@ use futures::TryStreamExt;
 use scylla::client::session::Session;
 use scylla::deserialize::row::DeserializeRow;
 use scylla::errors::{DbError, ExecutionError, RequestAttemptError};
-use scylla::response::query_result::QueryRowsResult;
 use scylla::response::{PagingState, PagingStateResponse};
 use scylla::serialize::row::SerializeRow;
 use scylla::statement::prepared::PreparedStatement;
@@ -91,46 +90,15 @@ pub async fn select_one<R>(
 where
     R: for<'f> DeserializeRow<'f, 'f>,
 {
-    execute_unpaged(session, name, statement, values)
-        .await?
-        .maybe_first_row::<R>()
-        .map_err(|e| ReadError::row(table, e))
-}
-
-/// Runs a statement whose rows fit one response (a read of a bounded set
-/// of keys) and returns them all.
-pub async fn select_unpaged<R>(
-    session: &Session,
-    name: &'static str,
-    table: &'static str,
-    statement: &PreparedStatement,
-    values: impl SerializeRow,
-) -> Result<Vec<R>, ReadError>
-where
-    R: for<'f> DeserializeRow<'f, 'f>,
-{
-    execute_unpaged(session, name, statement, values)
-        .await?
-        .rows::<R>()
-        .map_err(|e| ReadError::row(table, e))?
-        .collect::<Result<Vec<R>, _>>()
-        .map_err(|e| ReadError::row(table, e))
-}
-
-/// Runs a statement in one request, timing it under `name`.
-async fn execute_unpaged(
-    session: &Session,
-    name: &'static str,
-    statement: &PreparedStatement,
-    values: impl SerializeRow,
-) -> Result<QueryRowsResult, ReadError> {
     let started = Instant::now();
     let result = session.execute_unpaged(statement, values).await;
     record_statement(name, started, result.is_ok());
-    result
+    let rows = result
         .map_err(|e| ReadError::unavailable(name, e))?
         .into_rows_result()
-        .map_err(|e| ReadError::unavailable(name, e))
+        .map_err(|e| ReadError::unavailable(name, e))?;
+    rows.maybe_first_row::<R>()
+        .map_err(|e| ReadError::row(table, e))
 }
 
 /// Runs a statement for one page of `page_size` rows, resuming from

@@ -17,7 +17,6 @@ mod offset_spaces;
 mod openapi_fuzz;
 mod partitioning;
 mod pipeline;
-mod reads;
 mod rebuild;
 mod server;
 mod stack;

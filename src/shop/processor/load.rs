@@ -3,12 +3,9 @@
 //! otherwise from the database.
 //!
 //! Each step reads everything it misses in one wave of concurrent reads, so
-//! a batch waits for the slowest read once, not once per row or per table;
-//! keys that share a statement's other columns go in one read of up to
-//! [`KEYS_PER_READ`]: orders by id, one order's reservations across its
-//! SKUs, one minute's SKU cells.
+//! a batch waits for the slowest read once, not once per row or per table.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
 use futures::future::{BoxFuture, FutureExt};
 use futures::stream::{self, StreamExt, TryStreamExt};
@@ -22,7 +19,7 @@ use crate::domain::inventory::{Reservation, Stock};
 use crate::domain::order::Order;
 use crate::domain::InventoryEvent;
 use crate::pipeline::InputRecord;
-use crate::shop::projections::{ProjectionStore, KEYS_PER_READ};
+use crate::shop::projections::ProjectionStore;
 use crate::shop::rows::SalesCell;
 use crate::store::{StoreError, Versioned};
 
@@ -34,11 +31,11 @@ struct MissingEntityRows {
     reservations: HashSet<ReservationKey>,
 }
 
-/// Rows read for a batch, with their keys (`None`: the row does not exist).
-enum LoadedRows {
-    Orders(Vec<(String, Option<Versioned<Order>>)>),
+/// A row read for a batch, with its key.
+enum LoadedRow {
+    Order(Option<Versioned<Order>>, String),
     Stock(Option<Versioned<Stock>>, String),
-    Reservations(Vec<(ReservationKey, Option<Versioned<Reservation>>)>),
+    Reservation(Option<Versioned<Reservation>>, ReservationKey),
 }
 
 /// The sales cells a batch needs and the cache lacks.
@@ -48,34 +45,10 @@ struct MissingCells {
     minute: HashSet<i64>,
 }
 
-/// A SKU's sales cell of one minute (epoch milliseconds).
-type SkuMinute = (String, i64);
-
-/// Sales cells read for a batch, with their keys.
-enum LoadedCells {
-    Sku(Vec<(SkuMinute, Option<Versioned<SalesCell>>)>),
+/// A sales cell read for a batch, with its key.
+enum LoadedCell {
+    Sku(Option<Versioned<SalesCell>>, (String, i64)),
     Minute(Option<Versioned<SalesCell>>, i64),
-}
-
-/// `keys` grouped by what they share besides their own part, each group
-/// cut into reads of at most [`KEYS_PER_READ`] keys. Sorted, so that the
-/// same set of keys always makes the same reads.
-fn grouped_reads<G: Ord + Clone, K: Ord>(
-    keys: impl IntoIterator<Item = (G, K)>,
-) -> Vec<(G, Vec<K>)> {
-    let mut groups: BTreeMap<G, Vec<K>> = BTreeMap::new();
-    for (group, key) in keys {
-        groups.entry(group).or_default().push(key);
-    }
-    let mut reads = Vec::new();
-    for (group, mut keys) in groups {
-        keys.sort();
-        while !keys.is_empty() {
-            let rest = keys.split_off(keys.len().min(KEYS_PER_READ));
-            reads.push((group.clone(), std::mem::replace(&mut keys, rest)));
-        }
-    }
-    reads
 }
 
 /// The order whose reservation an inventory event concerns, if any.
@@ -157,49 +130,33 @@ async fn read_entity_rows(
     limit: usize,
     rows: &mut BatchRows,
 ) -> Result<(), StoreError> {
-    let order_reads = grouped_reads(missing.orders.into_iter().map(|id| ((), id)));
-    let reservation_reads = grouped_reads(
-        missing
-            .reservations
-            .into_iter()
-            .map(|(sku, order_id)| (order_id, sku)),
-    );
-    let reads: Vec<BoxFuture<'_, Result<LoadedRows, StoreError>>> = order_reads
+    let reads: Vec<BoxFuture<'_, Result<LoadedRow, StoreError>>> = missing
+        .orders
         .into_iter()
-        .map(|((), ids)| {
-            async move {
-                let mut found = store.load_orders(&ids).await?;
-                let rows = ids.into_iter().map(|id| {
-                    let row = found.remove(&id);
-                    (id, row)
-                });
-                Ok(LoadedRows::Orders(rows.collect()))
-            }
-            .boxed()
-        })
+        .map(|id| async move { Ok(LoadedRow::Order(store.load_order(&id).await?, id)) }.boxed())
         .chain(missing.stock.into_iter().map(|sku| {
-            async move { Ok(LoadedRows::Stock(store.load_stock(&sku).await?, sku)) }.boxed()
+            async move { Ok(LoadedRow::Stock(store.load_stock(&sku).await?, sku)) }.boxed()
         }))
-        .chain(reservation_reads.into_iter().map(|(order_id, skus)| {
+        .chain(missing.reservations.into_iter().map(|key| {
             async move {
-                let mut found = store.load_reservations(&order_id, &skus).await?;
-                let rows = skus.into_iter().map(|sku| {
-                    let row = found.remove(&sku);
-                    ((sku, order_id.clone()), row)
-                });
-                Ok(LoadedRows::Reservations(rows.collect()))
+                let row = store.load_reservation(&key.0, &key.1).await?;
+                Ok(LoadedRow::Reservation(row, key))
             }
             .boxed()
         }))
         .collect();
     let mut loaded = stream::iter(reads).buffer_unordered(limit.max(1));
-    while let Some(read) = loaded.try_next().await? {
-        match read {
-            LoadedRows::Orders(orders) => rows.orders.extend(orders),
-            LoadedRows::Stock(v, sku) => {
+    while let Some(row) = loaded.try_next().await? {
+        match row {
+            LoadedRow::Order(v, id) => {
+                rows.orders.insert(id, v);
+            }
+            LoadedRow::Stock(v, sku) => {
                 rows.stock.insert(sku, v);
             }
-            LoadedRows::Reservations(reservations) => rows.reservations.extend(reservations),
+            LoadedRow::Reservation(v, key) => {
+                rows.reservations.insert(key, v);
+            }
         }
     }
     Ok(())
@@ -236,35 +193,31 @@ async fn read_sales_cells(
     limit: usize,
     rows: &mut BatchRows,
 ) -> Result<(), StoreError> {
-    let sku_reads = grouped_reads(missing.sku.into_iter().map(|(sku, minute)| (minute, sku)));
-    let reads: Vec<BoxFuture<'_, Result<LoadedCells, StoreError>>> = sku_reads
+    let reads: Vec<BoxFuture<'_, Result<LoadedCell, StoreError>>> = missing
+        .sku
         .into_iter()
-        .map(|(minute, skus)| {
+        .map(|key| {
             async move {
-                let mut found = store.load_sku_sales(&skus, minute, partition).await?;
-                let cells = skus.into_iter().map(|sku| {
-                    let cell = found.remove(&sku);
-                    ((sku, minute), cell)
-                });
-                Ok(LoadedCells::Sku(cells.collect()))
+                let cell = store.load_sku_sales(&key.0, key.1, partition).await?;
+                Ok(LoadedCell::Sku(cell, key))
             }
             .boxed()
         })
         .chain(missing.minute.into_iter().map(|minute| {
             async move {
                 let cell = store.load_minute_sales(minute, partition).await?;
-                Ok(LoadedCells::Minute(cell, minute))
+                Ok(LoadedCell::Minute(cell, minute))
             }
             .boxed()
         }))
         .collect();
     let mut loaded = stream::iter(reads).buffer_unordered(limit.max(1));
-    while let Some(read) = loaded.try_next().await? {
-        match read {
-            LoadedCells::Sku(cells) => rows
-                .sku_sales
-                .extend(cells.into_iter().map(|(key, cell)| (key, or_empty(cell)))),
-            LoadedCells::Minute(v, minute) => {
+    while let Some(cell) = loaded.try_next().await? {
+        match cell {
+            LoadedCell::Sku(v, key) => {
+                rows.sku_sales.insert(key, or_empty(v));
+            }
+            LoadedCell::Minute(v, minute) => {
                 rows.minute_sales.insert(minute, or_empty(v));
             }
         }
@@ -278,30 +231,4 @@ fn or_empty(cell: Option<Versioned<SalesCell>>) -> Versioned<SalesCell> {
         value: SalesCell::default(),
         applied_offset: -1,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn grouped_reads_name_every_key_once_in_reads_of_one_group_each_within_the_limit() {
-        let keys: Vec<(u8, u32)> = (0..200u32).map(|k| ((k % 3) as u8, k)).collect();
-        let reads = grouped_reads(keys.clone());
-        let mut named: Vec<(u8, u32)> = Vec::new();
-        for (group, keys) in &reads {
-            assert!(!keys.is_empty() && keys.len() <= KEYS_PER_READ, "{keys:?}");
-            named.extend(keys.iter().map(|k| (*group, *k)));
-        }
-        named.sort();
-        let mut expected = keys;
-        expected.sort();
-        assert_eq!(named, expected);
-        // 67, 67 and 66 keys per group, cut into as few reads as the limit allows.
-        let fewest: usize = [67usize, 67, 66]
-            .iter()
-            .map(|n| n.div_ceil(KEYS_PER_READ))
-            .sum();
-        assert_eq!(reads.len(), fewest);
-    }
 }
