@@ -44,9 +44,7 @@ impl Clock {
     fn ms_of(&self, at: Instant) -> u64 {
         u64::try_from(at.saturating_duration_since(self.origin).as_millis()).unwrap_or(u64::MAX)
     }
-}
 
-impl Clock {
     fn starting_at(origin: Instant) -> Self {
         Self {
             origin,
