@@ -8,8 +8,10 @@
 //! `galley_end_to_end_latency_seconds` histogram (Kafka timestamp to the
 //! event's rows written), scraped before and after; quantiles are
 //! interpolated within its buckets, which are at most 1.5 times apart.
+//! The same phase measures, from outside, when results and projections
+//! become visible (see [`crate::visible`]).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use galley::codec::Codec;
@@ -23,6 +25,7 @@ use tokio::task::JoinHandle;
 use crate::process::Galley;
 use crate::setup::BenchEnv;
 use crate::stream;
+use crate::visible::{Pace, ProjectionProbes, ResultWatch, Visible};
 use crate::Settings;
 
 const HISTOGRAM: &str = galley::telemetry::END_TO_END_LATENCY_SECONDS;
@@ -42,6 +45,10 @@ pub struct Latency {
     /// Where a batch's time went during the phase: batches, their mean
     /// size, and the mean time of each step that ran, per batch.
     pub breakdown: Breakdown,
+    /// Input timestamp → result event read by a read_committed consumer.
+    pub result_visible: Visible,
+    /// Input timestamp → the placed order answered by the query API.
+    pub projection_visible: Visible,
 }
 
 /// Mean figures of the batches processed during the latency phase.
@@ -132,9 +139,14 @@ pub async fn measure(
     let before_text = galley.scrape().await?;
     let before = histogram_buckets(&before_text, HISTOGRAM)?;
     let producer = stream::producer(&env.config, 1)?;
+    let results = ResultWatch::start(env).await?;
+    let pace = Pace::from_now(rate);
+    let probes = ProjectionProbes::start(galley.api, &env.token, &messages, pace);
     let (_stop_tx, stop) = watch::channel(false);
-    let sent = send_paced(&producer, &env.config, &messages, rate, stop).await?;
+    let sent = send_paced(&producer, &env.config, &messages, pace, stop).await?;
     galley.wait_drained(env).await?;
+    let projection_visible = probes.finish().await?;
+    let result_visible = results.finish().await?;
     let after_text = galley.scrape().await?;
     let after = histogram_buckets(&after_text, HISTOGRAM)?;
 
@@ -158,10 +170,16 @@ pub async fn measure(
         p99_ms: ms(0.99),
         p999_ms: ms(0.999),
         breakdown: Breakdown::between(&before_text, &after_text),
+        result_visible,
+        projection_visible,
     };
     println!(
         "bench: (d) {} events at {:.0}/s: p50 {:.1} ms, p99 {:.1} ms, p99.9 {:.1} ms",
         latency.sent, rate, latency.p50_ms, latency.p99_ms, latency.p999_ms
+    );
+    println!(
+        "bench: (d) result visible: {:?}; projection visible: {:?}",
+        latency.result_visible, latency.projection_visible
     );
     println!("bench: (d) batches: {:?}", latency.breakdown);
     Ok(latency)
@@ -186,9 +204,10 @@ impl OpenLoop {
         let producer = stream::producer(&env.config, 1)?;
         let config = env.config.clone();
         let (stop, stop_rx) = watch::channel(false);
+        let pace = Pace::from_now(rate);
         let task =
             tokio::spawn(
-                async move { send_paced(&producer, &config, &messages, rate, stop_rx).await },
+                async move { send_paced(&producer, &config, &messages, pace, stop_rx).await },
             );
         Ok(OpenLoop { stop, task })
     }
@@ -205,18 +224,17 @@ async fn send_paced(
     producer: &FutureProducer,
     config: &Config,
     messages: &[GeneratedMessage],
-    rate: f64,
+    pace: Pace,
     stop: watch::Receiver<bool>,
 ) -> Result<usize> {
-    let started = Instant::now();
-    let start_ms = galley::pipeline::unix_ms();
     let mut pending: Vec<DeliveryFuture> = Vec::with_capacity(messages.len());
     let mut next = 0;
     while next < messages.len() && !*stop.borrow() {
-        let due = ((started.elapsed().as_secs_f64() * rate) as usize + 1).min(messages.len());
+        let due =
+            ((pace.started.elapsed().as_secs_f64() * pace.rate) as usize + 1).min(messages.len());
         while next < due {
             let m = &messages[next];
-            let due_ms = start_ms + (next as f64 * 1000.0 / rate) as i64;
+            let due_ms = pace.due_ms(next) as i64;
             let mut record = FutureRecord::to(stream::topic(config, m))
                 .payload(&m.payload)
                 .timestamp(due_ms);

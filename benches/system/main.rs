@@ -5,7 +5,9 @@
 //! - (c) galley end to end: the release binary drains the backlog; events/s
 //!   from its start until the last event is applied, its CPU time and peak RSS;
 //! - (d) end-to-end latency (Kafka timestamp to rows written, galley's own
-//!   histogram) at an open-loop offered load of half of (c);
+//!   histogram) at an open-loop offered load of half of (c), and in the same
+//!   phase, from outside: input timestamp to result event visible to a
+//!   read_committed consumer, and to the placed order answered by the API;
 //! - (e) query API requests/s and p50/p99 at a fixed concurrency, for the
 //!   order-by-id and SKU-sales routes and for raw CQL reads of the same rows,
 //!   with the pipeline idle and while it runs at half of (c);
@@ -28,6 +30,7 @@ mod query;
 mod report;
 mod setup;
 mod stream;
+mod visible;
 mod write;
 
 use std::path::PathBuf;

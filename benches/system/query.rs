@@ -306,13 +306,7 @@ fn summarize(results: Vec<(Vec<Duration>, usize)>, elapsed: Duration) -> Measure
     let errors = results.iter().map(|(_, e)| e).sum();
     let mut all: Vec<Duration> = results.into_iter().flat_map(|(l, _)| l).collect();
     all.sort_unstable();
-    let at = |q: f64| {
-        if all.is_empty() {
-            return 0.0;
-        }
-        let index = ((all.len() as f64 * q).ceil() as usize).clamp(1, all.len()) - 1;
-        all[index].as_secs_f64() * 1000.0
-    };
+    let at = |q: f64| nearest_rank(&all, q).map_or(0.0, |d| d.as_secs_f64() * 1000.0);
     Measured {
         rps: all.len() as f64 / elapsed.as_secs_f64(),
         p50_ms: at(0.5),
@@ -320,6 +314,12 @@ fn summarize(results: Vec<(Vec<Duration>, usize)>, elapsed: Duration) -> Measure
         requests: all.len(),
         errors,
     }
+}
+
+/// The `q` quantile of `sorted` by nearest rank; `None` when it is empty.
+pub fn nearest_rank<T: Copy>(sorted: &[T], q: f64) -> Option<T> {
+    let index = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len().max(1)) - 1;
+    sorted.get(index).copied()
 }
 
 /// One keep-alive HTTP/1.1 connection.

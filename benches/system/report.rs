@@ -22,6 +22,11 @@ use crate::Settings;
 const TARGET_E2E_OVER_WRITE: f64 = 0.8;
 const TARGET_CPU_US_PER_EVENT: f64 = 10.0;
 const TARGET_PEAK_RSS_MIB: f64 = 256.0;
+/// Input timestamp → result visible to a read_committed consumer, at half load.
+const TARGET_RESULT_VISIBLE_P50_MS: f64 = 30.0;
+const TARGET_RESULT_VISIBLE_P99_MS: f64 = 100.0;
+/// Input timestamp → the projection answered by the API, at half load.
+const TARGET_PROJECTION_VISIBLE_P99_MS: f64 = 250.0;
 /// API p99 over raw CQL p99, same rows, same concurrency.
 const TARGET_QUERY_P99_RATIO: f64 = 1.5;
 
@@ -136,10 +141,14 @@ impl Report {
             };
             json!({ "value": value, "target": target, "met": met })
         };
+        let latency = |f: fn(&Latency) -> f64| self.latency.as_ref().map_or(f64::NAN, f);
         json!({
             "e2e_over_write_only": check(self.e2e_over_write(), TARGET_E2E_OVER_WRITE, true),
             "cpu_us_per_event": check(self.cpu_us_per_event, TARGET_CPU_US_PER_EVENT, false),
             "peak_rss_mib": check(self.peak_rss_mib, TARGET_PEAK_RSS_MIB, false),
+            "result_visible_p50_ms": check(latency(|l| l.result_visible.p50), TARGET_RESULT_VISIBLE_P50_MS, false),
+            "result_visible_p99_ms": check(latency(|l| l.result_visible.p99), TARGET_RESULT_VISIBLE_P99_MS, false),
+            "projection_visible_p99_ms": check(latency(|l| l.projection_visible.p99), TARGET_PROJECTION_VISIBLE_P99_MS, false),
             "query_p99_over_raw_cql": {
                 "idle_order_by_id": check(Self::p99_ratio(&self.query_idle, order), TARGET_QUERY_P99_RATIO, false),
                 "idle_sku_sales": check(Self::p99_ratio(&self.query_idle, sales), TARGET_QUERY_P99_RATIO, false),
@@ -176,12 +185,16 @@ impl Report {
                 "events_observed": latency.map(|l| l.observed),
                 "batches": latency.map(|l| &l.breakdown),
             },
+            "result_visible_ms": latency.map(|l| &l.result_visible),
+            "projection_visible_ms": latency.map(|l| &l.projection_visible),
             "delivery": "exactly_once",
             "at_least_once": self.at_least_once.as_ref().map(|m| json!({
                 "e2e_eps": m.e2e_eps,
                 "cpu_us_per_event": m.cpu_us_per_event,
                 "peak_rss_mib": m.peak_rss_mib,
                 "e2e_latency_ms": {"p50": m.latency.p50_ms, "p99": m.latency.p99_ms, "p999": m.latency.p999_ms, "batches": &m.latency.breakdown},
+                "result_visible_ms": &m.latency.result_visible,
+                "projection_visible_ms": &m.latency.projection_visible,
             })),
             "exactly_once_over_at_least_once": self.at_least_once.as_ref()
                 .map(|m| self.e2e_eps / m.e2e_eps.max(f64::MIN_POSITIVE)),
@@ -266,6 +279,7 @@ impl Report {
                 "| (d) latency at {:.0} events/s: p50 / p99 / p99.9 | {:.1} / {:.1} / {:.1} ms | |",
                 l.offered_eps, l.p50_ms, l.p99_ms, l.p999_ms
             );
+            visible_rows(&mut t, "", l);
         }
         if let Some(m) = &self.at_least_once {
             let _ = writeln!(
@@ -283,6 +297,7 @@ impl Report {
                 "| (d) at_least_once latency: p50 / p99 / p99.9 | {:.1} / {:.1} / {:.1} ms | |",
                 m.latency.p50_ms, m.latency.p99_ms, m.latency.p999_ms
             );
+            visible_rows(&mut t, "at_least_once ", &m.latency);
         }
         for (phase, figures) in [("idle", &self.query_idle), ("loaded", &self.query_loaded)] {
             let Some(f) = figures else { continue };
@@ -300,6 +315,21 @@ impl Report {
         }
         t
     }
+}
+
+/// The two outside-in latencies of one (d) phase, as table rows.
+fn visible_rows(t: &mut String, mode: &str, l: &Latency) {
+    let (r, p) = (&l.result_visible, &l.projection_visible);
+    let _ = writeln!(
+        t,
+        "| (d) {mode}input → result visible (read_committed): p50 / p99 / p99.9 | {:.1} / {:.1} / {:.1} ms ({} results, {} untraced) | p50 ≤ {TARGET_RESULT_VISIBLE_P50_MS}, p99 ≤ {TARGET_RESULT_VISIBLE_P99_MS} ms |",
+        r.p50, r.p99, r.p999, r.count, r.missed
+    );
+    let _ = writeln!(
+        t,
+        "| (d) {mode}input → order answered by the API: p50 / p99 | {:.1} / {:.1} ms ({} probes, {} not answered) | p99 ≤ {TARGET_PROJECTION_VISIBLE_P99_MS} ms |",
+        p.p50, p.p99, p.count, p.missed
+    );
 }
 
 /// A route's API figures and the raw CQL figures of the same reads.
