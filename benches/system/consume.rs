@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use galley::kafka;
 use galley::pipeline::{InputRecord, PipelineContext};
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::message::Message;
 
 use crate::setup::BenchEnv;
@@ -86,8 +86,8 @@ pub async fn measure(env: &BenchEnv, ends: &BTreeMap<(String, i32), i64>) -> Res
 }
 
 /// Whether the consumer's position has reached every partition's end.
-fn passed_every_end(
-    consumer: &StreamConsumer<PipelineContext>,
+pub fn passed_every_end<C: ConsumerContext>(
+    consumer: &StreamConsumer<C>,
     ends: &BTreeMap<(String, i32), i64>,
 ) -> bool {
     let Ok(positions) = consumer.position() else {
