@@ -47,6 +47,11 @@ const PROBES_PER_SECOND: f64 = 5.0;
 const PROBE_CONNECTIONS: usize = 8;
 const PROBE_INTERVAL: Duration = Duration::from_millis(5);
 const PROBE_GIVE_UP: Duration = Duration::from_secs(10);
+/// Index of the results topic in the watched list (then orders, inventory).
+const RESULTS: usize = 0;
+
+/// Each watched partition's end offset.
+type Ends = BTreeMap<(String, i32), i64>;
 
 /// Quantiles of one visibility latency, in milliseconds.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -108,7 +113,8 @@ fn unix_ms_f64() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Which of the watched topics, by index into [`ResultWatch`]'s list.
+/// A watched record: its topic's index in the watched list, its partition
+/// and its offset.
 type Origin = (usize, i32, i64);
 
 enum Parent {
@@ -186,12 +192,6 @@ fn parse_origin(topics: &[String], event_id: &str) -> Option<Origin> {
     let index = topics.iter().position(|t| t == topic)?;
     Some((index, partition, offset))
 }
-
-/// Each watched partition's end offset.
-type Ends = BTreeMap<(String, i32), i64>;
-
-/// Index of the results topic in the watched list.
-const RESULTS: usize = 0;
 
 /// A read_committed consumer of the results and input topics, running in
 /// the background from their current ends.
