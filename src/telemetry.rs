@@ -67,6 +67,9 @@ pub const PUBLISH_ERRORS_TOTAL: &str = "galley_publish_errors_total";
 /// Producers replaced after librdkafka declared the one in use dead, or
 /// after a publish whose messages timed out.
 pub const PRODUCER_REPLACEMENTS_TOTAL: &str = "galley_producer_replacements_total";
+/// Kafka clients given `kafka.brokers` again after no broker answered them
+/// for a while (see `kafka::reconnect`). Labels: client.
+pub const KAFKA_BROKERS_READDED_TOTAL: &str = "galley_kafka_brokers_readded_total";
 /// Errors the consumer reported while polling (broker unreachable and the like).
 pub const CONSUMER_ERRORS_TOTAL: &str = "galley_consumer_errors_total";
 /// Input records found on another partition than their key's under
@@ -232,6 +235,12 @@ pub const METRICS: &[MetricDef] = &[
         Kind::Counter,
         &[],
         "Kafka producers replaced after a fatal librdkafka error or a publish that timed out.",
+    ),
+    def(
+        KAFKA_BROKERS_READDED_TOTAL,
+        Kind::Counter,
+        &["client"],
+        "Kafka clients given kafka.brokers again after no broker answered them for 10 s.",
     ),
     def(
         CONSUMER_ERRORS_TOTAL,

@@ -4,6 +4,7 @@
 //! for good never holds the others.
 
 use std::collections::BTreeMap;
+use std::ffi::CString;
 use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -18,6 +19,7 @@ use tracing::warn;
 
 use super::dead_letter::{refused_for_good, DeadLetterRecord, DeadLetterTarget, Fit};
 use super::{DeadLetter, OutgoingMessage, StepError};
+use crate::kafka::reconnect::WatchedClient;
 use crate::telemetry as t;
 
 #[path = "transaction.rs"]
@@ -329,4 +331,15 @@ fn count_deliveries<'a, E: std::fmt::Display>(
         metrics::counter!(t::PUBLISH_ERRORS_TOTAL, "topic" => topic.to_string()).increment(n);
     }
     first_error
+}
+
+/// The producer in use at each probe: a replaced one is watched no longer.
+impl WatchedClient for Publisher {
+    fn probe(&self, topic: &str, timeout: Duration) -> KafkaResult<()> {
+        self.producer().probe(topic, timeout)
+    }
+
+    fn add_brokers(&self, bootstrap: &CString) {
+        self.producer().add_brokers(bootstrap);
+    }
 }

@@ -23,6 +23,7 @@
 //! process owns, each from where the database says it stopped.
 
 use std::collections::{HashMap, VecDeque};
+use std::ffi::CString;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -38,6 +39,7 @@ use tracing::{info, warn};
 use super::{ChangelogSink, PipelineHealth, StepError};
 use crate::config::KafkaConfig;
 use crate::kafka;
+use crate::kafka::reconnect::WatchedClient;
 use crate::telemetry as t;
 
 /// How far one changelog partition is applied.
@@ -575,4 +577,16 @@ fn checkpoint_of(m: &OwnedMessage) -> Result<Option<i64>, StepError> {
         }
     }
     Ok(None)
+}
+
+/// The sink's own consumer, which joins no group: nothing but its fetches
+/// would notice that it lost every broker.
+impl WatchedClient for Sink {
+    fn probe(&self, topic: &str, timeout: Duration) -> rdkafka::error::KafkaResult<()> {
+        self.shared.consumer.probe(topic, timeout)
+    }
+
+    fn add_brokers(&self, bootstrap: &CString) {
+        self.shared.consumer.add_brokers(bootstrap);
+    }
 }

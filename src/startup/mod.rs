@@ -7,17 +7,15 @@
 //! still running `pipeline.shutdown_deadline` after the signal is given up.
 
 mod checks;
+mod ready_file;
 
-use std::io::Write;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use scylla::client::session::Session;
-use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -30,6 +28,7 @@ use crate::api::{Listener, ServeLimits, Serving};
 use crate::codec::Codec;
 use crate::config::{Config, Delivery};
 use crate::kafka;
+use crate::kafka::reconnect::WatchedClient;
 use crate::pipeline::{
     self, DeadLetterTarget, ExactlyOnce, PartitionCheck, PipelineContext, PipelineHealth,
     Publisher, Sink, Stopped,
@@ -41,6 +40,7 @@ use crate::store::changelog::AppliedStore;
 use crate::store::progress::ProgressStore;
 use crate::store::{self, migrate};
 use checks::check_offset_spaces;
+pub use ready_file::ReadyFile;
 
 /// How long the producer may take to deliver what is queued once the pipeline has stopped.
 const PUBLISHER_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -74,6 +74,8 @@ struct Companions {
     admin: Serving,
     readiness: JoinHandle<()>,
     freshness: JoinHandle<()>,
+    /// One [`kafka::reconnect::keep_connected`] per long-lived Kafka client.
+    connections: Vec<JoinHandle<()>>,
 }
 
 impl Application {
@@ -176,7 +178,8 @@ impl Application {
             watchers,
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
-        let companions = Companions::start(api, admin, watchers, &consumer, &config, &stop_rx);
+        let mut companions = Companions::start(api, admin, watchers, &consumer, &config, &stop_rx);
+        companions.connections = watch_connections(&config, &consumer, &publisher, &sink, &stop_rx);
         let (exactly_once, sink_task) = match sink {
             Some(parts) => {
                 let (eos, task) = start_sink(parts, &config, &health, &stop_rx);
@@ -322,6 +325,7 @@ impl Companions {
             admin: admin.serve(stop.clone()),
             readiness,
             freshness,
+            connections: Vec::new(),
         }
     }
 
@@ -332,8 +336,45 @@ impl Companions {
             tokio::join!(self.api.finish_by(deadline), self.admin.finish_by(deadline));
         join_task_by("readiness watcher", self.readiness, deadline).await;
         join_task_by("freshness tracker", self.freshness, deadline).await;
+        for task in self.connections {
+            join_task_by("Kafka connection watch", task, deadline).await;
+        }
         info!(api = ?api, admin = ?admin, "listeners stopped");
     }
+}
+
+/// Watches each long-lived Kafka client's connection (see
+/// [`kafka::reconnect`]): the input consumer, the producer in use and,
+/// under `exactly_once`, the sink's consumer.
+fn watch_connections(
+    config: &Config,
+    consumer: &InputConsumer,
+    publisher: &Publisher,
+    sink: &Option<(Sink, ShopSink)>,
+    stop: &watch::Receiver<bool>,
+) -> Vec<JoinHandle<()>> {
+    let topics = &config.topics;
+    let mut clients: Vec<(&'static str, Arc<dyn WatchedClient>, String)> = vec![
+        ("consumer", consumer.clone(), topics.orders.clone()),
+        (
+            "producer",
+            Arc::new(publisher.clone()),
+            topics.results.clone(),
+        ),
+    ];
+    if let Some((sink, _)) = sink {
+        let changelog = kafka::changelog_topic(&topics.orders);
+        clients.push(("sink", Arc::new(sink.clone()), changelog));
+    }
+    clients
+        .into_iter()
+        .map(|(label, client, topic)| {
+            let (brokers, stop) = (config.kafka.brokers.clone(), stop.clone());
+            tokio::spawn(async move {
+                kafka::reconnect::keep_connected(label, client, topic, &brokers, stop).await
+            })
+        })
+        .collect()
 }
 
 async fn join_task_by(name: &'static str, mut task: JoinHandle<()>, deadline: Instant) {
@@ -471,111 +512,4 @@ fn shop_processor(
             row_cache_max_bytes: config.shop.row_cache_max_bytes,
         },
     )
-}
-
-/// What `galley run --ready-file` writes once both listeners are bound: a
-/// supervisor or test learns the ports (port 0 picks free ones) without
-/// reading logs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ReadyFile {
-    pub api: SocketAddr,
-    pub admin: SocketAddr,
-    pub pid: u32,
-}
-
-impl ReadyFile {
-    /// The ready file of this process for `app`.
-    pub fn of(app: &Application) -> Self {
-        Self {
-            api: app.api_addr(),
-            admin: app.admin_addr(),
-            pid: std::process::id(),
-        }
-    }
-
-    /// Writes the file so that a reader sees either nothing or all of it:
-    /// a temporary file in the same directory (same file system, so the
-    /// rename is atomic), synced, then renamed over `path`.
-    pub fn write_atomically(&self, path: &Path) -> anyhow::Result<()> {
-        let json = serde_json::to_vec(self).context("serializing the ready file")?;
-        let temporary = temporary_sibling(path)?;
-        let written = std::fs::File::create(&temporary)
-            .and_then(|mut file| {
-                file.write_all(&json)?;
-                file.sync_all()
-            })
-            .and_then(|()| std::fs::rename(&temporary, path));
-        if let Err(e) = written {
-            let _ = std::fs::remove_file(&temporary);
-            return Err(e).with_context(|| format!("writing the ready file {}", path.display()));
-        }
-        Ok(())
-    }
-}
-
-/// `.<name>.<pid>.tmp` beside `path`: hidden, and never shared by two processes.
-fn temporary_sibling(path: &Path) -> anyhow::Result<PathBuf> {
-    let Some(name) = path.file_name() else {
-        bail!("the ready file {} names no file", path.display());
-    };
-    let mut temporary = std::ffi::OsString::from(".");
-    temporary.push(name);
-    temporary.push(format!(".{}.tmp", std::process::id()));
-    Ok(path.with_file_name(temporary))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ready_file() -> ReadyFile {
-        ReadyFile {
-            api: ([127, 0, 0, 1], 8080).into(),
-            admin: ([127, 0, 0, 1], 9090).into(),
-            pid: 4242,
-        }
-    }
-
-    #[test]
-    fn the_ready_file_is_json_naming_both_listeners_and_the_pid() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("galley.ready");
-        ready_file().write_atomically(&path).expect("write");
-
-        let text = std::fs::read_to_string(&path).expect("read back");
-        let json: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
-        assert_eq!(
-            json,
-            serde_json::json!({"api": "127.0.0.1:8080", "admin": "127.0.0.1:9090", "pid": 4242})
-        );
-    }
-
-    #[test]
-    fn the_ready_file_replaces_an_old_one_and_leaves_no_temporary_file() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("galley.ready");
-        std::fs::write(&path, "stale, from an earlier run").expect("old file");
-        ready_file().write_atomically(&path).expect("write");
-
-        let text = std::fs::read_to_string(&path).expect("read back");
-        assert!(
-            serde_json::from_str::<serde_json::Value>(&text).is_ok(),
-            "{text}"
-        );
-        let names: Vec<_> = std::fs::read_dir(dir.path())
-            .expect("list dir")
-            .map(|entry| entry.expect("entry").file_name())
-            .collect();
-        assert_eq!(names, vec![std::ffi::OsString::from("galley.ready")]);
-    }
-
-    #[test]
-    fn a_ready_file_in_a_missing_directory_is_an_error_not_a_panic() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("missing").join("galley.ready");
-        let err = ready_file()
-            .write_atomically(&path)
-            .expect_err("no such directory");
-        assert!(format!("{err:#}").contains("galley.ready"), "{err:#}");
-    }
 }

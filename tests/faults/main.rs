@@ -16,6 +16,7 @@ mod support;
 
 mod hostile;
 mod outages;
+mod reconnect;
 mod streams;
 
 use std::process::Command;

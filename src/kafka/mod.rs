@@ -17,9 +17,11 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
 use crate::config::KafkaConfig;
 
+pub mod reconnect;
+
 /// How long a client that cannot refresh its metadata from any broker it
 /// knows waits before starting again from `kafka.brokers`.
-const REBOOTSTRAP_AFTER: Duration = Duration::from_secs(10);
+pub const REBOOTSTRAP_AFTER: Duration = Duration::from_secs(10);
 
 /// Settings common to every client: brokers, identity and security.
 pub fn base_config(cfg: &KafkaConfig) -> ClientConfig {
