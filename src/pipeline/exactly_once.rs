@@ -8,7 +8,9 @@
 //!    waits until the sink has applied its changelog up to the committed
 //!    input offset (the batch's first record of it): the database then
 //!    holds every change its earlier owners committed, and nothing they
-//!    did not (the sink reads `read_committed`);
+//!    did not (the sink reads `read_committed`). A batch that waited
+//!    [`SINK_WAIT_SLICE`] in vain gives way: its records are rewound and
+//!    the consumer polled, so that a rebalance never waits on the sink;
 //! 2. the processor decodes and computes (`prepare`), reading rows from its
 //!    memory or, for rows it does not hold, from the database;
 //! 3. one transaction: results, re-keyed events and dead letters; the row
@@ -37,7 +39,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::{Offset, TopicPartitionList};
@@ -72,6 +74,11 @@ pub(super) struct Transactional {
     changelog_topics: HashMap<Arc<str>, String>,
     /// Assigned partitions the sink does not follow yet.
     to_follow: Vec<(String, i32)>,
+    /// Input partitions waiting to be restored, since their first batch
+    /// began to wait.
+    waiting_since: HashMap<(Arc<str>, i32), Instant>,
+    /// When a wait for the sink was last reported.
+    reported_at: Option<Instant>,
 }
 
 impl Transactional {
@@ -82,6 +89,8 @@ impl Transactional {
             restored: HashSet::new(),
             changelog_topics: HashMap::new(),
             to_follow: Vec::new(),
+            waiting_since: HashMap::new(),
+            reported_at: None,
         }
     }
 
@@ -90,11 +99,42 @@ impl Transactional {
     pub(super) fn revoked(&mut self, partitions: &[(String, i32)]) {
         self.sink.unfollow(partitions);
         self.to_follow.retain(|p| !partitions.contains(p));
-        self.restored.retain(|(topic, p)| {
+        let kept = |(topic, p): &(Arc<str>, i32)| {
             !partitions
                 .iter()
                 .any(|(t, q)| q == p && t.as_str() == &**topic)
-        });
+        };
+        self.restored.retain(kept);
+        self.waiting_since.retain(|part, _| kept(part));
+    }
+
+    /// Warns, at most every [`SINK_WAIT_REPORT_EVERY`], of partitions whose
+    /// restore has waited that long: nothing of them is processed until the
+    /// sink has applied their changelogs up to the committed offsets.
+    fn report_waiting(&mut self, waiting: &[((Arc<str>, i32), i64)]) {
+        let longest = waiting
+            .iter()
+            .filter_map(|(part, _)| self.waiting_since.get(part))
+            .map(Instant::elapsed)
+            .max()
+            .unwrap_or_default();
+        let due = self
+            .reported_at
+            .is_none_or(|at| at.elapsed() >= SINK_WAIT_REPORT_EVERY);
+        if longest < SINK_WAIT_REPORT_EVERY || !due {
+            return;
+        }
+        self.reported_at = Some(Instant::now());
+        let partitions: Vec<String> = waiting
+            .iter()
+            .map(|((topic, partition), committed)| format!("{topic}[{partition}]@{committed}"))
+            .collect();
+        warn!(
+            waiting_seconds = longest.as_secs(),
+            ?partitions,
+            "partitions wait for the sink to apply their changelogs up to their committed \
+             offsets; they are not processed meanwhile"
+        );
     }
 
     /// What the loop does after every poll, batch or none: the sink
@@ -180,6 +220,13 @@ pub(super) async fn process_batch<P: Processor>(
 
     match wait_for_sink(&mut retry, processor, eos, &spans, health, cfg).await {
         BatchOutcome::Done => {}
+        BatchOutcome::Deferred => {
+            metrics::gauge!(t::EVENTS_IN_FLIGHT).set(0.0);
+            return match rewind(consumer, &spans).await {
+                Ok(()) => BatchOutcome::Deferred,
+                Err(reason) => BatchOutcome::Fatal(reason),
+            };
+        }
         ended => return ended,
     }
 
@@ -242,8 +289,18 @@ fn report_done(
     metrics::gauge!(t::EVENTS_IN_FLIGHT).set(0.0);
 }
 
+/// How long a batch waits for the sink before it gives way: its records
+/// are rewound and read again after the next poll. Polling meanwhile lets
+/// a rebalance finish and keeps the member within its poll interval, however
+/// long the sink takes to catch up.
+const SINK_WAIT_SLICE: Duration = Duration::from_secs(2);
+
+/// How often a wait for the sink that goes on is reported.
+const SINK_WAIT_REPORT_EVERY: Duration = Duration::from_secs(30);
+
 /// Step 1 of a batch (see the module doc), then room among the batches
-/// awaiting the sink. Anything but `Done` ends the batch.
+/// awaiting the sink. `Done` when the batch may go on; `Deferred` when it
+/// waited [`SINK_WAIT_SLICE`] in vain; anything else ends the batch.
 async fn wait_for_sink<P: Processor>(
     retry: &mut StepRetry<'_>,
     processor: &mut P,
@@ -252,32 +309,52 @@ async fn wait_for_sink<P: Processor>(
     health: &PipelineHealth,
     cfg: &PipelineConfig,
 ) -> BatchOutcome {
+    let now = Instant::now();
     let to_restore: Vec<((Arc<str>, i32), i64)> = spans
         .iter()
         .filter(|(part, _)| !eos.restored.contains(*part))
         .map(|(part, (first, _))| (part.clone(), *first))
         .collect();
     if !to_restore.is_empty() {
-        let since = Instant::now();
-        let sink = &eos.sink;
-        until_done!(retry, Step::Restore, async {
-            let restoring = to_restore
-                .iter()
-                .map(|((topic, partition), first)| sink.restore(topic, *partition, *first, since));
-            futures::future::try_join_all(restoring).await.map(|_| ())
+        for (part, _) in &to_restore {
+            eos.waiting_since.entry(part.clone()).or_insert(now);
+        }
+        let (sink, waiting_since) = (&eos.sink, &eos.waiting_since);
+        let restored = until_done!(retry, Step::Restore, async {
+            // The checkpoint grace runs from the first wait, not this slice.
+            let restoring = to_restore.iter().map(|(part, first)| {
+                let from = waiting_since.get(part).copied().unwrap_or(now);
+                sink.restore(&part.0, part.1, *first, from)
+            });
+            let all = futures::future::try_join_all(restoring);
+            match tokio::time::timeout(SINK_WAIT_SLICE, all).await {
+                Ok(done) => done.map(|_| true),
+                Err(_) => Ok(false),
+            }
         });
-        eos.restored
-            .extend(to_restore.into_iter().map(|(part, _)| part));
+        if !restored {
+            eos.report_waiting(&to_restore);
+            return BatchOutcome::Deferred;
+        }
+        for (part, _) in to_restore {
+            eos.waiting_since.remove(&part);
+            eos.restored.insert(part);
+        }
     }
     pass_on_applied(&eos.sink, processor);
     let awaiting = eos.sink.awaiting();
     if awaiting >= cfg.max_batches_awaiting_sink {
         health.sink_full.store(awaiting, Ordering::Relaxed);
-        until_done!(
-            retry,
-            Step::Restore,
-            eos.sink.room_for_more(cfg.max_batches_awaiting_sink)
-        );
+        let room = until_done!(retry, Step::Restore, async {
+            let room = eos.sink.room_for_more(cfg.max_batches_awaiting_sink);
+            match tokio::time::timeout(SINK_WAIT_SLICE, room).await {
+                Ok(done) => done.map(|()| true),
+                Err(_) => Ok(false),
+            }
+        });
+        if !room {
+            return BatchOutcome::Deferred;
+        }
         pass_on_applied(&eos.sink, processor);
     }
     health.sink_full.store(0, Ordering::Relaxed);

@@ -362,7 +362,7 @@ pub async fn run<P: Processor>(
             };
             batch.clear();
             match outcome {
-                BatchOutcome::Done => {}
+                BatchOutcome::Done | BatchOutcome::Deferred => {}
                 BatchOutcome::Abandoned => {
                     warn!(
                         "shutdown deadline passed with a batch unfinished; it will be processed \
@@ -429,6 +429,9 @@ async fn leave_group(
 #[derive(Debug, PartialEq, Eq)]
 enum BatchOutcome {
     Done,
+    /// (`exactly_once`) The batch could not start in time, the sink being
+    /// behind; its records were rewound, to be read again after a poll.
+    Deferred,
     Abandoned,
     Fatal(String),
 }

@@ -8,6 +8,7 @@ mod codecs;
 mod consumer_errors;
 mod dead_letters;
 mod error_classes;
+mod handover;
 mod hostile;
 mod lag;
 mod lifecycle;
