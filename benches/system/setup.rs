@@ -34,14 +34,28 @@ pub struct BenchEnv {
 impl BenchEnv {
     /// A run's world, galley configured with `pipeline.delivery = delivery`.
     pub async fn create(settings: &Settings, delivery: Delivery) -> Result<BenchEnv> {
+        let suffix = match delivery {
+            Delivery::ExactlyOnce => "",
+            Delivery::AtLeastOnce => "alo",
+        };
+        Self::create_named(settings, delivery, suffix).await
+    }
+
+    /// A world for the warm-up, apart from those measured.
+    pub async fn create_for_warm_up(settings: &Settings) -> Result<BenchEnv> {
+        Self::create_named(settings, Delivery::ExactlyOnce, "warm").await
+    }
+
+    async fn create_named(
+        settings: &Settings,
+        delivery: Delivery,
+        suffix: &str,
+    ) -> Result<BenchEnv> {
         let unix = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        let run = match delivery {
-            Delivery::ExactlyOnce => format!("bench{unix}"),
-            Delivery::AtLeastOnce => format!("bench{unix}alo"),
-        };
+        let run = format!("bench{unix}{suffix}");
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("target/bench")
             .join(&run);
