@@ -111,6 +111,9 @@ pub const API_UNAUTHENTICATED_THROTTLED_TOTAL: &str = "galley_api_unauthenticate
 /// `exactly_once`: committed batches of this process whose row changes the
 /// sink has not applied to the database yet.
 pub const SINK_AWAITING_BATCHES: &str = "galley_sink_awaiting_batches";
+/// `exactly_once`: batches that waited for the sink in vain and gave way,
+/// their records rewound to be read again after a poll.
+pub const BATCHES_DEFERRED_TOTAL: &str = "galley_batches_deferred_total";
 /// `exactly_once`: Kafka transactions ended. Labels: outcome (committed, aborted).
 pub const TRANSACTIONS_TOTAL: &str = "galley_transactions_total";
 /// 1 when /readyz would answer 200, else 0.
@@ -296,6 +299,12 @@ pub const METRICS: &[MetricDef] = &[
         Kind::Gauge,
         &[],
         "Committed batches whose row changes the sink has not applied to the database yet.",
+    ),
+    def(
+        BATCHES_DEFERRED_TOTAL,
+        Kind::Counter,
+        &[],
+        "Batches that waited 2 s for the sink in vain and gave way, to be read again after a poll.",
     ),
     def(
         TRANSACTIONS_TOTAL,

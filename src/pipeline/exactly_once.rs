@@ -221,6 +221,7 @@ pub(super) async fn process_batch<P: Processor>(
     match wait_for_sink(&mut retry, processor, eos, &spans, health, cfg).await {
         BatchOutcome::Done => {}
         BatchOutcome::Deferred => {
+            metrics::counter!(t::BATCHES_DEFERRED_TOTAL).increment(1);
             metrics::gauge!(t::EVENTS_IN_FLIGHT).set(0.0);
             return match rewind(consumer, &spans).await {
                 Ok(()) => BatchOutcome::Deferred,

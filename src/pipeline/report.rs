@@ -19,6 +19,7 @@ pub(super) fn register_metrics() {
         metrics::counter!(t::BATCH_RETRIES_TOTAL, "step" => step.label()).increment(0);
     }
     metrics::counter!(t::CONSUMER_ERRORS_TOTAL).increment(0);
+    metrics::counter!(t::BATCHES_DEFERRED_TOTAL).increment(0);
     metrics::gauge!(t::EVENTS_IN_FLIGHT).set(0.0);
 }
 

@@ -96,6 +96,7 @@ async fn a_member_waiting_for_its_sink_still_lets_a_newcomer_in() {
     )
     .await;
     let second_committed = committed_transactions(&second).await as u64;
+    let second_deferred = metric_total(&second, "galley_batches_deferred_total").await;
     let third_joined_after = started.elapsed();
 
     proxy.set_latency(Duration::ZERO);
@@ -106,7 +107,7 @@ async fn a_member_waiting_for_its_sink_still_lets_a_newcomer_in() {
     report.print("slow_sink_handover", started.elapsed());
     println!(
         "[slow_sink_handover] third member owned partitions {:.1}s in, when the second had \
-         committed {second_committed} transactions",
+         committed {second_committed} transactions and deferred {second_deferred} batches",
         third_joined_after.as_secs_f64()
     );
     assert_eq!(
@@ -114,6 +115,11 @@ async fn a_member_waiting_for_its_sink_still_lets_a_newcomer_in() {
         0,
         "the newcomer got partitions only after the second member had committed a batch: \
          the rebalance waited for the second member's sink; its log:\n{}",
+        second.log_tail(30)
+    );
+    assert!(
+        second_deferred >= 1.0,
+        "the second member's batches never gave way to the sink; its log:\n{}",
         second.log_tail(30)
     );
     report.assert_exactly_once();
