@@ -327,11 +327,7 @@ async fn wait_for_sink<P: Processor>(
                 let from = waiting_since.get(part).copied().unwrap_or(now);
                 sink.restore(&part.0, part.1, *first, from)
             });
-            let all = futures::future::try_join_all(restoring);
-            match tokio::time::timeout(SINK_WAIT_SLICE, all).await {
-                Ok(done) => done.map(|_| true),
-                Err(_) => Ok(false),
-            }
+            within_slice(futures::future::try_join_all(restoring)).await
         });
         if !restored {
             eos.report_waiting(&to_restore);
@@ -346,13 +342,11 @@ async fn wait_for_sink<P: Processor>(
     let awaiting = eos.sink.awaiting();
     if awaiting >= cfg.max_batches_awaiting_sink {
         health.sink_full.store(awaiting, Ordering::Relaxed);
-        let room = until_done!(retry, Step::Restore, async {
-            let room = eos.sink.room_for_more(cfg.max_batches_awaiting_sink);
-            match tokio::time::timeout(SINK_WAIT_SLICE, room).await {
-                Ok(done) => done.map(|()| true),
-                Err(_) => Ok(false),
-            }
-        });
+        let room = until_done!(
+            retry,
+            Step::Restore,
+            within_slice(eos.sink.room_for_more(cfg.max_batches_awaiting_sink))
+        );
         if !room {
             return BatchOutcome::Deferred;
         }
@@ -360,6 +354,17 @@ async fn wait_for_sink<P: Processor>(
     }
     health.sink_full.store(0, Ordering::Relaxed);
     BatchOutcome::Done
+}
+
+/// Runs one wait for the sink for at most [`SINK_WAIT_SLICE`]: true when it
+/// ended in time, false when the batch should give way.
+async fn within_slice<T>(
+    wait: impl std::future::Future<Output = Result<T, StepError>>,
+) -> Result<bool, StepError> {
+    match tokio::time::timeout(SINK_WAIT_SLICE, wait).await {
+        Ok(done) => done.map(|_| true),
+        Err(_) => Ok(false),
+    }
 }
 
 /// Tells the processor which of its committed batches the sink has applied.

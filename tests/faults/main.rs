@@ -175,52 +175,12 @@ async fn wait_ready_again(galley: &mut GalleyProcess, timeout: Duration) -> Dura
     }
 }
 
-/// A gauge's value in galley's /metrics, summed over its series.
-async fn metric(galley: &GalleyProcess, name: &str) -> Option<f64> {
-    let (status, body) = admin_get(galley, "/metrics").await?;
-    if status != 200 {
-        return None;
-    }
-    let mut found = None;
-    for line in body.lines() {
-        let Some(rest) = line.strip_prefix(name) else {
-            continue;
-        };
-        if !(rest.starts_with(' ') || rest.starts_with('{')) {
-            continue;
-        }
-        if let Some(v) = rest.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) {
-            *found.get_or_insert(0.0) += v;
-        }
-    }
-    found
-}
-
 /// Waits until galley has applied at least `events` input events: the point
 /// at which a fault lands mid-stream, whatever the machine's speed.
 async fn wait_applied(galley: &GalleyProcess, events: f64, timeout: Duration) {
-    wait_metric_at_least(galley, "galley_events_applied_total", events, timeout).await;
-}
-
-/// Polls a metric (summed over its labels) until it reaches `at_least`.
-async fn wait_metric_at_least(
-    galley: &GalleyProcess,
-    name: &str,
-    at_least: f64,
-    timeout: Duration,
-) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let value = metric(galley, name).await.unwrap_or(0.0);
-        if value >= at_least {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{name} is {value}, short of {at_least}, after {timeout:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    galley
+        .wait_metric_at_least("galley_events_applied_total", events, timeout)
+        .await;
 }
 
 /// Peak resident set size of a process, from /proc (VmHWM), in KiB.

@@ -11,7 +11,7 @@ use crate::support::scenario::Scenario;
 use crate::support::tcp_proxy::TcpProxy;
 use crate::{
     admin_get, peak_rss_kib, produce_patiently, require_fault_stack, stack, wait_applied,
-    wait_metric_at_least, wait_ready_again, Figures,
+    wait_ready_again, Figures,
 };
 
 const OUTAGE: Duration = Duration::from_secs(20);
@@ -45,7 +45,7 @@ async fn outage_mid_stream(component: &str, reason_prefix: &str, seed: u64, exac
     ));
     wait_applied(&galley, 4_000.0, Duration::from_secs(60)).await;
 
-    let committed_before = committed_transactions(&galley).await;
+    let committed_before = galley.committed_transactions().await;
     let stop_took = tokio::task::block_in_place(|| stack("down", component));
     let down_at = Instant::now();
     // Hold the outage for 20 s, watching /readyz all the while.
@@ -62,7 +62,7 @@ async fn outage_mid_stream(component: &str, reason_prefix: &str, seed: u64, exac
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let committed_during = committed_transactions(&galley).await - committed_before;
+    let committed_during = galley.committed_transactions().await - committed_before;
     let start_took = tokio::task::block_in_place(|| stack("up", component));
     let back_at = Instant::now();
     let ready_after = wait_ready_again(&mut galley, Duration::from_secs(120)).await;
@@ -109,14 +109,6 @@ async fn outage_mid_stream(component: &str, reason_prefix: &str, seed: u64, exac
     } else {
         report.assert_exact();
     }
-}
-
-/// `galley_transactions_total{outcome="committed"}` of a process (0 before
-/// its first transaction, and under at_least_once).
-async fn committed_transactions(galley: &GalleyProcess) -> f64 {
-    crate::metric(galley, "galley_transactions_total{outcome=\"committed\"}")
-        .await
-        .unwrap_or(0.0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -238,7 +230,8 @@ async fn rebalances_around_kafka_outages_never_stall() {
     for round in 1..=5 {
         let mut b = GalleyProcess::spawn(&scenario.env, &format!("rebal_b{round}"));
         b.wait_ready(Duration::from_secs(60)).await;
-        wait_metric_at_least(&b, "galley_partitions_owned", 1.0, Duration::from_secs(60)).await;
+        b.wait_metric_at_least("galley_partitions_owned", 1.0, Duration::from_secs(60))
+            .await;
 
         tokio::task::block_in_place(|| stack("down", "kafka"));
         let asked = Instant::now();

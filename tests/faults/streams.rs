@@ -13,9 +13,7 @@ use galley::shop::generator::{self, Destination, GeneratedMessage, GeneratorSett
 
 use crate::support::process::{galley_command, BatchPhase, GalleyProcess, BATCH_PHASE_LOG_LEVEL};
 use crate::support::scenario::{read_projections, Scenario};
-use crate::{
-    metric, produce_patiently, require_fault_stack, wait_applied, wait_metric_at_least, Figures,
-};
+use crate::{produce_patiently, require_fault_stack, wait_applied, Figures};
 
 const ALL_PARTITIONS: f64 = 12.0;
 
@@ -27,7 +25,7 @@ async fn wait_owned(
 ) -> f64 {
     let started = Instant::now();
     loop {
-        if let Some(owned) = metric(galley, "galley_partitions_owned").await {
+        if let Some(owned) = galley.metric_sum("galley_partitions_owned").await {
             if accept(owned) {
                 return owned;
             }
@@ -209,13 +207,14 @@ async fn zombie(kind: Zombie) {
     ));
     // Freeze A with work in hand: once it has applied part of the stream.
     wait_applied(&a, 1_000.0, Duration::from_secs(60)).await;
-    let a_rebalances = metric(&a, "galley_rebalances_total").await.unwrap_or(0.0);
+    let a_rebalances = a.metric_sum("galley_rebalances_total").await.unwrap_or(0.0);
     freeze_mid_batch(&a, kind.phase()).await;
     let stopped_at = Instant::now();
     wait_owned(&b, |n| n == ALL_PARTITIONS, Duration::from_secs(60)).await;
     let takeover = stopped_at.elapsed();
     // B works alone for a while; A is still frozen, with its batch in hand.
-    let b_applied = metric(&b, "galley_events_applied_total")
+    let b_applied = b
+        .metric_sum("galley_events_applied_total")
         .await
         .unwrap_or(0.0);
     wait_applied(&b, b_applied + 1_000.0, Duration::from_secs(60)).await;
@@ -239,8 +238,7 @@ async fn zombie(kind: Zombie) {
     } else {
         // The thawed zombie learns it lost its partitions (a revoke) and
         // rejoins (an assign) to work alongside B.
-        wait_metric_at_least(
-            &a,
+        a.wait_metric_at_least(
             "galley_rebalances_total",
             a_rebalances + 2.0,
             Duration::from_secs(60),
@@ -437,7 +435,7 @@ async fn replay_from_earliest_changes_nothing() {
         .iter()
         .filter(|r| !r.contains("\"galley.event_type\": \"OrderRejected\""))
         .collect();
-    let duplicates_counted = metric(&galley, "galley_events_duplicate_total").await;
+    let duplicates_counted = galley.metric_sum("galley_events_duplicate_total").await;
     Figures {
         name: "replay",
         report: &after,

@@ -10,38 +10,6 @@ use crate::support::process::GalleyProcess;
 use crate::support::scenario::Scenario;
 use crate::support::tcp_proxy::TcpProxy;
 
-/// The sum of a metric's series (0 when it is not exported yet).
-async fn metric_total(galley: &GalleyProcess, name: &str) -> f64 {
-    galley.metric_samples(name).await.values().sum()
-}
-
-/// Polls until `name` on `galley` reaches `at_least`; panics after `timeout`.
-async fn wait_metric(galley: &GalleyProcess, name: &str, at_least: f64, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let value = metric_total(galley, name).await;
-        if value >= at_least {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{name} is {value}, short of {at_least}, after {timeout:?}; log:\n{}",
-            galley.log_tail(30)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn committed_transactions(galley: &GalleyProcess) -> f64 {
-    galley
-        .metric_samples("galley_transactions_total")
-        .await
-        .iter()
-        .filter(|(labels, _)| labels.contains("outcome=\"committed\""))
-        .map(|(_, v)| v)
-        .sum()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_waiting_for_its_sink_still_lets_a_newcomer_in() {
     let started = Instant::now();
@@ -64,39 +32,30 @@ async fn a_member_waiting_for_its_sink_still_lets_a_newcomer_in() {
     let mut sent = scenario.produce(messages, 4_000).await;
     // The first member commits batches its sink has not applied, then dies
     // with them unapplied.
-    wait_metric(
-        &first,
-        "galley_sink_awaiting_batches",
-        3.0,
-        Duration::from_secs(90),
-    )
-    .await;
+    first
+        .wait_metric_at_least("galley_sink_awaiting_batches", 3.0, Duration::from_secs(90))
+        .await;
     first.kill();
 
     // The second member takes every partition; before processing any, its
     // sink must apply the first member's backlog, slowly.
     let mut second = GalleyProcess::spawn(&scenario.env, "second");
     second.wait_ready(Duration::from_secs(60)).await;
-    wait_metric(
-        &second,
-        "galley_partitions_owned",
-        12.0,
-        Duration::from_secs(60),
-    )
-    .await;
+    second
+        .wait_metric_at_least("galley_partitions_owned", 12.0, Duration::from_secs(60))
+        .await;
     // Records for it to process: its first batch waits for the sink.
     sent += scenario.produce(rest, 4_000).await;
     let mut third = GalleyProcess::spawn(&scenario.env, "third");
     third.wait_ready(Duration::from_secs(60)).await;
-    wait_metric(
-        &third,
-        "galley_partitions_owned",
-        1.0,
-        Duration::from_secs(90),
-    )
-    .await;
-    let second_committed = committed_transactions(&second).await as u64;
-    let second_deferred = metric_total(&second, "galley_batches_deferred_total").await;
+    third
+        .wait_metric_at_least("galley_partitions_owned", 1.0, Duration::from_secs(90))
+        .await;
+    let second_committed = second.committed_transactions().await as u64;
+    let second_deferred = second
+        .metric_sum("galley_batches_deferred_total")
+        .await
+        .unwrap_or(0.0);
     let third_joined_after = started.elapsed();
 
     proxy.set_latency(Duration::ZERO);

@@ -207,6 +207,42 @@ impl GalleyProcess {
         }
     }
 
+    /// Metric `name` summed over its series; `None` when this process
+    /// does not export it (or does not answer).
+    pub async fn metric_sum(&self, name: &str) -> Option<f64> {
+        let samples = self.metric_samples(name).await;
+        (!samples.is_empty()).then(|| samples.values().sum())
+    }
+
+    /// `galley_transactions_total{outcome="committed"}`: 0 before the first
+    /// transaction, and under at_least_once.
+    pub async fn committed_transactions(&self) -> f64 {
+        self.metric_samples("galley_transactions_total")
+            .await
+            .iter()
+            .filter(|(labels, _)| labels.contains("outcome=\"committed\""))
+            .map(|(_, value)| value)
+            .sum()
+    }
+
+    /// Polls metric `name` (summed over its series) until it reaches
+    /// `at_least`; panics, with the log's tail, after `timeout`.
+    pub async fn wait_metric_at_least(&self, name: &str, at_least: f64, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let value = self.metric_sum(name).await.unwrap_or(0.0);
+            if value >= at_least {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name} is {value}, short of {at_least}, after {timeout:?}; log:\n{}",
+                self.log_tail(30)
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// The samples of metric `name` in this process's /metrics, by their
     /// label text (`topic="a",partition="0"`; empty without labels); empty
     /// when it does not answer.
