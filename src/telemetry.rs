@@ -93,8 +93,14 @@ pub const ROW_CACHE_BYTES: &str = "galley_row_cache_bytes";
 /// Approximate bytes of rows committed batches changed that the changelog
 /// sink has not applied yet, kept in memory until it has (exactly-once
 /// delivery only; not part of `shop.row_cache_max_bytes`: bounded by
-/// `pipeline.max_batches_awaiting_sink` batches, not by bytes).
+/// `pipeline.max_bytes_awaiting_sink`).
 pub const ROWS_AWAITING_SINK_BYTES: &str = "galley_rows_awaiting_sink_bytes";
+/// Row reads a batch did not make because the row's key was surely never
+/// written (see `store::known_keys`).
+pub const ROW_READS_SKIPPED_TOTAL: &str = "galley_row_reads_skipped_total";
+/// Keys the owned partitions know to exist, held in memory (8 bytes and a
+/// little more each).
+pub const KNOWN_ROW_KEYS: &str = "galley_known_row_keys";
 /// HTTP requests answered. Labels: listener (api, admin), route (the matched
 /// route template, or `unmatched`), method (GET, HEAD, POST, PUT, DELETE,
 /// PATCH, OPTIONS, CONNECT, TRACE, or `other`), status_class (2xx, 4xx, 5xx).
@@ -287,6 +293,18 @@ pub const METRICS: &[MetricDef] = &[
         Kind::Gauge,
         &[],
         "Approximate bytes the row caches of the owned partitions hold.",
+    ),
+    def(
+        ROW_READS_SKIPPED_TOTAL,
+        Kind::Counter,
+        &[],
+        "Row reads not made because the key was surely never written.",
+    ),
+    def(
+        KNOWN_ROW_KEYS,
+        Kind::Gauge,
+        &[],
+        "Keys of rows the owned partitions know to exist, held in memory.",
     ),
     def(
         ROWS_AWAITING_SINK_BYTES,

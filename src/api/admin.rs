@@ -178,7 +178,8 @@ fn pipeline_reasons(health: &PipelineHealth, now_ms: i64) -> Vec<String> {
     if awaiting_sink > 0 {
         reasons.push(format!(
             "sink: {awaiting_sink} committed batches await the database \
-             (pipeline.max_batches_awaiting_sink); processing waits for the sink"
+             (pipeline.max_batches_awaiting_sink, pipeline.max_bytes_awaiting_sink); \
+             processing waits for the sink"
         ));
     }
     let misplaced = health.wrong_partitions.recent(now_ms);

@@ -251,6 +251,12 @@ pub struct PipelineConfig {
     /// database by the sink; past it, processing waits for the sink. Their
     /// rows are held in memory until applied.
     pub max_batches_awaiting_sink: usize,
+    /// In `exactly_once`, most bytes of rows those batches changed, held in
+    /// memory until the sink applies them (the processor's own estimate, as
+    /// `galley_rows_awaiting_sink_bytes` reports it); past it, processing
+    /// waits for the sink. While the database is away, results keep flowing
+    /// until one of the two bounds is reached.
+    pub max_bytes_awaiting_sink: usize,
     /// Most events taken into one batch.
     pub batch_max_events: usize,
     /// Most bytes (keys and values) taken into one batch; a record larger
@@ -278,7 +284,8 @@ impl Default for PipelineConfig {
     fn default() -> Self {
         Self {
             delivery: Delivery::ExactlyOnce,
-            max_batches_awaiting_sink: 64,
+            max_batches_awaiting_sink: 4096,
+            max_bytes_awaiting_sink: 64 * 1024 * 1024,
             batch_max_events: 2000,
             batch_max_bytes: 16 * 1024 * 1024,
             batch_linger: Duration::from_millis(20),

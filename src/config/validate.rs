@@ -198,6 +198,12 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        if self.pipeline.max_bytes_awaiting_sink == 0 {
+            return Err(invalid(
+                "pipeline.max_bytes_awaiting_sink",
+                "must be at least 1",
+            ));
+        }
         Ok(())
     }
 

@@ -340,20 +340,37 @@ async fn wait_for_sink<P: Processor>(
     }
     pass_on_applied(&eos.sink, processor);
     let awaiting = eos.sink.awaiting();
-    if awaiting >= cfg.max_batches_awaiting_sink {
+    if !room_for_more(awaiting, processor, cfg) {
         health.sink_full.store(awaiting, Ordering::Relaxed);
+        let sink = &eos.sink;
         let room = until_done!(
             retry,
             Step::Restore,
-            within_slice(eos.sink.room_for_more(cfg.max_batches_awaiting_sink))
+            within_slice(async {
+                loop {
+                    let awaiting = sink.awaiting();
+                    if awaiting == 0 || room_for_more(awaiting, processor, cfg) {
+                        return Ok(());
+                    }
+                    // Until the sink applied one more batch.
+                    sink.room_for_more(awaiting).await?;
+                    pass_on_applied(sink, processor);
+                }
+            })
         );
         if !room {
             return BatchOutcome::Deferred;
         }
-        pass_on_applied(&eos.sink, processor);
     }
     health.sink_full.store(0, Ordering::Relaxed);
     BatchOutcome::Done
+}
+
+/// Whether another batch may join the `awaiting` ones the sink has not
+/// applied: both bounds, batches and bytes, leave room.
+fn room_for_more<P: Processor>(awaiting: usize, processor: &P, cfg: &PipelineConfig) -> bool {
+    awaiting < cfg.max_batches_awaiting_sink
+        && processor.awaiting_sink_bytes() < cfg.max_bytes_awaiting_sink
 }
 
 /// Runs one wait for the sink for at most [`SINK_WAIT_SLICE`]: true when it

@@ -251,6 +251,12 @@ pub trait Processor: Send + 'static {
 
     /// Forgets everything cached for partitions this process no longer owns.
     fn partitions_revoked(&mut self, partitions: &[(String, i32)]);
+
+    /// Approximate bytes of rows held in memory until the sink applies them
+    /// (`pipeline.max_bytes_awaiting_sink` bounds it).
+    fn awaiting_sink_bytes(&self) -> usize {
+        0
+    }
 }
 
 /// Applies committed changelog values to the database: the sink's half of

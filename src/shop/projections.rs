@@ -18,6 +18,7 @@ use super::rows::{
 };
 use crate::domain::inventory::{Reservation, ReservationStatus, Stock};
 use crate::domain::order::Order;
+use crate::store::known_keys::{KeyHash, KnownKeysStore, PartitionKeys};
 use crate::store::marks::RecordMark;
 use crate::store::progress::ProgressStore;
 use crate::store::{self, read, record_statement, StoreError, Versioned};
@@ -58,6 +59,7 @@ pub struct ProjectionStore {
     upsert_stock: PreparedStatement,
     upsert_reservation: PreparedStatement,
     progress: ProgressStore,
+    known_keys: KnownKeysStore,
 }
 
 type BoxedRow = Box<dyn SerializeRow + Send + Sync>;
@@ -178,6 +180,7 @@ impl ProjectionStore {
             ))
             .await?,
             progress: ProgressStore::prepare(session.clone(), keyspace).await?,
+            known_keys: KnownKeysStore::prepare(session.clone(), keyspace).await?,
             session,
             keyspace: keyspace.to_string(),
         })
@@ -395,6 +398,39 @@ impl ProjectionStore {
         self.progress
             .write(topic, partition, newest, newest_event_ms, now_ms)
             .await
+    }
+
+    /// The keys recorded for `topic[partition]` (see [`crate::store::known_keys`]).
+    pub async fn load_known_keys(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<PartitionKeys, StoreError> {
+        let has_progress = async {
+            let applied = self.progress.applied_offsets(topic).await?;
+            Ok(applied.iter().any(|(p, _)| *p == partition))
+        };
+        self.known_keys.load(topic, partition, has_progress).await
+    }
+
+    pub async fn record_keys(
+        &self,
+        topic: &str,
+        partition: i32,
+        batch_offset: i64,
+        hashes: &[KeyHash],
+    ) -> Result<(), StoreError> {
+        self.known_keys
+            .record(topic, partition, batch_offset, hashes)
+            .await
+    }
+
+    pub async fn forget_key_completeness(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<(), StoreError> {
+        self.known_keys.forget_completeness(topic, partition).await
     }
 
     /// Reads the row a statement naming a whole primary key selects, if any.

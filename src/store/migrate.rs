@@ -46,6 +46,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "changelog_applied",
         cql: include_str!("migrations/0005_changelog_applied.cql"),
     },
+    Migration {
+        version: 6,
+        name: "row_keys",
+        cql: include_str!("migrations/0006_row_keys.cql"),
+    },
 ];
 
 /// The schema version this build needs.

@@ -7,6 +7,7 @@
 
 pub mod cache;
 pub mod changelog;
+pub mod known_keys;
 pub mod marks;
 pub mod migrate;
 pub mod progress;

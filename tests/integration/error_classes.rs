@@ -13,7 +13,7 @@ use rdkafka::producer::Producer;
 use galley::pipeline::{DeadLetterTarget, Outbox, OutgoingMessage, Publisher};
 
 use crate::support::process::GalleyProcess;
-use crate::support::scenario::Scenario;
+use crate::support::scenario::{Scenario, INPUT_PARTITIONS};
 use crate::support::topics::kafka_config;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -39,6 +39,25 @@ async fn an_unreadable_stored_row_stops_galley_with_a_non_zero_status() {
         )
         .await
         .expect("insert the unreadable row");
+    // A row galley did not write has no recorded key: galley would take the
+    // order as never written and not read it. Say, as a row written behind
+    // galley's back does, that the orders partitions' keys are incomplete
+    // (`row_keys` at batch_offset -2), so that galley reads every key.
+    for partition in 0..INPUT_PARTITIONS {
+        scenario
+            .keyspace
+            .session
+            .query_unpaged(
+                format!(
+                    "INSERT INTO {}.row_keys (topic, partition, batch_offset, key_hashes) \
+                     VALUES (?, ?, -2, 0x)",
+                    scenario.keyspace.name
+                ),
+                (&scenario.env.topics.orders, partition),
+            )
+            .await
+            .expect("mark the keys incomplete");
+    }
 
     let mut galley = GalleyProcess::spawn(&scenario.env, "a");
     galley.wait_ready(Duration::from_secs(60)).await;

@@ -10,6 +10,7 @@ mod dead_letters;
 mod error_classes;
 mod handover;
 mod hostile;
+mod known_keys;
 mod lag;
 mod lifecycle;
 mod memory;

@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use super::cache::{BatchRows, PartitionKey, ReservationKey};
 use super::decode::Decoded;
+use super::known::note_created_keys;
 use super::load::reservation_order;
 use super::sales::{add_sales, ChangedCells, SaleContribution};
 use super::writes::{Counted, InventoryLog, ShopWrites};
@@ -67,8 +68,10 @@ impl ShopProcessor {
             writes: ShopWrites::default(),
         };
         for (part, records) in &by_partition {
+            self.load_known_keys(part).await?;
             self.prepare_partition(part, records, &mut effects).await?;
         }
+        note_created_keys(&mut effects.writes, &self.caches.known_keys);
         Ok(effects)
     }
 

@@ -24,7 +24,8 @@
 //! sink reports them applied; a batch that misses the cache looks there,
 //! newest batch first, before it asks the database. The queue is not part
 //! of the cache's byte budget: what it holds is bounded by how far the sink
-//! may lag (`pipeline.max_batches_awaiting_sink`), not by bytes.
+//! may lag (`pipeline.max_batches_awaiting_sink` batches and
+//! `pipeline.max_bytes_awaiting_sink` bytes of these rows).
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -35,6 +36,7 @@ use crate::domain::inventory::{Reservation, Stock};
 use crate::domain::order::Order;
 use crate::shop::rows::SalesCell;
 use crate::store::cache::RowCache;
+use crate::store::known_keys::PartitionKeys;
 use crate::store::Versioned;
 
 /// The generations each table's share is split between.
@@ -246,6 +248,10 @@ fn order_heap_bytes(order: &Order) -> usize {
 /// The caches of the partitions this process owns, within one byte budget.
 pub(super) struct PartitionCaches {
     caches: HashMap<PartitionKey, PartitionCache>,
+    /// The keys each owned partition knows to exist (see
+    /// [`crate::store::known_keys`]), read when the partition's first batch
+    /// starts and dropped with its cache.
+    pub(super) known_keys: HashMap<PartitionKey, PartitionKeys>,
     max_bytes: usize,
 }
 
@@ -286,6 +292,7 @@ impl PartitionCaches {
     pub(super) fn new(max_bytes: usize) -> Self {
         Self {
             caches: HashMap::new(),
+            known_keys: HashMap::new(),
             max_bytes,
         }
     }
@@ -389,11 +396,13 @@ impl PartitionCaches {
     /// Drops the caches of partitions another process now owns, and their
     /// rows awaiting the sink: its writes would make them stale.
     pub(super) fn forget_partitions(&mut self, partitions: &[(String, i32)]) {
-        self.caches.retain(|(topic, p), _| {
+        let kept = |(topic, p): &PartitionKey| {
             !partitions
                 .iter()
                 .any(|(t, q)| q == p && t.as_str() == &**topic)
-        });
+        };
+        self.caches.retain(|part, _| kept(part));
+        self.known_keys.retain(|part, _| kept(part));
         self.reshare();
     }
 }

@@ -3,14 +3,17 @@
 //! that the sink can write them later, and decoded again by the sink.
 //!
 //! A value is one format-version byte ([`FORMAT_VERSION`]) followed by the
-//! postcard encoding of one partition's rows: its topic and number, then its
+//! postcard encoding of one partition's rows: its topic and number, the keys
+//! the batch created (see [`crate::store::known_keys`]), then its
 //! customer-list entries, SKU and minute sales cells, orders, inventory
-//! chunks and progress, in the order the tables are written. The version
-//! byte lets a later format be told apart from this one by a sink that
-//! reads both; an unknown version is an error, never a guess.
+//! chunks and progress, in the order they are written. The version byte lets
+//! formats be told apart: the sink still reads format 1, which had no keys,
+//! and marks the partitions of such values as having rows whose keys are not
+//! recorded; an unknown version is an error, never a guess.
 //!
 //! A partition whose rows would make a value longer than the engine's limit
-//! is cut into several values, in write order: the derived rows come before
+//! is cut into several values, in write order: the created keys come first,
+//! the derived rows come before
 //! the orders in the sequence, a SKU's chunks stay in order, and the progress
 //! row is always in the last value. A sink that applies only the first
 //! values of a batch before a crash therefore leaves the database as the
@@ -27,11 +30,15 @@ use super::writes::{InventoryChunk, ShopWrites};
 use crate::domain::order::Order;
 use crate::pipeline::{ChangelogEntry, StepError};
 use crate::shop::rows::SalesCell;
+use crate::store::known_keys::KeyHash;
 use crate::store::marks::RecordMark;
 use crate::store::Versioned;
 
 /// The first byte of every value this module writes.
-pub(super) const FORMAT_VERSION: u8 = 1;
+pub(super) const FORMAT_VERSION: u8 = 2;
+
+/// The format before the created keys were recorded.
+const FORMAT_WITHOUT_KEYS: u8 = 1;
 
 /// What can go wrong turning rows into values and back.
 #[derive(Debug, thiserror::Error)]
@@ -40,7 +47,8 @@ pub(super) enum ChangelogError {
     Empty,
     #[error(
         "a changelog value has format version {0}, which this galley cannot read (it reads \
-         version {FORMAT_VERSION}); it was written by another version of galley"
+         versions {FORMAT_WITHOUT_KEYS} and {FORMAT_VERSION}); it was written by another \
+         version of galley"
     )]
     UnknownVersion(u8),
     #[error("a changelog value of format version {FORMAT_VERSION} does not decode: {0}")]
@@ -65,6 +73,7 @@ impl From<ChangelogError> for StepError {
 /// sees it: the unit that goes into one value or the next.
 #[derive(Clone, Copy)]
 enum Row<'a> {
+    NewKeys(i64, &'a [KeyHash]),
     CustomerIndex(&'a Versioned<Order>),
     SkuSales(&'a str, i64, &'a Versioned<SalesCell>),
     MinuteSales(i64, &'a Versioned<SalesCell>),
@@ -78,6 +87,7 @@ impl Row<'_> {
     fn encoded_len(&self) -> postcard::Result<usize> {
         use postcard::experimental::serialized_size;
         match self {
+            Row::NewKeys(offset, hashes) => serialized_size(&(offset, hashes)),
             Row::CustomerIndex(o) | Row::Order(o) => serialized_size(o),
             Row::SkuSales(sku, minute, cell) => serialized_size(&(sku, minute, cell)),
             Row::MinuteSales(minute, cell) => serialized_size(&(minute, cell)),
@@ -93,6 +103,7 @@ impl Row<'_> {
 struct EncodedValue<'a> {
     topic: &'a str,
     partition: i32,
+    new_keys: Option<(i64, &'a [KeyHash])>,
     customer_index: Vec<&'a Versioned<Order>>,
     sku_sales: Vec<(&'a str, i64, &'a Versioned<SalesCell>)>,
     minute_sales: Vec<(i64, &'a Versioned<SalesCell>)>,
@@ -106,6 +117,7 @@ impl<'a> EncodedValue<'a> {
         Self {
             topic: &part.0,
             partition: part.1,
+            new_keys: None,
             customer_index: Vec::new(),
             sku_sales: Vec::new(),
             minute_sales: Vec::new(),
@@ -117,6 +129,7 @@ impl<'a> EncodedValue<'a> {
 
     fn push(&mut self, row: Row<'a>) {
         match row {
+            Row::NewKeys(offset, hashes) => self.new_keys = Some((offset, hashes)),
             Row::CustomerIndex(o) => self.customer_index.push(o),
             Row::SkuSales(sku, minute, cell) => self.sku_sales.push((sku, minute, cell)),
             Row::MinuteSales(minute, cell) => self.minute_sales.push((minute, cell)),
@@ -132,6 +145,22 @@ impl<'a> EncodedValue<'a> {
 struct DecodedValue {
     topic: String,
     partition: i32,
+    new_keys: Option<(i64, Vec<KeyHash>)>,
+    rows: DecodedRows,
+}
+
+/// A value of format 1: the rows with no keys before them. (postcard lays a
+/// nested struct's fields out as if they were the outer one's.)
+#[derive(Deserialize)]
+struct DecodedValueWithoutKeys {
+    topic: String,
+    partition: i32,
+    rows: DecodedRows,
+}
+
+/// The rows of a decoded value, after its topic, partition and keys.
+#[derive(Deserialize)]
+struct DecodedRows {
     customer_index: Vec<Versioned<Order>>,
     sku_sales: Vec<(String, i64, Versioned<SalesCell>)>,
     minute_sales: Vec<(i64, Versioned<SalesCell>)>,
@@ -154,6 +183,10 @@ fn varint_len(mut n: usize) -> usize {
 /// fields of [`ShopWrites`], a SKU's chunks one after the other.
 fn rows_by_partition(writes: &ShopWrites) -> BTreeMap<&PartitionKey, Vec<Row<'_>>> {
     let mut by_part: BTreeMap<&PartitionKey, Vec<Row<'_>>> = BTreeMap::new();
+    for (part, batch_offset, hashes) in &writes.new_keys {
+        let row = Row::NewKeys(*batch_offset, hashes);
+        by_part.entry(part).or_default().push(row);
+    }
     for (part, o) in &writes.customer_index {
         by_part.entry(part).or_default().push(Row::CustomerIndex(o));
     }
@@ -195,11 +228,11 @@ pub(super) fn encode(
         };
         // What a value holds besides its rows, counted as if all of the
         // partition's rows were in it (so never less than it is): the version
-        // byte, the topic and partition, five list lengths and the progress
-        // option's tag.
+        // byte, the topic and partition, five list lengths and the tags of
+        // the keys and progress options.
         let header = postcard::experimental::serialized_size(&(&*part.0, part.1))
             .map_err(|e| encode_error(e.to_string()))?;
-        let framing = 1 + header + 5 * varint_len(rows.len()) + 1;
+        let framing = 1 + header + 5 * varint_len(rows.len()) + 2;
         let mut value = EncodedValue::new(part);
         let mut value_len = framing;
         let mut value_rows = 0;
@@ -243,13 +276,22 @@ pub(super) fn decode(values: &[&[u8]]) -> Result<ShopWrites, ChangelogError> {
     let mut topics: HashMap<String, Arc<str>> = HashMap::new();
     let mut sku_chunks: HashMap<(PartitionKey, String), usize> = HashMap::new();
     for bytes in values {
-        let value = decode_value(bytes)?;
+        let (topic, partition, new_keys, value) = decode_value(bytes)?;
         let topic = topics
-            .entry(value.topic)
+            .entry(topic)
             .or_insert_with_key(|t| Arc::from(t.as_str()))
             .clone();
-        let part: PartitionKey = (topic, value.partition);
+        let part: PartitionKey = (topic, partition);
         let w = &mut writes;
+        match new_keys {
+            Some(KeysOf::Batch(batch_offset, hashes)) => {
+                w.new_keys.push((part.clone(), batch_offset, hashes))
+            }
+            Some(KeysOf::NotRecorded) if !w.keys_unrecorded.contains(&part) => {
+                w.keys_unrecorded.push(part.clone())
+            }
+            _ => {}
+        }
         w.customer_index
             .extend(value.customer_index.into_iter().map(|o| (part.clone(), o)));
         w.sku_sales.extend(
@@ -283,13 +325,38 @@ pub(super) fn decode(values: &[&[u8]]) -> Result<ShopWrites, ChangelogError> {
     Ok(writes)
 }
 
+/// What a decoded value says of the keys its batch created.
+enum KeysOf {
+    /// The batch's newest offset in the partition, and the keys it created.
+    Batch(i64, Vec<KeyHash>),
+    /// The value's format does not record them.
+    NotRecorded,
+}
+
 /// Decodes one value: its version byte, then exactly one partition's rows.
-fn decode_value(bytes: &[u8]) -> Result<DecodedValue, ChangelogError> {
+fn decode_value(
+    bytes: &[u8],
+) -> Result<(String, i32, Option<KeysOf>, DecodedRows), ChangelogError> {
     let (&version, rest) = bytes.split_first().ok_or(ChangelogError::Empty)?;
-    if version != FORMAT_VERSION {
-        return Err(ChangelogError::UnknownVersion(version));
+    match version {
+        FORMAT_VERSION => {
+            let v: DecodedValue = decode_whole(rest)?;
+            let keys = v
+                .new_keys
+                .map(|(offset, hashes)| KeysOf::Batch(offset, hashes));
+            Ok((v.topic, v.partition, keys, v.rows))
+        }
+        FORMAT_WITHOUT_KEYS => {
+            let v: DecodedValueWithoutKeys = decode_whole(rest)?;
+            Ok((v.topic, v.partition, Some(KeysOf::NotRecorded), v.rows))
+        }
+        other => Err(ChangelogError::UnknownVersion(other)),
     }
-    let (value, trailing) = postcard::take_from_bytes::<DecodedValue>(rest)
+}
+
+/// Decodes bytes that must hold exactly one `T`.
+fn decode_whole<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ChangelogError> {
+    let (value, trailing) = postcard::take_from_bytes::<T>(bytes)
         .map_err(|e| ChangelogError::Malformed(e.to_string()))?;
     if !trailing.is_empty() {
         return Err(ChangelogError::Malformed(format!(

@@ -105,6 +105,9 @@ fn chunk(sku: &str, offset: i64, orders: std::ops::Range<i64>) -> InventoryChunk
 fn batch() -> ShopWrites {
     let (o, i) = (orders_part(), inventory_part());
     let mut w = ShopWrites::default();
+    w.new_keys
+        .push((i.clone(), 47, vec![9, 0x00ff_00ff_00ff_00ff]));
+    w.new_keys.push((o.clone(), 104, vec![1, 2, 3, u64::MAX]));
     for (n, offset) in [(1, 100), (2, 101), (3, 104)] {
         w.customer_index.push((o.clone(), order(n, offset)));
         w.orders.push((o.clone(), order(n, offset)));
@@ -144,6 +147,8 @@ fn values(entries: &[ChangelogEntry]) -> Vec<&[u8]> {
 
 /// The rows of every table, as a test compares them.
 fn assert_same_rows(got: &ShopWrites, want: &ShopWrites) {
+    assert_eq!(got.new_keys, want.new_keys);
+    assert_eq!(got.keys_unrecorded, want.keys_unrecorded);
     assert_eq!(got.customer_index, want.customer_index);
     assert_eq!(got.sku_sales, want.sku_sales);
     assert_eq!(got.minute_sales, want.minute_sales);
@@ -155,7 +160,8 @@ fn assert_same_rows(got: &ShopWrites, want: &ShopWrites) {
 /// Rows in one value: every list's entries and its progress.
 fn rows_in(value: &[u8]) -> usize {
     let w = decode(&[value]).unwrap();
-    w.customer_index.len()
+    w.new_keys.len()
+        + w.customer_index.len()
         + w.sku_sales.len()
         + w.minute_sales.len()
         + w.orders.len()
@@ -227,6 +233,15 @@ fn a_small_limit_cuts_values_keeping_every_row_once_and_a_skus_chunks_in_order()
             .iter()
             .all(|v| decode(&[*v]).unwrap().progress.is_empty()));
     }
+    // The created keys come first, in each partition's first value: a sink
+    // records them before it writes any row of the batch.
+    for values in [&orders, &inventory] {
+        let (first, later) = values.split_first().unwrap();
+        assert_eq!(decode(&[*first]).unwrap().new_keys.len(), 1);
+        assert!(later
+            .iter()
+            .all(|v| decode(&[*v]).unwrap().new_keys.is_empty()));
+    }
     // Decoded in changelog order and merged, the rows are the batch's:
     // none lost, none twice, every SKU's chunks in their order.
     assert_same_rows(&decode(&values(&entries)).unwrap(), &writes);
@@ -238,7 +253,7 @@ fn a_row_larger_than_the_limit_is_a_value_of_its_own() {
     let entries = encode(&writes, 1).unwrap();
     let rows: usize = entries.iter().map(|e| rows_in(&e.value)).sum();
     assert_eq!(entries.len(), rows, "one row per value");
-    assert_eq!(rows, 3 + 2 + 1 + 3 + 4 + 2);
+    assert_eq!(rows, 2 + 3 + 2 + 1 + 3 + 4 + 2);
     assert_same_rows(&decode(&values(&entries)).unwrap(), &writes);
 }
 
@@ -254,7 +269,7 @@ fn an_unknown_format_version_is_an_error() {
         matches!(err, ChangelogError::UnknownVersion(v) if v == FORMAT_VERSION + 1),
         "{err}"
     );
-    assert!(err.to_string().contains("format version 2"), "{err}");
+    assert!(err.to_string().contains("format version 3"), "{err}");
     assert!(matches!(StepError::from(err), StepError::Fatal(_)));
 }
 
@@ -279,4 +294,26 @@ fn a_value_that_does_not_decode_is_an_error() {
             "{what}: {err:?}"
         );
     }
+}
+
+#[test]
+fn a_value_of_the_format_without_keys_marks_its_partition_unrecorded() {
+    let mut writes = batch();
+    writes.new_keys.clear();
+    let entries = encode(&writes, 1 << 20).unwrap();
+    // Format 1 is format 2 without the keys option after the partition.
+    let format_1: Vec<Vec<u8>> = entries
+        .iter()
+        .map(|e| {
+            let header =
+                postcard::experimental::serialized_size(&(&*e.topic, e.partition)).unwrap();
+            let mut value = e.value.clone();
+            assert_eq!(value.remove(1 + header), 0, "the keys option is None");
+            value[0] = 1;
+            value
+        })
+        .collect();
+    let decoded = decode(&format_1.iter().map(Vec::as_slice).collect::<Vec<_>>()).unwrap();
+    writes.keys_unrecorded = vec![inventory_part(), orders_part()];
+    assert_same_rows(&decoded, &writes);
 }

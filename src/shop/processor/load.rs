@@ -12,6 +12,9 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 
 use super::cache::{stage, BatchRows, PartitionCache, PartitionKey, ReservationKey};
 use super::decode::Decoded;
+use super::known::{
+    minute_cell_key, order_key, reservation_key, settle_absent, sku_cell_key, stock_key,
+};
 use super::sales::SaleContribution;
 use super::ShopProcessor;
 use crate::codec::EventSet;
@@ -62,6 +65,25 @@ pub(super) fn reservation_order(event: &InventoryEvent) -> Option<&str> {
 }
 
 impl ShopProcessor {
+    /// Reads the keys `part` knows to exist, once per ownership: after the
+    /// partition was taken, before its first batch reads a row.
+    pub(super) async fn load_known_keys(&mut self, part: &PartitionKey) -> Result<(), StoreError> {
+        if self.caches.known_keys.contains_key(part) {
+            return Ok(());
+        }
+        let keys = self.store.load_known_keys(&part.0, part.1).await?;
+        if !keys.is_complete() {
+            tracing::info!(
+                topic = %part.0,
+                partition = part.1,
+                "rows of this partition were written before their keys were recorded: \
+                 every row it needs is read from the database"
+            );
+        }
+        self.caches.known_keys.insert(part.clone(), keys);
+        Ok(())
+    }
+
     /// Fills `rows` with every order, stock and reservation row the events
     /// will touch, from the cache or else from the database.
     pub(super) async fn load_entity_rows(
@@ -70,7 +92,30 @@ impl ShopProcessor {
         events: &[(&InputRecord, Decoded)],
         rows: &mut BatchRows,
     ) -> Result<(), StoreError> {
-        let missing = stage_entity_rows(self.caches.cache(part), events, rows);
+        let mut missing = stage_entity_rows(self.caches.cache(part), events, rows);
+        let known = self.caches.known_keys.get(part);
+        settle_absent(
+            known,
+            &mut missing.orders,
+            &mut rows.orders,
+            |id| order_key(id),
+            None,
+        );
+        settle_absent(
+            known,
+            &mut missing.stock,
+            &mut rows.stock,
+            |sku| stock_key(sku),
+            None,
+        );
+        let reservation = |(sku, order): &ReservationKey| reservation_key(sku, order);
+        settle_absent(
+            known,
+            &mut missing.reservations,
+            &mut rows.reservations,
+            reservation,
+            None,
+        );
         let limit = self.settings.max_concurrent_statements;
         read_entity_rows(&self.store, missing, limit, rows).await
     }
@@ -83,7 +128,24 @@ impl ShopProcessor {
         sales: &[SaleContribution],
         rows: &mut BatchRows,
     ) -> Result<(), StoreError> {
-        let missing = stage_sales_cells(self.caches.cache(part), sales, rows);
+        let mut missing = stage_sales_cells(self.caches.cache(part), sales, rows);
+        let known = self.caches.known_keys.get(part);
+        let sku_cell = |(sku, minute): &(String, i64)| sku_cell_key(sku, *minute);
+        settle_absent(
+            known,
+            &mut missing.sku,
+            &mut rows.sku_sales,
+            sku_cell,
+            or_empty(None),
+        );
+        let minute_cell = minute_cell_key;
+        settle_absent(
+            known,
+            &mut missing.minute,
+            &mut rows.minute_sales,
+            minute_cell,
+            or_empty(None),
+        );
         let limit = self.settings.max_concurrent_statements;
         read_sales_cells(&self.store, missing, part.1, limit, rows).await
     }

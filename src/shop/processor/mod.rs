@@ -18,6 +18,7 @@ mod apply;
 mod cache;
 mod changelog;
 mod decode;
+mod known;
 mod load;
 mod sales;
 mod sink;
@@ -51,6 +52,8 @@ pub struct ShopProcessor {
 impl ShopProcessor {
     pub fn new(codec: Arc<Codec>, store: Arc<ProjectionStore>, settings: ShopSettings) -> Self {
         metrics::gauge!(t::ROW_CACHE_BYTES).set(0.0);
+        metrics::gauge!(t::KNOWN_ROW_KEYS).set(0.0);
+        metrics::counter!(t::ROW_READS_SKIPPED_TOTAL).absolute(0);
         metrics::gauge!(t::ROWS_AWAITING_SINK_BYTES).set(0.0);
         Self {
             codec,
@@ -96,11 +99,17 @@ impl Processor for ShopProcessor {
         self.caches.forget_partitions(partitions);
         self.report_cache_bytes();
     }
+
+    fn awaiting_sink_bytes(&self) -> usize {
+        self.caches.awaiting_sink_bytes()
+    }
 }
 
 impl ShopProcessor {
     fn report_cache_bytes(&self) {
         metrics::gauge!(t::ROW_CACHE_BYTES).set(self.caches.bytes() as f64);
+        let known: usize = self.caches.known_keys.values().map(|k| k.len()).sum();
+        metrics::gauge!(t::KNOWN_ROW_KEYS).set(known as f64);
         metrics::gauge!(t::ROWS_AWAITING_SINK_BYTES).set(self.caches.awaiting_sink_bytes() as f64);
     }
 }

@@ -19,6 +19,7 @@ use crate::domain::Outcome;
 use crate::pipeline::{unix_ms, StepError};
 use crate::shop::projections::ProjectionStore;
 use crate::shop::rows::SalesCell;
+use crate::store::known_keys::KeyHash;
 use crate::store::marks::RecordMark;
 use crate::store::{StoreError, Versioned};
 use crate::telemetry as t;
@@ -36,6 +37,12 @@ const RESERVATIONS_PER_BATCH: usize = 100;
 /// changelog splits the rows by owner.
 #[derive(Default)]
 pub struct ShopWrites {
+    /// Per input partition: the offset of its newest record in the batch and
+    /// the keys of the rows the batch creates, recorded before any row.
+    pub(super) new_keys: Vec<(PartitionKey, i64, Vec<KeyHash>)>,
+    /// Input partitions whose rows come from changelog values that do not
+    /// name their keys (format 1): their recorded keys are incomplete now.
+    pub(super) keys_unrecorded: Vec<PartitionKey>,
     pub(super) customer_index: Vec<(PartitionKey, Versioned<Order>)>,
     pub(super) sku_sales: Vec<(PartitionKey, String, i64, Versioned<SalesCell>)>,
     pub(super) minute_sales: Vec<(PartitionKey, i64, Versioned<SalesCell>)>,
@@ -53,6 +60,11 @@ impl PartitionCaches {
     /// With `awaiting_sink` (their changes are not in the database yet), also
     /// keeps the rows it changed until the sink has applied them.
     pub(super) fn commit(&mut self, mut writes: ShopWrites, awaiting_sink: bool) {
+        for (part, _, hashes) in std::mem::take(&mut writes.new_keys) {
+            if let Some(known) = self.known_keys.get_mut(&part) {
+                known.add(&hashes);
+            }
+        }
         self.adopt(std::mem::take(&mut writes.cache));
         if !awaiting_sink {
             return;
@@ -71,6 +83,8 @@ impl ShopWrites {
     /// real processor first and write them afterwards, timing the writes alone.
     pub fn take_rows(&mut self) -> ShopWrites {
         ShopWrites {
+            new_keys: std::mem::take(&mut self.new_keys),
+            keys_unrecorded: std::mem::take(&mut self.keys_unrecorded),
             customer_index: std::mem::take(&mut self.customer_index),
             sku_sales: std::mem::take(&mut self.sku_sales),
             minute_sales: std::mem::take(&mut self.minute_sales),
@@ -138,7 +152,9 @@ impl ShopWrites {
     /// executes for these rows (an inventory chunk is one batch statement; a
     /// partition's progress is two, its row and its mark).
     pub fn statement_count(&self) -> usize {
-        self.customer_index.len()
+        self.new_keys.len()
+            + self.keys_unrecorded.len()
+            + self.customer_index.len()
             + self.sku_sales.len()
             + self.minute_sales.len()
             + self.orders.len()
@@ -208,13 +224,15 @@ impl InventoryLog {
 }
 
 /// Writes rows in three waves, each finished before the next, with at most
-/// `limit` statements in flight.
+/// `limit` statements in flight; before them, the keys the rows create (see
+/// [`crate::store::known_keys`]: a row's key is recorded before the row).
 pub(super) async fn write_in_waves(
     store: &ProjectionStore,
     w: &ShopWrites,
     limit: usize,
 ) -> Result<(), StepError> {
     let now = unix_ms();
+    run_bounded(key_writes(store, w), limit).await?;
     // Rows derived from orders first, then the orders themselves (see the
     // module doc of `crate::shop`).
     run_bounded(derived_row_writes(store, w), limit).await?;
@@ -224,6 +242,22 @@ pub(super) async fn write_in_waves(
 }
 
 type Write<'a> = BoxFuture<'a, Result<(), StoreError>>;
+
+/// The keys the batch creates, and the partitions whose keys stop being
+/// complete.
+fn key_writes<'a>(store: &'a ProjectionStore, w: &'a ShopWrites) -> Vec<Write<'a>> {
+    w.new_keys
+        .iter()
+        .map(|((topic, p), batch_offset, hashes)| {
+            store.record_keys(topic, *p, *batch_offset, hashes).boxed()
+        })
+        .chain(
+            w.keys_unrecorded
+                .iter()
+                .map(|(topic, p)| store.forget_key_completeness(topic, *p).boxed()),
+        )
+        .collect()
+}
 
 /// The customer list and the sales cells: rows derived from orders.
 fn derived_row_writes<'a>(store: &'a ProjectionStore, w: &'a ShopWrites) -> Vec<Write<'a>> {
