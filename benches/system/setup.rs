@@ -109,7 +109,6 @@ impl BenchEnv {
             max_event_bytes: c.pipeline.max_event_bytes,
             max_concurrent_statements: c.cql.max_concurrent_statements,
             row_cache_max_bytes: c.shop.row_cache_max_bytes,
-            known_keys_max_bytes: c.shop.known_keys_max_bytes,
         }
     }
 

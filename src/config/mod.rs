@@ -309,10 +309,6 @@ pub struct ShopConfig {
     /// together, at most; each partition's is evicted oldest first past
     /// its share.
     pub row_cache_max_bytes: usize,
-    /// Bytes (approximate) the keys the owned partitions know to exist may
-    /// take together (see `store::known_keys`); past it, the largest
-    /// partition's are let go and its rows read again. 0 holds none.
-    pub known_keys_max_bytes: usize,
 }
 
 impl Default for ShopConfig {
@@ -320,7 +316,6 @@ impl Default for ShopConfig {
         Self {
             low_stock_threshold: 10,
             row_cache_max_bytes: 64 * 1024 * 1024,
-            known_keys_max_bytes: 64 * 1024 * 1024,
         }
     }
 }

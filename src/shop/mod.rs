@@ -56,6 +56,4 @@ pub struct ShopSettings {
     pub max_concurrent_statements: usize,
     /// Bytes the row caches of all owned partitions may hold together.
     pub row_cache_max_bytes: usize,
-    /// Bytes the known keys of all owned partitions may take together.
-    pub known_keys_max_bytes: usize,
 }

@@ -510,7 +510,6 @@ fn shop_processor(
             max_event_bytes: config.pipeline.max_event_bytes,
             max_concurrent_statements: config.cql.max_concurrent_statements,
             row_cache_max_bytes: config.shop.row_cache_max_bytes,
-            known_keys_max_bytes: config.shop.known_keys_max_bytes,
         },
     )
 }

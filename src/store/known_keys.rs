@@ -70,65 +70,31 @@ pub fn key_hash(table: u8, parts: &[&[u8]]) -> KeyHash {
 /// The keys one owner knows to exist in one input partition.
 #[derive(Debug, Default)]
 pub struct PartitionKeys {
-    /// Whether every key the partition ever created is recorded.
+    /// Whether every key the partition ever created is in `hashes`.
     complete: bool,
-    /// Whether `hashes` was let go to keep memory bounded: the recorded keys
-    /// stay complete, but this owner no longer holds them.
-    dropped: bool,
     hashes: HashSet<KeyHash>,
 }
 
 impl PartitionKeys {
-    /// A set recorded from its partition's start, holding `hashes`.
-    #[cfg(test)]
-    pub fn recorded_from_start(hashes: impl IntoIterator<Item = KeyHash>) -> Self {
-        Self {
-            complete: true,
-            dropped: false,
-            hashes: hashes.into_iter().collect(),
-        }
-    }
-
     /// Whether a row of this key surely does not exist: only a complete set
     /// can say so.
     pub fn surely_absent(&self, hash: KeyHash) -> bool {
-        self.answers() && !self.hashes.contains(&hash)
+        self.complete && !self.hashes.contains(&hash)
     }
 
-    /// Whether the key is among those held.
+    /// Whether the key is among those known; with an incomplete set, a key
+    /// that is not may still exist.
     pub fn knows(&self, hash: KeyHash) -> bool {
         self.hashes.contains(&hash)
     }
 
     /// Adds the keys a committed batch created.
     pub fn add(&mut self, hashes: &[KeyHash]) {
-        if !self.dropped {
-            self.hashes.extend(hashes.iter().copied());
-        }
+        self.hashes.extend(hashes.iter().copied());
     }
 
-    /// Whether the keys are recorded from the partition's start, so that
-    /// each batch must record those it creates.
     pub fn is_complete(&self) -> bool {
         self.complete
-    }
-
-    /// Whether this set can tell a key that was never written.
-    pub fn answers(&self) -> bool {
-        self.complete && !self.dropped
-    }
-
-    /// Lets the held keys go: the partition's rows are read again, and its
-    /// batches still record the keys they create.
-    pub fn drop_keys(&mut self) {
-        self.dropped = true;
-        self.hashes = HashSet::new();
-    }
-
-    /// Bytes the held keys take: the table's buckets, each a hash and a
-    /// control byte.
-    pub fn heap_bytes(&self) -> usize {
-        self.hashes.capacity() * (std::mem::size_of::<KeyHash>() + 1)
     }
 
     pub fn len(&self) -> usize {
@@ -253,21 +219,6 @@ mod tests {
         // FNV-1a 64 of "a" (a tag and no parts), the published test vector:
         // recorded hashes must stay valid across builds and platforms.
         assert_eq!(key_hash(b'a', &[]), 0xaf63_dc4c_8601_ec8c);
-    }
-
-    #[test]
-    fn a_dropped_set_answers_nothing_and_stays_complete() {
-        let mut keys = PartitionKeys {
-            complete: true,
-            ..PartitionKeys::default()
-        };
-        keys.add(&[7]);
-        assert!(keys.surely_absent(8) && keys.heap_bytes() > 0);
-        keys.drop_keys();
-        keys.add(&[9]);
-        assert!(!keys.surely_absent(8) && !keys.knows(9));
-        assert!(keys.is_complete() && !keys.answers());
-        assert_eq!(keys.heap_bytes(), 0);
     }
 
     #[test]

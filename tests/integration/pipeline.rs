@@ -162,15 +162,6 @@ async fn crash(mode: Mode) {
         Mode::AtLeastOnce => BatchPhase::Published,
         Mode::ExactlyOnce => BatchPhase::SentInTransaction,
     };
-    // Every other member holds no known keys (it reads every row, and still
-    // records the keys it creates); the next one answers from what they
-    // recorded. A key that went unrecorded would make it take an existing
-    // row as never written, and the fold would tell.
-    let hold_keys = |scenario: &mut Scenario, k: usize| {
-        let bound = if k % 2 == 0 { "0" } else { "67108864" };
-        scenario.env.set("GALLEY_SHOP__KNOWN_KEYS_MAX_BYTES", bound);
-    };
-    hold_keys(&mut scenario, 0);
     let mut galley = GalleyProcess::spawn(&scenario.env, "crash-0");
     galley.wait_ready(Duration::from_secs(60)).await;
 
@@ -192,7 +183,6 @@ async fn crash(mode: Mode) {
             mid_batch += 1;
         }
         println!("[crash] SIGKILL {k} after {pause:?} (aimed: {aimed}); last batch phase logged: {landed:?}");
-        hold_keys(&mut scenario, k);
         galley = GalleyProcess::spawn(&scenario.env, &format!("crash-{k}"));
         galley.wait_ready(Duration::from_secs(60)).await;
     }

@@ -6,12 +6,12 @@
 //! is a duplicate; every row an event changes takes its offset as the new
 //! watermark (see the module doc of [`crate::shop`]).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use super::cache::{BatchRows, PartitionKey, ReservationKey};
 use super::decode::Decoded;
-use super::known::{absent_cell_keys, absent_entity_keys, note_created_keys};
+use super::known::note_created_keys;
 use super::load::reservation_order;
 use super::sales::{add_sales, ChangedCells, SaleContribution};
 use super::writes::{Counted, InventoryLog, ShopWrites};
@@ -21,7 +21,6 @@ use crate::domain::inventory::{self, Reservation};
 use crate::domain::order;
 use crate::domain::{Emitted, EventIds, EventOrigin, InventoryEvent, OrderEvent, Outcome};
 use crate::pipeline::{Effects, InputRecord, StepError};
-use crate::store::known_keys::KeyHash;
 use crate::store::marks::RecordMark;
 use crate::store::Versioned;
 use crate::telemetry as t;
@@ -68,36 +67,30 @@ impl ShopProcessor {
             dead_letters: Vec::new(),
             writes: ShopWrites::default(),
         };
-        let mut absent = HashMap::new();
         for (part, records) in &by_partition {
             self.load_known_keys(part).await?;
-            let loaded_absent = self.prepare_partition(part, records, &mut effects).await?;
-            absent.insert(part.clone(), loaded_absent);
+            self.prepare_partition(part, records, &mut effects).await?;
         }
-        note_created_keys(&mut effects.writes, &self.caches.known_keys, &absent);
+        note_created_keys(&mut effects.writes, &self.caches.known_keys);
         Ok(effects)
     }
 
     /// Decides one partition's events and appends the effects to `effects`.
-    /// Returns the keys of the rows it loaded as absent.
     async fn prepare_partition(
         &mut self,
         part: &PartitionKey,
         records: &[&InputRecord],
         effects: &mut Effects<ShopWrites>,
-    ) -> Result<HashSet<KeyHash>, StepError> {
+    ) -> Result<(), StepError> {
         let events = self.decode_records(records, &mut effects.dead_letters);
         let mut rows = BatchRows::default();
         self.load_entity_rows(part, &events, &mut rows).await?;
-        // Taken before the handlers change the rows.
-        let mut absent = absent_entity_keys(&rows);
         let decided = self.decide_events(part, &events, &mut rows, effects)?;
         self.load_sales_rows(part, &decided.sales, &mut rows)
             .await?;
-        absent.extend(absent_cell_keys(&rows));
         let changed_cells = add_sales(&decided.sales, &mut rows.sku_sales, &mut rows.minute_sales);
         collect_writes(&mut effects.writes, part, rows, decided, changed_cells);
-        Ok(absent)
+        Ok(())
     }
 
     /// Runs the handlers on a partition's events in order, appending the

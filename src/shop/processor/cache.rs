@@ -253,7 +253,6 @@ pub(super) struct PartitionCaches {
     /// starts and dropped with its cache.
     pub(super) known_keys: HashMap<PartitionKey, PartitionKeys>,
     max_bytes: usize,
-    known_keys_max_bytes: usize,
 }
 
 /// The rows of one partition a batch read or computed.
@@ -290,41 +289,11 @@ pub(super) fn stage<K, V>(
 }
 
 impl PartitionCaches {
-    pub(super) fn new(max_bytes: usize, known_keys_max_bytes: usize) -> Self {
+    pub(super) fn new(max_bytes: usize) -> Self {
         Self {
             caches: HashMap::new(),
             known_keys: HashMap::new(),
             max_bytes,
-            known_keys_max_bytes,
-        }
-    }
-
-    /// Lets go of the largest partitions' known keys until all of them take
-    /// at most `shop.known_keys_max_bytes`.
-    pub(super) fn bound_known_keys(&mut self) {
-        let mut total: usize = self
-            .known_keys
-            .values()
-            .map(PartitionKeys::heap_bytes)
-            .sum();
-        while total > self.known_keys_max_bytes {
-            let Some((part, keys)) = self
-                .known_keys
-                .iter_mut()
-                .filter(|(_, k)| k.answers())
-                .max_by_key(|(_, k)| k.heap_bytes())
-            else {
-                return;
-            };
-            tracing::warn!(
-                topic = %part.0,
-                partition = part.1,
-                keys = keys.len(),
-                "the known keys take more than shop.known_keys_max_bytes: letting this \
-                 partition's go; its rows are read from the database again"
-            );
-            total -= keys.heap_bytes();
-            keys.drop_keys();
         }
     }
 

@@ -81,7 +81,6 @@ impl ShopProcessor {
             );
         }
         self.caches.known_keys.insert(part.clone(), keys);
-        self.caches.bound_known_keys();
         Ok(())
     }
 

@@ -58,10 +58,7 @@ impl ShopProcessor {
         Self {
             codec,
             store,
-            caches: PartitionCaches::new(
-                settings.row_cache_max_bytes,
-                settings.known_keys_max_bytes,
-            ),
+            caches: PartitionCaches::new(settings.row_cache_max_bytes),
             settings,
         }
     }

@@ -165,7 +165,7 @@ fn order_with_customer_id(n: usize, id_bytes: usize) -> Versioned<Order> {
 fn the_row_caches_of_all_partitions_stay_within_their_bytes() {
     const BUDGET: usize = 1024 * 1024;
     const ID_BYTES: usize = 1024;
-    let mut caches = PartitionCaches::new(BUDGET, 0);
+    let mut caches = PartitionCaches::new(BUDGET);
     // 4 partitions × 10,000 orders of over 1 KiB each: 40 MiB offered.
     for partition in 0..4 {
         let key = (Arc::from("orders"), partition);
@@ -240,7 +240,7 @@ fn stage_order(
 #[test]
 fn a_row_awaiting_the_sink_is_read_from_memory_until_applied_then_from_the_database() {
     let part: PartitionKey = (Arc::from("shop.orders"), 2);
-    let mut caches = PartitionCaches::new(16 * 1024, 0);
+    let mut caches = PartitionCaches::new(16 * 1024);
     let first = order_with_customer_id(10, 8);
     let mut second = order_with_customer_id(10, 8);
     second.applied_offset = 20;
@@ -279,7 +279,7 @@ fn a_row_awaiting_the_sink_is_read_from_memory_until_applied_then_from_the_datab
 #[test]
 fn without_a_sink_to_wait_for_nothing_is_held_back() {
     let part: PartitionKey = (Arc::from("shop.orders"), 2);
-    let mut caches = PartitionCaches::new(16 * 1024, 0);
+    let mut caches = PartitionCaches::new(16 * 1024);
     caches.commit(order_batch(&part, order_with_customer_id(10, 8), 12), false);
     assert_eq!(caches.awaiting_sink_bytes(), 0);
     evict(&mut caches, &part, "O-10");
@@ -290,7 +290,7 @@ fn without_a_sink_to_wait_for_nothing_is_held_back() {
 fn a_revoked_partition_forgets_its_rows_awaiting_the_sink() {
     let part: PartitionKey = (Arc::from("shop.orders"), 2);
     let other: PartitionKey = (Arc::from("shop.orders"), 5);
-    let mut caches = PartitionCaches::new(16 * 1024, 0);
+    let mut caches = PartitionCaches::new(16 * 1024);
     caches.commit(order_batch(&part, order_with_customer_id(10, 8), 12), true);
     caches.commit(order_batch(&other, order_with_customer_id(11, 8), 40), true);
     let both = caches.awaiting_sink_bytes();

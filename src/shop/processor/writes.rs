@@ -65,7 +65,6 @@ impl PartitionCaches {
                 known.add(&hashes);
             }
         }
-        self.bound_known_keys();
         self.adopt(std::mem::take(&mut writes.cache));
         if !awaiting_sink {
             return;
