@@ -11,7 +11,11 @@
 //! The argument, per input partition:
 //! - A key's hash is recorded before any row of that key is written (the
 //!   recording is a wave of its own, ahead of the rows), so a row in the
-//!   database always has its hash recorded. Recording a hash whose rows never
+//!   database always has its hash recorded. Records only add: each is keyed
+//!   by its batch's offset and its own content, so a batch processed again
+//!   under at-least-once delivery, ending at the same offset with fewer new
+//!   keys (its first run's rows are found this time), cannot replace the
+//!   first run's record. Recording a hash whose rows never
 //!   got written (a failed batch, an aborted transaction) only costs a read.
 //! - The recorded keys are the whole story only if they were recorded from
 //!   the start: the row at `batch_offset` -1 says so. Its owner writes it when
@@ -120,8 +124,8 @@ impl KnownKeysStore {
             "SELECT batch_offset, key_hashes FROM {ks}.row_keys WHERE topic = ? AND partition = ?"
         );
         let insert = format!(
-            "INSERT INTO {ks}.row_keys (topic, partition, batch_offset, key_hashes) \
-             VALUES (?, ?, ?, ?)"
+            "INSERT INTO {ks}.row_keys (topic, partition, batch_offset, content_hash, \
+             key_hashes) VALUES (?, ?, ?, ?, ?)"
         );
         Ok(Self {
             select: prepare(&session, &select).await?,
@@ -157,7 +161,7 @@ impl KnownKeysStore {
         }
         keys.complete = from_the_start && !missed;
         if rows.is_empty() && !has_progress.await? {
-            let values = (topic, partition, FROM_THE_START, Vec::<u8>::new());
+            let values = (topic, partition, FROM_THE_START, 0_i64, Vec::<u8>::new());
             execute(&self.session, "insert_row_keys", &self.insert, values).await?;
             keys.complete = true;
         }
@@ -173,14 +177,20 @@ impl KnownKeysStore {
         batch_offset: i64,
         hashes: &[KeyHash],
     ) -> Result<(), StoreError> {
-        let values = (topic, partition, batch_offset, encode_hashes(hashes));
+        let blob = encode_hashes(hashes);
+        // Keyed by its content too: a batch processed again after a crash
+        // may end at the same offset and create other keys (the first run's
+        // rows are found this time), and its record must not replace the
+        // first one's.
+        let content_hash = key_hash(b'c', &[&blob]) as i64;
+        let values = (topic, partition, batch_offset, content_hash, blob);
         execute(&self.session, "insert_row_keys", &self.insert, values).await
     }
 
     /// Says that rows of `topic[partition]` were written without their keys
     /// recorded: from now on every key of it is read.
     pub async fn forget_completeness(&self, topic: &str, partition: i32) -> Result<(), StoreError> {
-        let values = (topic, partition, KEYS_MISSED, Vec::<u8>::new());
+        let values = (topic, partition, KEYS_MISSED, 0_i64, Vec::<u8>::new());
         execute(&self.session, "insert_row_keys", &self.insert, values).await
     }
 }

@@ -49,8 +49,8 @@ async fn an_unreadable_stored_row_stops_galley_with_a_non_zero_status() {
             .session
             .query_unpaged(
                 format!(
-                    "INSERT INTO {}.row_keys (topic, partition, batch_offset, key_hashes) \
-                     VALUES (?, ?, -2, 0x)",
+                    "INSERT INTO {}.row_keys (topic, partition, batch_offset, content_hash, \
+                     key_hashes) VALUES (?, ?, -2, 0, 0x)",
                     scenario.keyspace.name
                 ),
                 (&scenario.env.topics.orders, partition),

@@ -57,3 +57,29 @@ async fn recorded_keys_answer_for_absence_only_from_a_partitions_start() {
     assert!(forgotten.knows(7), "the recorded keys stay");
     assert!(!forgotten.surely_absent(9));
 }
+
+/// Under at_least_once a batch can be processed again after a crash and end
+/// at the same offset as the first time, with other keys created (the first
+/// time's rows are found this time). Its record must add to the first, not
+/// replace it: a replaced record loses keys whose rows exist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_recorded_again_at_the_same_offset_keeps_both_records() {
+    let ks = TestKeyspace::migrated("knownkeys2").await;
+    let store = ProjectionStore::prepare(ks.session.clone(), &ks.name)
+        .await
+        .expect("statements prepare");
+    let fresh = store.load_known_keys(TOPIC, 0).await.expect("load");
+    assert!(fresh.is_complete());
+    store
+        .record_keys(TOPIC, 0, 500, &[1, 2])
+        .await
+        .expect("record");
+    store
+        .record_keys(TOPIC, 0, 500, &[3])
+        .await
+        .expect("record again");
+    let reloaded = store.load_known_keys(TOPIC, 0).await.expect("reload");
+    for key in [1, 2, 3] {
+        assert!(reloaded.knows(key), "key {key} was recorded and is lost");
+    }
+}
