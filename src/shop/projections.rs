@@ -18,7 +18,7 @@ use super::rows::{
 };
 use crate::domain::inventory::{Reservation, ReservationStatus, Stock};
 use crate::domain::order::Order;
-use crate::store::known_keys::{KeyHash, KnownKeysStore, PartitionKeys};
+use crate::store::known_keys::{KnownKeysStore, PartitionKeys};
 use crate::store::marks::RecordMark;
 use crate::store::progress::ProgressStore;
 use crate::store::{self, read, record_statement, StoreError, Versioned};
@@ -413,24 +413,9 @@ impl ProjectionStore {
         self.known_keys.load(topic, partition, has_progress).await
     }
 
-    pub async fn record_keys(
-        &self,
-        topic: &str,
-        partition: i32,
-        batch_offset: i64,
-        hashes: &[KeyHash],
-    ) -> Result<(), StoreError> {
-        self.known_keys
-            .record(topic, partition, batch_offset, hashes)
-            .await
-    }
-
-    pub async fn forget_key_completeness(
-        &self,
-        topic: &str,
-        partition: i32,
-    ) -> Result<(), StoreError> {
-        self.known_keys.forget_completeness(topic, partition).await
+    /// `row_keys`, for recording the keys batches create.
+    pub fn known_keys(&self) -> &KnownKeysStore {
+        &self.known_keys
     }
 
     /// Reads the row a statement naming a whole primary key selects, if any.

@@ -11,6 +11,7 @@ use std::time::Duration;
 use rdkafka::producer::Producer;
 
 use galley::pipeline::{DeadLetterTarget, Outbox, OutgoingMessage, Publisher};
+use galley::shop::projections::ProjectionStore;
 
 use crate::support::process::GalleyProcess;
 use crate::support::scenario::{Scenario, INPUT_PARTITIONS};
@@ -40,21 +41,17 @@ async fn an_unreadable_stored_row_stops_galley_with_a_non_zero_status() {
         .await
         .expect("insert the unreadable row");
     // A row galley did not write has no recorded key: galley would take the
-    // order as never written and not read it. Say, as a row written behind
-    // galley's back does, that the orders partitions' keys are incomplete
-    // (`row_keys` at batch_offset -2), so that galley reads every key.
+    // order as never written and not read it. Say, as galley does of rows
+    // written without their keys, that the orders partitions' recorded keys
+    // are incomplete, so that galley reads every key.
+    let store =
+        ProjectionStore::prepare(scenario.keyspace.session.clone(), &scenario.keyspace.name)
+            .await
+            .expect("statements prepare");
     for partition in 0..INPUT_PARTITIONS {
-        scenario
-            .keyspace
-            .session
-            .query_unpaged(
-                format!(
-                    "INSERT INTO {}.row_keys (topic, partition, batch_offset, content_hash, \
-                     key_hashes) VALUES (?, ?, -2, 0, 0x)",
-                    scenario.keyspace.name
-                ),
-                (&scenario.env.topics.orders, partition),
-            )
+        store
+            .known_keys()
+            .forget_completeness(&scenario.env.topics.orders, partition)
             .await
             .expect("mark the keys incomplete");
     }

@@ -9,22 +9,33 @@ use crate::support::TestKeyspace;
 
 const TOPIC: &str = "shop.orders";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn recorded_keys_answer_for_absence_only_from_a_partitions_start() {
-    let ks = TestKeyspace::migrated("knownkeys").await;
+/// A migrated keyspace of its own and the projection statements on it.
+async fn fresh_store(prefix: &str) -> (TestKeyspace, ProjectionStore) {
+    let ks = TestKeyspace::migrated(prefix).await;
     let store = ProjectionStore::prepare(ks.session.clone(), &ks.name)
         .await
         .expect("statements prepare");
+    (ks, store)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recorded_keys_answer_for_absence_only_from_a_partitions_start() {
+    let (_ks, store) = fresh_store("knownkeys").await;
 
     // Partition 0 has neither recorded keys nor progress: no row of it can
     // exist, so its keys are recorded from now on and answer for absence.
     let fresh = store.load_known_keys(TOPIC, 0).await.expect("load");
     assert!(fresh.is_complete() && fresh.is_empty());
     store
-        .record_keys(TOPIC, 0, 41, &[7, u64::MAX])
+        .known_keys()
+        .record(TOPIC, 0, 41, &[7, u64::MAX])
         .await
         .expect("record");
-    store.record_keys(TOPIC, 0, 90, &[8]).await.expect("record");
+    store
+        .known_keys()
+        .record(TOPIC, 0, 90, &[8])
+        .await
+        .expect("record");
     let reloaded = store.load_known_keys(TOPIC, 0).await.expect("reload");
     assert!(reloaded.is_complete());
     assert_eq!(reloaded.len(), 3);
@@ -42,14 +53,19 @@ async fn recorded_keys_answer_for_absence_only_from_a_partitions_start() {
     let older = store.load_known_keys(TOPIC, 1).await.expect("load");
     assert!(!older.is_complete());
     assert!(!older.surely_absent(9));
-    store.record_keys(TOPIC, 1, 20, &[9]).await.expect("record");
+    store
+        .known_keys()
+        .record(TOPIC, 1, 20, &[9])
+        .await
+        .expect("record");
     let older = store.load_known_keys(TOPIC, 1).await.expect("reload");
     assert!(!older.is_complete() && older.knows(9));
 
     // Rows written without their keys (a changelog value of the format
     // before keys) take partition 0's completeness away for good.
     store
-        .forget_key_completeness(TOPIC, 0)
+        .known_keys()
+        .forget_completeness(TOPIC, 0)
         .await
         .expect("forget");
     let forgotten = store.load_known_keys(TOPIC, 0).await.expect("reload");
@@ -64,18 +80,17 @@ async fn recorded_keys_answer_for_absence_only_from_a_partitions_start() {
 /// replace it: a replaced record loses keys whose rows exist.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_recorded_again_at_the_same_offset_keeps_both_records() {
-    let ks = TestKeyspace::migrated("knownkeys2").await;
-    let store = ProjectionStore::prepare(ks.session.clone(), &ks.name)
-        .await
-        .expect("statements prepare");
+    let (_ks, store) = fresh_store("knownkeys2").await;
     let fresh = store.load_known_keys(TOPIC, 0).await.expect("load");
     assert!(fresh.is_complete());
     store
-        .record_keys(TOPIC, 0, 500, &[1, 2])
+        .known_keys()
+        .record(TOPIC, 0, 500, &[1, 2])
         .await
         .expect("record");
     store
-        .record_keys(TOPIC, 0, 500, &[3])
+        .known_keys()
+        .record(TOPIC, 0, 500, &[3])
         .await
         .expect("record again");
     let reloaded = store.load_known_keys(TOPIC, 0).await.expect("reload");

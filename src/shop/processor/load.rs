@@ -138,12 +138,11 @@ impl ShopProcessor {
             sku_cell,
             or_empty(None),
         );
-        let minute_cell = minute_cell_key;
         settle_absent(
             known,
             &mut missing.minute,
             &mut rows.minute_sales,
-            minute_cell,
+            minute_cell_key,
             or_empty(None),
         );
         let limit = self.settings.max_concurrent_statements;

@@ -246,15 +246,16 @@ type Write<'a> = BoxFuture<'a, Result<(), StoreError>>;
 /// The keys the batch creates, and the partitions whose keys stop being
 /// complete.
 fn key_writes<'a>(store: &'a ProjectionStore, w: &'a ShopWrites) -> Vec<Write<'a>> {
+    let keys = store.known_keys();
     w.new_keys
         .iter()
         .map(|((topic, p), batch_offset, hashes)| {
-            store.record_keys(topic, *p, *batch_offset, hashes).boxed()
+            keys.record(topic, *p, *batch_offset, hashes).boxed()
         })
         .chain(
             w.keys_unrecorded
                 .iter()
-                .map(|(topic, p)| store.forget_key_completeness(topic, *p).boxed()),
+                .map(|(topic, p)| keys.forget_completeness(topic, *p).boxed()),
         )
         .collect()
 }
