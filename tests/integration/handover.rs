@@ -44,8 +44,18 @@ async fn a_member_waiting_for_its_sink_still_lets_a_newcomer_in() {
     second
         .wait_metric_at_least("galley_partitions_owned", 12.0, Duration::from_secs(60))
         .await;
-    // Records for it to process: its first batch waits for the sink.
+    // Records for it to process: its first batch waits for the sink. The
+    // third member must join while it waits, not before its first batch
+    // (its fetch can wait seconds for the killed member's open transaction
+    // to be aborted): wait until one batch has given way.
     sent += scenario.produce(rest, 4_000).await;
+    second
+        .wait_metric_at_least(
+            "galley_batches_deferred_total",
+            1.0,
+            Duration::from_secs(90),
+        )
+        .await;
     let mut third = GalleyProcess::spawn(&scenario.env, "third");
     third.wait_ready(Duration::from_secs(60)).await;
     third
