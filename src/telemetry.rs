@@ -122,6 +122,9 @@ pub const SINK_AWAITING_BATCHES: &str = "galley_sink_awaiting_batches";
 pub const BATCHES_DEFERRED_TOTAL: &str = "galley_batches_deferred_total";
 /// `exactly_once`: Kafka transactions ended. Labels: outcome (committed, aborted).
 pub const TRANSACTIONS_TOTAL: &str = "galley_transactions_total";
+/// `exactly_once`: time one part of a batch's transaction took, from its
+/// start. Labels: call (records, changelog, offsets, commit).
+pub const TRANSACTION_CALL_DURATION_SECONDS: &str = "galley_transaction_call_duration_seconds";
 /// 1 when /readyz would answer 200, else 0.
 pub const READY: &str = "galley_ready";
 /// Readiness checks run (a database ping and a Kafka metadata fetch each).
@@ -329,6 +332,12 @@ pub const METRICS: &[MetricDef] = &[
         Kind::Counter,
         &["outcome"],
         "Kafka transactions ended, by outcome (committed, aborted).",
+    ),
+    def(
+        TRANSACTION_CALL_DURATION_SECONDS,
+        Kind::Histogram,
+        &["call"],
+        "Time one part of a batch's transaction took: its records, changelog and offsets acknowledged (they overlap), then the commit.",
     ),
     def(
         HTTP_REQUESTS_TOTAL,

@@ -57,15 +57,22 @@ pub struct Breakdown {
     pub batches: u64,
     pub mean_batch_events: f64,
     pub mean_batch_ms: f64,
+    /// Mean time from one batch's start to the next one's: the batch, then
+    /// filling the next (its linger and any wait for records).
+    pub mean_cycle_ms: f64,
     /// Step label and its mean time per batch in milliseconds.
     pub step_mean_ms: std::collections::BTreeMap<String, f64>,
+    /// `exactly_once`: each part of a batch's transaction, mean milliseconds
+    /// from the transaction's start (records, changelog and offsets overlap)
+    /// and for the commit after them.
+    pub transaction_mean_ms: std::collections::BTreeMap<String, f64>,
     /// CQL statements per batch, by statement (the sink's included).
     pub statements_per_batch: std::collections::BTreeMap<String, f64>,
 }
 
 impl Breakdown {
     /// The difference of two scrapes' batch histograms.
-    fn between(before: &str, after: &str) -> Breakdown {
+    fn between(before: &str, after: &str, phase: std::time::Duration) -> Breakdown {
         let diff = |name: &str| {
             let (a, b) = (sums_and_counts(after, name), sums_and_counts(before, name));
             a.into_iter()
@@ -87,9 +94,14 @@ impl Breakdown {
             batches: sizes.1 as u64,
             mean_batch_events: mean(sizes),
             mean_batch_ms: mean(durations) * 1000.0,
+            mean_cycle_ms: phase.as_secs_f64() * 1000.0 / batches,
             step_mean_ms: diff(galley::telemetry::BATCH_STEP_DURATION_SECONDS)
                 .into_iter()
                 .map(|(step, (sum, _))| (step, sum * 1000.0 / batches))
+                .collect(),
+            transaction_mean_ms: diff(galley::telemetry::TRANSACTION_CALL_DURATION_SECONDS)
+                .into_iter()
+                .map(|(call, totals)| (call, mean(totals) * 1000.0))
                 .collect(),
             statements_per_batch: diff(galley::telemetry::DB_STATEMENT_DURATION_SECONDS)
                 .into_iter()
@@ -137,6 +149,7 @@ pub async fn measure(
     let count = (rate * settings.latency_duration.as_secs_f64()).ceil() as usize;
     let messages = stream::live(codec, count, LATENCY_SEED);
     let before_text = galley.scrape().await?;
+    let phase_started = std::time::Instant::now();
     let before = histogram_buckets(&before_text, HISTOGRAM)?;
     let producer = stream::producer(&env.config, 1)?;
     let results = ResultWatch::start(env).await?;
@@ -148,6 +161,7 @@ pub async fn measure(
     let projection_visible = probes.finish().await?;
     let result_visible = results.finish().await?;
     let after_text = galley.scrape().await?;
+    let phase = phase_started.elapsed();
     let after = histogram_buckets(&after_text, HISTOGRAM)?;
 
     let diff: Vec<(f64, u64)> = after
@@ -169,7 +183,7 @@ pub async fn measure(
         p50_ms: ms(0.5),
         p99_ms: ms(0.99),
         p999_ms: ms(0.999),
-        breakdown: Breakdown::between(&before_text, &after_text),
+        breakdown: Breakdown::between(&before_text, &after_text, phase),
         result_visible,
         projection_visible,
     };

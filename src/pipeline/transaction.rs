@@ -159,10 +159,19 @@ impl Publisher {
         // The records' acknowledgements and the offsets' two round trips
         // (to the transaction and the group coordinators) overlap: all of
         // them must succeed before the commit, in any order.
+        let started = std::time::Instant::now();
         let ((error, _), changelog_error, offsets_sent) = tokio::join!(
-            self.send_round(outbox),
-            self.send_changelog(&producer, changelog),
-            send_offsets(&producer, offsets, consumer, txn_timeout),
+            timed("records", started, self.send_round(outbox)),
+            timed(
+                "changelog",
+                started,
+                self.send_changelog(&producer, changelog)
+            ),
+            timed(
+                "offsets",
+                started,
+                send_offsets(&producer, offsets, consumer, txn_timeout)
+            ),
         );
         if let Some(reason) = error.or(changelog_error) {
             self.abort(&producer, txn_timeout).await?;
@@ -183,10 +192,13 @@ impl Publisher {
             }
         }
         debug!("batch sent in its transaction");
+        let committing = std::time::Instant::now();
         loop {
             let p = producer.clone();
             match blocking(move || p.commit_transaction(Timeout::After(txn_timeout))).await {
                 Ok(()) => {
+                    metrics::histogram!(t::TRANSACTION_CALL_DURATION_SECONDS, "call" => "commit")
+                        .record(committing.elapsed().as_secs_f64());
                     self.renewals_without_commit.store(0, Ordering::Relaxed);
                     metrics::counter!(t::TRANSACTIONS_TOTAL, "outcome" => "committed").increment(1);
                     return Ok(Transaction::Committed);
@@ -324,6 +336,20 @@ where
     blocking(move || p.send_offsets_to_transaction(&tpl, &group, Timeout::After(txn_timeout)))
         .await
         .map_err(OffsetsNotSent::Failed)
+}
+
+/// Awaits `part` of a transaction and records how long after the
+/// transaction's start it ended, so that the slowest of the parts that
+/// overlap shows which one the commit waited for.
+async fn timed<T>(
+    call: &'static str,
+    started: std::time::Instant,
+    part: impl std::future::Future<Output = T>,
+) -> T {
+    let out = part.await;
+    metrics::histogram!(t::TRANSACTION_CALL_DURATION_SECONDS, "call" => call)
+        .record(started.elapsed().as_secs_f64());
+    out
 }
 
 /// Runs a blocking librdkafka call off the async workers.

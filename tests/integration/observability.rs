@@ -659,6 +659,25 @@ async fn scraped_metrics_equal_the_fold_and_lag_returns_to_zero() {
         );
     }
 
+    // Each committed transaction times its parts: what the commit waited
+    // for, then the commit itself.
+    let committed = exposition
+        .value(t::TRANSACTIONS_TOTAL, &[("outcome", "committed")])
+        .unwrap_or(0.0);
+    assert!(committed > 0.0, "transactions were committed");
+    for call in ["records", "changelog", "offsets", "commit"] {
+        let timed = exposition
+            .value(
+                &format!("{}_count", t::TRANSACTION_CALL_DURATION_SECONDS),
+                &[("call", call)],
+            )
+            .unwrap_or(0.0);
+        assert!(
+            timed >= committed,
+            "{call}: timed {timed} times, {committed} transactions committed"
+        );
+    }
+
     let problems = label_problems(&exposition, &scenario.env);
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 
