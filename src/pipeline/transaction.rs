@@ -192,6 +192,15 @@ impl Publisher {
             }
         }
         debug!("batch sent in its transaction");
+        self.commit(&producer, txn_timeout).await
+    }
+
+    /// Commits the open transaction, once everything in it is acknowledged.
+    async fn commit(
+        &self,
+        producer: &FutureProducer,
+        txn_timeout: Duration,
+    ) -> Result<Transaction, StepError> {
         let committing = std::time::Instant::now();
         loop {
             let p = producer.clone();
@@ -207,11 +216,7 @@ impl Publisher {
                 Err(KafkaError::Transaction(e)) if e.is_retriable() => {
                     warn!(error = %e, "committing the transaction: retrying");
                 }
-                Err(e) => {
-                    return self
-                        .after_failure(&producer, "commit", e, txn_timeout)
-                        .await
-                }
+                Err(e) => return self.after_failure(producer, "commit", e, txn_timeout).await,
             }
         }
     }
