@@ -262,10 +262,7 @@ pub struct PipelineConfig {
     /// Most bytes (keys and values) taken into one batch; a record larger
     /// than this still forms a batch of one.
     pub batch_max_bytes: usize,
-    /// How long a batch waits to fill, from its first record's arrival,
-    /// before it is processed anyway. Records that arrived while the
-    /// previous batch was processed have waited already: a batch that is
-    /// behind goes as soon as the consumer's queue is empty.
+    /// How long a batch waits to fill before it is processed anyway.
     #[serde(with = "humantime_serde")]
     pub batch_linger: Duration,
     /// Largest accepted event value; larger ones are dead-lettered.

@@ -2,12 +2,9 @@
 //! that librdkafka's rebalance callbacks report while it fills.
 
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use futures::FutureExt;
 use rdkafka::consumer::StreamConsumer;
-use rdkafka::error::KafkaResult;
-use rdkafka::message::BorrowedMessage;
 use tokio::sync::watch;
 use tracing::warn;
 
@@ -83,61 +80,24 @@ impl<P: Processor> Filling<'_, P> {
     }
 }
 
-/// When a batch stops waiting for more records: `linger` after its first
-/// record arrived. A record already in the consumer's queue when the filling
-/// began arrived while the previous batch was processed, so at the latest
-/// when that batch's filling ended (`queued_since`): a batch that is behind
-/// has lingered already, and goes as soon as the queue is empty, however
-/// long `linger` is. Only a batch that starts from an empty queue (caught
-/// up) waits, and only from its first record: small batches when caught
-/// up, as large as the backlog allows when behind.
-pub(super) fn linger_deadline(
-    first_was_queued: bool,
-    queued_since: Instant,
-    first_seen: Instant,
-    linger: Duration,
-) -> Instant {
-    if first_was_queued {
-        queued_since + linger
-    } else {
-        first_seen + linger
-    }
-}
-
 /// Polls until the batch is full (`batch_max_events` records, or
-/// `batch_max_bytes` of them), its linger has passed (see
-/// [`linger_deadline`]; `queued_since` is when the previous filling ended),
-/// or shutdown is asked. Returns whether shutdown was asked.
+/// `batch_max_bytes` of them), its linger has passed, or shutdown is asked.
+/// Returns whether shutdown was asked.
 pub(super) async fn fill_batch<P: Processor>(
     consumer: &StreamConsumer<PipelineContext>,
     cfg: &PipelineConfig,
     filling: &mut Filling<'_, P>,
     shutdown: &mut watch::Receiver<bool>,
-    queued_since: Instant,
 ) -> bool {
-    let mut linger_until: Option<Instant> = None;
-    let mut first_was_queued = false;
-    if let Some(received) = consumer.recv().now_or_never() {
-        first_was_queued = received.is_ok();
-        take(filling, received);
-    }
+    let mut linger_until: Option<tokio::time::Instant> = None;
     // An idle consumer still wakes up now and then, so that revocations seen
     // by the callback reach the processor without waiting for a message.
-    let idle_wake = Instant::now() + Duration::from_millis(500);
+    let idle_wake = tokio::time::Instant::now() + Duration::from_millis(500);
     // The record that reaches the byte bound is the last one taken, so a
     // batch holds at most `batch_max_bytes` plus one record. Revocations can
     // only shrink the batch, so a running sum is an upper bound.
     let mut bytes = filling.bytes();
     let stopping = loop {
-        if linger_until.is_none() && !filling.batch.is_empty() {
-            let first_seen = Instant::now();
-            linger_until = Some(linger_deadline(
-                first_was_queued,
-                queued_since,
-                first_seen,
-                cfg.batch_linger,
-            ));
-        }
         if filling.batch.len() >= cfg.batch_max_events || bytes >= cfg.batch_max_bytes {
             break false;
         }
@@ -149,8 +109,23 @@ pub(super) async fn fill_batch<P: Processor>(
                     break true;
                 }
             }
-            received = consumer.recv() => bytes += take(filling, received),
-            _ = tokio::time::sleep_until(wake_at.into()) => {
+            received = consumer.recv() => match received {
+                Ok(msg) => {
+                    filling.health.consumer_errors.record_received();
+                    let record = InputRecord::copy_of(&msg, filling.batch.last());
+                    bytes += record.held_bytes();
+                    filling.push(record);
+                    if linger_until.is_none() {
+                        linger_until = Some(tokio::time::Instant::now() + cfg.batch_linger);
+                    }
+                }
+                Err(e) => {
+                    metrics::counter!(t::CONSUMER_ERRORS_TOTAL).increment(1);
+                    warn!(error = %e, "consumer error; continuing");
+                    filling.health.consumer_errors.record_error(unix_ms(), e.to_string());
+                }
+            },
+            _ = tokio::time::sleep_until(wake_at) => {
                 if linger_until.is_some() || filling.batch.is_empty() {
                     break false;
                 }
@@ -159,31 +134,6 @@ pub(super) async fn fill_batch<P: Processor>(
     };
     filling.finish();
     stopping
-}
-
-/// Adds what the consumer returned to the batch; the bytes it added.
-fn take<P: Processor>(
-    filling: &mut Filling<'_, P>,
-    received: KafkaResult<BorrowedMessage<'_>>,
-) -> usize {
-    match received {
-        Ok(msg) => {
-            filling.health.consumer_errors.record_received();
-            let record = InputRecord::copy_of(&msg, filling.batch.last());
-            let bytes = record.held_bytes();
-            filling.push(record);
-            bytes
-        }
-        Err(e) => {
-            metrics::counter!(t::CONSUMER_ERRORS_TOTAL).increment(1);
-            warn!(error = %e, "consumer error; continuing");
-            filling
-                .health
-                .consumer_errors
-                .record_error(unix_ms(), e.to_string());
-            0
-        }
-    }
 }
 
 #[cfg(test)]

@@ -145,20 +145,3 @@ fn a_revoked_partition_s_records_leave_the_batch_and_the_others_stay() {
     assert!(rig.batch.is_empty(), "{:?}", spans(&rig.batch));
     assert!(!rig.health.has_assignment.load(Ordering::Relaxed));
 }
-
-#[test]
-fn a_batch_that_is_behind_does_not_linger_and_one_that_is_caught_up_does() {
-    let linger = Duration::from_millis(20);
-    let previous_filling_ended = Instant::now();
-    let first_seen = previous_filling_ended + Duration::from_millis(70);
-    // Queued while the previous batch took 70 ms: its linger ran out already.
-    let behind = linger_deadline(true, previous_filling_ended, first_seen, linger);
-    assert_eq!(behind, previous_filling_ended + linger);
-    assert!(
-        behind < first_seen,
-        "a batch that is behind goes once the queue is empty"
-    );
-    // Arrived into an empty queue: it waits `linger` for company.
-    let caught_up = linger_deadline(false, previous_filling_ended, first_seen, linger);
-    assert_eq!(caught_up, first_seen + linger);
-}

@@ -333,7 +333,6 @@ pub async fn run<P: Processor>(
     register_metrics();
     let mut transactional = exactly_once.map(Transactional::new);
     let mut batch: Vec<InputRecord> = Vec::with_capacity(cfg.batch_max_events);
-    let mut queued_since = Instant::now();
     loop {
         if *shutdown.borrow() {
             break;
@@ -346,8 +345,7 @@ pub async fn run<P: Processor>(
             transactional: transactional.as_mut(),
         };
         let polled_from = Instant::now();
-        let stopping = fill_batch(&consumer, &cfg, &mut filling, &mut shutdown, queued_since).await;
-        queued_since = Instant::now();
+        let stopping = fill_batch(&consumer, &cfg, &mut filling, &mut shutdown).await;
         if let Some(eos) = transactional.as_mut() {
             eos.between_batches(&group_events, &mut processor).await;
         }
