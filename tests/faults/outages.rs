@@ -60,6 +60,7 @@ async fn outage_mid_stream(component: &str, reason_prefix: &str, seed: u64, exac
     let mut saw_reason: Option<String> = None;
     let mut first_503: Option<Duration> = None;
     let mut committed_first_half: Option<f64> = None;
+    let mut last_readyz = String::new();
     while down_at.elapsed() < OUTAGE {
         if committed_first_half.is_none() && down_at.elapsed() >= OUTAGE / 2 {
             committed_first_half = Some(galley.committed_transactions().await - committed_before);
@@ -67,6 +68,7 @@ async fn outage_mid_stream(component: &str, reason_prefix: &str, seed: u64, exac
         if let Some((status, body)) = admin_get(&galley, "/readyz").await {
             if status == 503 {
                 first_503.get_or_insert(down_at.elapsed());
+                last_readyz.clone_from(&body);
                 if saw_reason.is_none() && body.contains(&format!("\"{reason_prefix}")) {
                     saw_reason = Some(body);
                 }
@@ -75,6 +77,26 @@ async fn outage_mid_stream(component: &str, reason_prefix: &str, seed: u64, exac
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let committed_during = galley.committed_transactions().await - committed_before;
+    // What held processing back at the outage's end, if anything did.
+    let held_back = format!(
+        "at the outage's end: {} bytes of rows awaiting the sink, {} batches deferred, {} \
+         prepare retries; /readyz {last_readyz}",
+        galley
+            .metric_sum("galley_rows_awaiting_sink_bytes")
+            .await
+            .unwrap_or(0.0),
+        galley
+            .metric_sum("galley_batches_deferred_total")
+            .await
+            .unwrap_or(0.0),
+        galley
+            .metric_samples("galley_batch_retries_total")
+            .await
+            .iter()
+            .filter(|(labels, _)| labels.contains("step=\"prepare\""))
+            .map(|(_, value)| value)
+            .sum::<f64>(),
+    );
     let committed_first_half = committed_first_half.unwrap_or(committed_during);
     let committed_second_half = committed_during - committed_first_half;
     let start_took = tokio::task::block_in_place(|| stack("up", component));
@@ -114,6 +136,7 @@ async fn outage_mid_stream(component: &str, reason_prefix: &str, seed: u64, exac
                 "transactions committed during the outage: {committed_during} \
                  ({committed_first_half} in its first half, {committed_second_half} in its second)"
             ),
+            held_back,
         ],
     }
     .print(started.elapsed());
