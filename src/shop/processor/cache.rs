@@ -55,8 +55,23 @@ pub(super) struct PartitionCache {
     pub(super) sku_sales: RowCache<(String, i64), Versioned<SalesCell>>,
     pub(super) minute_sales: RowCache<i64, Versioned<SalesCell>>,
     /// The rows of committed batches the sink has not applied yet, oldest
-    /// batch first.
+    /// batch first. A row is held once, by the newest batch that changed
+    /// it: reads take the newest version, so older ones would only use up
+    /// `pipeline.max_bytes_awaiting_sink`.
     awaiting_sink: VecDeque<AwaitingSink>,
+    /// Which awaiting batch holds each row awaiting the sink.
+    holders: Holders,
+}
+
+/// Per table, each row awaiting the sink and the batch holding it (by the
+/// batch's `next_offset`).
+#[derive(Default)]
+struct Holders {
+    orders: HashMap<String, i64>,
+    stock: HashMap<String, i64>,
+    reservations: HashMap<ReservationKey, i64>,
+    sku_sales: HashMap<(String, i64), i64>,
+    minute_sales: HashMap<i64, i64>,
 }
 
 /// The rows one committed batch changed in a partition, kept until the sink
@@ -116,14 +131,55 @@ fn minute_cell_heap_bytes(_: &i64, _: &Versioned<SalesCell>) -> usize {
     0
 }
 
-/// Approximate bytes a table of a batch's rows holds, counted as the cache
-/// counts its entries.
-fn table_bytes<K, V>(table: &HashMap<K, V>, heap_bytes: fn(&K, &V) -> usize) -> usize {
-    table
-        .iter()
-        .map(|(k, v)| std::mem::size_of::<(K, V, usize)>() + heap_bytes(k, v))
-        .sum()
+/// Approximate bytes one row of a batch holds, counted as the cache counts
+/// its entries.
+fn row_bytes<K, V>(key: &K, value: &V, heap_bytes: fn(&K, &V) -> usize) -> usize {
+    std::mem::size_of::<(K, V, usize)>() + heap_bytes(key, value)
 }
+
+/// Approximate bytes a table of a batch's rows holds.
+fn table_bytes<K, V>(table: &HashMap<K, V>, heap_bytes: fn(&K, &V) -> usize) -> usize {
+    table.iter().map(|(k, v)| row_bytes(k, v, heap_bytes)).sum()
+}
+
+/// Takes from older awaiting batches the rows of one table that the batch
+/// ending before `next_offset` changed again (`newer`), and notes that
+/// batch as their holder.
+fn supersede<K: Clone + Eq + Hash, V>(
+    awaiting: &mut VecDeque<AwaitingSink>,
+    holders: &mut HashMap<K, i64>,
+    newer: &HashMap<K, V>,
+    (table, heap_bytes): TableOf<K, V>,
+    next_offset: i64,
+) {
+    for key in newer.keys() {
+        let Some(older) = holders.insert(key.clone(), next_offset) else {
+            continue;
+        };
+        // Batches are held in commit order, so their offsets ascend.
+        if let Ok(at) = awaiting.binary_search_by_key(&older, |b| b.next_offset) {
+            let batch = &mut awaiting[at];
+            if let Some((k, v)) = table(&mut batch.rows).remove_entry(key) {
+                batch.bytes = batch.bytes.saturating_sub(row_bytes(&k, &v, heap_bytes));
+            }
+        }
+    }
+}
+
+/// Forgets the holder of each row of one table of an applied batch.
+fn release<K: Eq + Hash, V>(holders: &mut HashMap<K, i64>, rows: &HashMap<K, V>, next_offset: i64) {
+    for key in rows.keys() {
+        if holders.get(key) == Some(&next_offset) {
+            holders.remove(key);
+        }
+    }
+}
+
+/// A table of [`BatchRows`], and what its rows hold on the heap.
+type TableOf<K, V> = (
+    fn(&mut BatchRows) -> &mut HashMap<K, V>,
+    fn(&K, &V) -> usize,
+);
 
 impl BatchRows {
     /// Approximate bytes held by all five tables.
@@ -145,6 +201,7 @@ impl PartitionCache {
             sku_sales: RowCache::new(generation_max_bytes, sku_cell_heap_bytes),
             minute_sales: RowCache::new(generation_max_bytes, minute_cell_heap_bytes),
             awaiting_sink: VecDeque::new(),
+            holders: Holders::default(),
         }
     }
 
@@ -350,8 +407,47 @@ impl PartitionCaches {
         next_offset: i64,
         rows: BatchRows,
     ) {
+        let cache = self.cache(part);
+        let (awaiting, holders) = (&mut cache.awaiting_sink, &mut cache.holders);
+        let orders: TableOf<_, _> = (|r| &mut r.orders, order_row_heap_bytes);
+        supersede(
+            awaiting,
+            &mut holders.orders,
+            &rows.orders,
+            orders,
+            next_offset,
+        );
+        let stock: TableOf<_, _> = (|r| &mut r.stock, stock_row_heap_bytes);
+        supersede(
+            awaiting,
+            &mut holders.stock,
+            &rows.stock,
+            stock,
+            next_offset,
+        );
+        let reservations: TableOf<_, _> = (|r| &mut r.reservations, reservation_row_heap_bytes);
+        let held = &mut holders.reservations;
+        supersede(
+            awaiting,
+            held,
+            &rows.reservations,
+            reservations,
+            next_offset,
+        );
+        let sku_sales: TableOf<_, _> = (|r| &mut r.sku_sales, sku_cell_heap_bytes);
+        let held = &mut holders.sku_sales;
+        supersede(awaiting, held, &rows.sku_sales, sku_sales, next_offset);
+        let minute_sales: TableOf<_, _> = (|r| &mut r.minute_sales, minute_cell_heap_bytes);
+        let held = &mut holders.minute_sales;
+        supersede(
+            awaiting,
+            held,
+            &rows.minute_sales,
+            minute_sales,
+            next_offset,
+        );
         let bytes = rows.bytes();
-        self.cache(part).awaiting_sink.push_back(AwaitingSink {
+        awaiting.push_back(AwaitingSink {
             next_offset,
             rows,
             bytes,
@@ -364,9 +460,19 @@ impl PartitionCaches {
     pub(super) fn applied(&mut self, topic: &str, partition: i32, next_offset: i64) {
         let key: PartitionKey = (Arc::from(topic), partition);
         if let Some(cache) = self.caches.get_mut(&key) {
-            cache
-                .awaiting_sink
-                .retain(|batch| batch.next_offset > next_offset);
+            let (done, kept): (VecDeque<_>, VecDeque<_>) = std::mem::take(&mut cache.awaiting_sink)
+                .into_iter()
+                .partition(|batch| batch.next_offset <= next_offset);
+            cache.awaiting_sink = kept;
+            let holders = &mut cache.holders;
+            for batch in done {
+                let (rows, at) = (&batch.rows, batch.next_offset);
+                release(&mut holders.orders, &rows.orders, at);
+                release(&mut holders.stock, &rows.stock, at);
+                release(&mut holders.reservations, &rows.reservations, at);
+                release(&mut holders.sku_sales, &rows.sku_sales, at);
+                release(&mut holders.minute_sales, &rows.minute_sales, at);
+            }
         }
     }
 

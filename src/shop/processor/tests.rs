@@ -305,3 +305,43 @@ fn a_revoked_partition_forgets_its_rows_awaiting_the_sink() {
         "the other partition keeps its rows"
     );
 }
+
+#[test]
+fn a_row_changed_again_is_held_once_among_the_rows_awaiting_the_sink() {
+    let part: PartitionKey = (Arc::from("shop.orders"), 2);
+    let mut caches = PartitionCaches::new(16 * 1024);
+    let first = order_with_customer_id(10, 8);
+    let mut second = order_with_customer_id(10, 8);
+    second.applied_offset = 20;
+    caches.commit(order_batch(&part, first, 12), true);
+    let one_copy = caches.awaiting_sink_bytes();
+    assert!(one_copy > 0);
+    caches.commit(order_batch(&part, second.clone(), 25), true);
+    assert_eq!(
+        caches.awaiting_sink_bytes(),
+        one_copy,
+        "the older version leaves memory once a newer one is held"
+    );
+
+    // The first batch applied: the newest version is still held, and read.
+    caches.applied("shop.orders", 2, 13);
+    assert_eq!(caches.awaiting_sink_bytes(), one_copy);
+    evict(&mut caches, &part, "O-10");
+    assert_eq!(
+        stage_order(&mut caches, &part, "O-10"),
+        (Some(second), false)
+    );
+
+    // Changed once more after everything was applied: held afresh.
+    caches.applied("shop.orders", 2, 26);
+    assert_eq!(caches.awaiting_sink_bytes(), 0);
+    let mut third = order_with_customer_id(10, 8);
+    third.applied_offset = 30;
+    caches.commit(order_batch(&part, third.clone(), 31), true);
+    assert_eq!(caches.awaiting_sink_bytes(), one_copy);
+    evict(&mut caches, &part, "O-10");
+    assert_eq!(
+        stage_order(&mut caches, &part, "O-10"),
+        (Some(third), false)
+    );
+}
