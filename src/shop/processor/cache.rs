@@ -22,7 +22,8 @@
 //! the database still holds. So the rows each such batch changed are also
 //! kept aside, per partition, in a queue eviction never touches, until the
 //! sink reports them applied; a batch that misses the cache looks there,
-//! newest batch first, before it asks the database. The queue is not part
+//! newest batch first, before it asks the database. Each row is kept once,
+//! by the newest batch that changed it: an older version is never read. The queue is not part
 //! of the cache's byte budget: what it holds is bounded by how far the sink
 //! may lag (`pipeline.max_batches_awaiting_sink` batches and
 //! `pipeline.max_bytes_awaiting_sink` bytes of these rows).
