@@ -23,10 +23,10 @@
 //! kept aside, per partition, in a queue eviction never touches, until the
 //! sink reports them applied; a batch that misses the cache looks there,
 //! newest batch first, before it asks the database. Each row is kept once,
-//! by the newest batch that changed it: an older version is never read. The queue is not part
-//! of the cache's byte budget: what it holds is bounded by how far the sink
-//! may lag (`pipeline.max_batches_awaiting_sink` batches and
-//! `pipeline.max_bytes_awaiting_sink` bytes of these rows).
+//! by the newest batch that changed it: an older version is never read.
+//! The queue is not part of the cache's byte budget: what it holds is
+//! bounded by how far the sink may lag (`pipeline.max_batches_awaiting_sink`
+//! batches and `pipeline.max_bytes_awaiting_sink` bytes of these rows).
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet, VecDeque};
