@@ -461,12 +461,15 @@ impl PartitionCaches {
     pub(super) fn applied(&mut self, topic: &str, partition: i32, next_offset: i64) {
         let key: PartitionKey = (Arc::from(topic), partition);
         if let Some(cache) = self.caches.get_mut(&key) {
-            let (done, kept): (VecDeque<_>, VecDeque<_>) = std::mem::take(&mut cache.awaiting_sink)
-                .into_iter()
-                .partition(|batch| batch.next_offset <= next_offset);
-            cache.awaiting_sink = kept;
-            let holders = &mut cache.holders;
-            for batch in done {
+            // Batches are held in commit order: the applied ones lead.
+            let (awaiting, holders) = (&mut cache.awaiting_sink, &mut cache.holders);
+            while awaiting
+                .front()
+                .is_some_and(|b| b.next_offset <= next_offset)
+            {
+                let Some(batch) = awaiting.pop_front() else {
+                    break;
+                };
                 let (rows, at) = (&batch.rows, batch.next_offset);
                 release(&mut holders.orders, &rows.orders, at);
                 release(&mut holders.stock, &rows.stock, at);
