@@ -67,6 +67,9 @@ pub const PUBLISH_ERRORS_TOTAL: &str = "galley_publish_errors_total";
 /// Producers replaced after librdkafka declared the one in use dead, or
 /// after a publish whose messages timed out.
 pub const PRODUCER_REPLACEMENTS_TOTAL: &str = "galley_producer_replacements_total";
+/// Transactions committed only to release committed offsets that a
+/// transaction of galley's own producer held (see `pipeline::held_offsets`).
+pub const HELD_OFFSETS_RELEASES_TOTAL: &str = "galley_held_offsets_releases_total";
 /// Kafka clients given `kafka.brokers` again after no broker answered them
 /// for a while (see `kafka::reconnect`). Labels: client.
 pub const KAFKA_BROKERS_READDED_TOTAL: &str = "galley_kafka_brokers_readded_total";
@@ -247,6 +250,12 @@ pub const METRICS: &[MetricDef] = &[
         Kind::Counter,
         &[],
         "Kafka producers replaced after a fatal librdkafka error or a publish that timed out.",
+    ),
+    def(
+        HELD_OFFSETS_RELEASES_TOTAL,
+        Kind::Counter,
+        &[],
+        "Transactions committed only to release committed offsets a transaction held.",
     ),
     def(
         KAFKA_BROKERS_READDED_TOTAL,

@@ -120,6 +120,18 @@ pub fn sink_consumer_config(cfg: &KafkaConfig) -> ClientConfig {
     c
 }
 
+/// Reads the group's committed offsets as committed transactions settled
+/// them, ignoring pending ones (no `require_stable`, which librdkafka asks
+/// for only under `read_committed`). It never subscribes, so it never joins
+/// the group.
+pub fn settled_offsets_reader_config(cfg: &KafkaConfig) -> ClientConfig {
+    let mut c = base_config(cfg);
+    c.set("group.id", &cfg.group_id)
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_uncommitted");
+    c
+}
+
 /// A group consumer that leaves offset storing to galley: an offset is stored
 /// only after the effects of its event are published and written. With
 /// `transactional`, nothing is committed by the consumer at all: offsets go

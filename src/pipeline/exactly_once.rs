@@ -41,11 +41,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::{Offset, TopicPartitionList};
 use tracing::{debug, warn};
 
-use super::publish::{ChangelogRecord, Transaction};
+use super::held_offsets::HeldOffsets;
+use super::publish::{ChangelogRecord, Publisher, Transaction};
 use super::rewind::{partition_spans, rewind, PartitionSpans};
 use super::sink::Sink;
 use super::step::{Step, StepRetry};
@@ -63,6 +64,9 @@ pub struct ExactlyOnce {
     /// Largest changelog value the processor may produce (below
     /// `kafka.message_max_bytes`, with room for the record's headers).
     pub changelog_max_bytes: usize,
+    /// Reads the group's settled committed offsets (see
+    /// [`kafka::settled_offsets_reader_config`]).
+    pub settled_offsets_reader: Arc<BaseConsumer>,
 }
 
 /// The pipeline's state for `exactly_once` delivery.
@@ -79,6 +83,7 @@ pub(super) struct Transactional {
     waiting_since: HashMap<(Arc<str>, i32), Instant>,
     /// When a wait for the sink was last reported.
     reported_at: Option<Instant>,
+    held_offsets: HeldOffsets,
 }
 
 impl Transactional {
@@ -91,6 +96,7 @@ impl Transactional {
             to_follow: Vec::new(),
             waiting_since: HashMap::new(),
             reported_at: None,
+            held_offsets: HeldOffsets::new(eos.settled_offsets_reader),
         }
     }
 
@@ -141,14 +147,21 @@ impl Transactional {
     /// follows newly assigned partitions at once, so it applies what
     /// earlier owners committed whether or not records follow; and rows
     /// held for the sink are let go, since once input stops no batch
-    /// follows to pass the sink's last applied rounds on.
+    /// follows to pass the sink's last applied rounds on; and committed
+    /// offsets that a transaction holds for good are released (see
+    /// [`super::held_offsets`]).
     pub(super) async fn between_batches<P: Processor>(
         &mut self,
         events: &super::GroupEvents,
         processor: &mut P,
+        consumer: &Arc<StreamConsumer<PipelineContext>>,
+        publisher: &Publisher,
     ) {
         self.follow_assigned(events).await;
         pass_on_applied(&self.sink, processor);
+        self.held_offsets
+            .release_if_held(consumer, publisher, &self.sink)
+            .await;
     }
 
     /// Makes the sink follow the changelogs of partitions assigned since

@@ -60,11 +60,13 @@ macro_rules! until_done {
 }
 
 mod at_least_once;
+mod checkpoint;
 mod consumer;
 mod consumer_errors;
 mod dead_letter;
 mod exactly_once;
 mod fill;
+mod held_offsets;
 pub mod partitioning;
 mod pause;
 mod publish;
@@ -74,6 +76,7 @@ mod rewind;
 mod sink;
 mod step;
 
+pub use checkpoint::CHECKPOINT_HEADER;
 pub use consumer::{GroupEvents, PipelineContext};
 pub use consumer_errors::{ConsumerErrors, CONSUMER_ERROR_WINDOW};
 pub use dead_letter::{headers as dead_letter_headers, DeadLetterTarget, Fit};
@@ -87,7 +90,7 @@ use report::{
     count_by_topic, record_end_to_end_latency, register_metrics, report_dead_letters, BatchSpan,
 };
 pub use retry::Backoff;
-pub use sink::{Applied, Sink, SinkPositions, CHECKPOINT_HEADER};
+pub use sink::{Applied, Sink, SinkPositions};
 use step::StepRetry;
 
 use std::future::Future;
@@ -347,7 +350,8 @@ pub async fn run<P: Processor>(
         let polled_from = Instant::now();
         let stopping = fill_batch(&consumer, &cfg, &mut filling, &mut shutdown).await;
         if let Some(eos) = transactional.as_mut() {
-            eos.between_batches(&group_events, &mut processor).await;
+            eos.between_batches(&group_events, &mut processor, &consumer, &publisher)
+                .await;
         }
         if !batch.is_empty() {
             let deadline = stopping.then(|| Instant::now() + cfg.shutdown_deadline);

@@ -128,6 +128,11 @@ impl Publisher {
     }
 
     /// Where poison events go.
+    /// Bound on each blocking transaction call; `None` when not transactional.
+    pub fn transaction_timeout(&self) -> Option<Duration> {
+        self.transaction_timeout
+    }
+
     pub fn dead_letter_topic(&self) -> &str {
         &self.dead_letters.topic
     }

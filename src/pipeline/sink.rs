@@ -31,11 +31,12 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Headers, Message, OwnedMessage};
+use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{watch, Notify};
 use tracing::{info, warn};
 
+use super::checkpoint::checkpoint_of;
 use super::{ChangelogSink, PipelineHealth, StepError};
 use crate::config::KafkaConfig;
 use crate::kafka;
@@ -69,10 +70,6 @@ pub trait SinkPositions: Send + Sync + 'static {
         applied: Applied,
     ) -> BoxFuture<'a, Result<(), StepError>>;
 }
-
-/// Header of a batch's last changelog record per partition: the input
-/// offset the batch ends before, in decimal.
-pub const CHECKPOINT_HEADER: &str = "galley.input_next_offset";
 
 /// Most records applied in one round.
 const ROUND_MAX_RECORDS: usize = 2000;
@@ -256,6 +253,29 @@ impl Sink {
             }
             let _ = tokio::time::timeout(IDLE_TICK, notified).await;
         }
+    }
+
+    /// The checkpoint of the last batch committed for input partition
+    /// `(input, partition)`: where its processing resumes. Known only once
+    /// the sink has applied everything committed to the changelog (else an
+    /// older checkpoint could still be all it has seen), and only for a
+    /// partition that some batch processed `exactly_once`.
+    pub async fn committed_checkpoint(
+        &self,
+        input: &Arc<str>,
+        partition: i32,
+    ) -> Result<Option<i64>, StepError> {
+        let changelog = kafka::changelog_topic(input);
+        let seen = self
+            .state()
+            .followed
+            .get(&(changelog.clone(), partition))
+            .map(|f| (f.input_next, f.position));
+        let Some((Some(input_next), position)) = seen else {
+            return Ok(None);
+        };
+        let stable_end = self.last_stable_offset(&changelog, partition).await?;
+        Ok((position >= stable_end).then_some(input_next))
     }
 
     /// The last stable offset of a changelog partition: the end of what a
@@ -555,28 +575,6 @@ fn applied_by_partition(
         }
     }
     Ok(applied)
-}
-
-/// The checkpoint a changelog record carries, if it is a batch's last.
-fn checkpoint_of(m: &OwnedMessage) -> Result<Option<i64>, StepError> {
-    let Some(headers) = m.headers() else {
-        return Ok(None);
-    };
-    for h in headers.iter() {
-        if h.key == CHECKPOINT_HEADER {
-            let text = h.value.and_then(|v| std::str::from_utf8(v).ok());
-            return match text.and_then(|t| t.parse::<i64>().ok()) {
-                Some(next) => Ok(Some(next)),
-                None => Err(StepError::Fatal(format!(
-                    "changelog record {}[{}]@{} has an unreadable {CHECKPOINT_HEADER} header",
-                    m.topic(),
-                    m.partition(),
-                    m.offset()
-                ))),
-            };
-        }
-    }
-    Ok(None)
 }
 
 /// The sink's own consumer, which joins no group: nothing but its fetches

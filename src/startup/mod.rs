@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use scylla::client::session::Session;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -182,7 +182,7 @@ impl Application {
         companions.connections = watch_connections(&config, &consumer, &publisher, &sink, &stop_rx);
         let (exactly_once, sink_task) = match sink {
             Some(parts) => {
-                let (eos, task) = start_sink(parts, &config, &health, &stop_rx);
+                let (eos, task) = start_sink(parts, &config, &health, &stop_rx)?;
                 (Some(eos), Some(task))
             }
             None => (None, None),
@@ -264,7 +264,11 @@ fn start_sink(
     config: &Config,
     health: &Arc<PipelineHealth>,
     stop: &watch::Receiver<bool>,
-) -> (ExactlyOnce, JoinHandle<()>) {
+) -> anyhow::Result<(ExactlyOnce, JoinHandle<()>)> {
+    let settled_offsets_reader: BaseConsumer = kafka::settled_offsets_reader_config(&config.kafka)
+        .create()
+        .context("creating the Kafka consumer that reads settled committed offsets")?;
+    let settled_offsets_reader = Arc::new(settled_offsets_reader);
     let task = tokio::spawn(sink.clone().run(
         applier,
         health.clone(),
@@ -280,8 +284,9 @@ fn start_sink(
             .kafka
             .message_max_bytes
             .saturating_sub(CHANGELOG_RECORD_HEADROOM),
+        settled_offsets_reader,
     };
-    (eos, task)
+    Ok((eos, task))
 }
 
 /// Drops the last handles on the consumer, which closes it (a blocking call

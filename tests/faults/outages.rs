@@ -105,6 +105,12 @@ async fn outage_mid_stream(component: &str, reason_prefix: &str, seed: u64, exac
     let sent = producing.await.expect("producer task");
     scenario.wait_caught_up(&mut [&mut galley]).await;
     let caught_up_after = back_at.elapsed();
+    // A restart of Kafka can leave the group's committed offsets held by a
+    // transaction for good; galley then releases them (pipeline::held_offsets).
+    let held_offsets_released = galley
+        .metric_sum("galley_held_offsets_releases_total")
+        .await
+        .unwrap_or(0.0);
     assert_eq!(galley.pid(), pid, "the same process recovered");
     assert!(galley.is_running(), "galley still runs");
 
@@ -137,6 +143,7 @@ async fn outage_mid_stream(component: &str, reason_prefix: &str, seed: u64, exac
                  ({committed_first_half} in its first half, {committed_second_half} in its second)"
             ),
             held_back,
+            format!("held committed offsets released: {held_offsets_released} times"),
         ],
     }
     .print(started.elapsed());
