@@ -268,6 +268,54 @@ impl Scenario {
         Some(offsets)
     }
 
+    /// Where each input partition stands, for a failure message: whether
+    /// the group's committed offsets can be read `require_stable` (a
+    /// transaction holding them makes them unreadable), and each one's
+    /// settled committed offset against its end.
+    fn standing(&self) -> String {
+        let timeout = Duration::from_secs(5);
+        let mut tpl = TopicPartitionList::new();
+        for topic in [&self.env.topics.orders, &self.env.topics.inventory] {
+            for p in 0..INPUT_PARTITIONS {
+                tpl.add_partition(topic, p);
+            }
+        }
+        let stable = match self
+            .admin_consumer()
+            .committed_offsets(tpl.clone(), timeout)
+        {
+            Ok(_) => "readable".to_string(),
+            Err(e) => format!("unreadable ({e})"),
+        };
+        let Ok(settled_reader) = ClientConfig::new()
+            .set("bootstrap.servers", brokers())
+            .set("group.id", &self.env.group)
+            .set("enable.auto.commit", "false")
+            .set("isolation.level", "read_uncommitted")
+            .create::<BaseConsumer>()
+        else {
+            return format!("committed offsets {stable} require_stable");
+        };
+        let partitions: Vec<String> = match settled_reader.committed_offsets(tpl, timeout) {
+            Ok(settled) => settled
+                .elements()
+                .iter()
+                .map(|e| {
+                    let end = settled_reader
+                        .fetch_watermarks(e.topic(), e.partition(), timeout)
+                        .map(|(_, high)| high.to_string())
+                        .unwrap_or_else(|_| "?".into());
+                    format!("{}[{}] {:?} of {end}", e.topic(), e.partition(), e.offset())
+                })
+                .collect(),
+            Err(e) => vec![format!("settled offsets unreadable ({e})")],
+        };
+        format!(
+            "committed offsets {stable} require_stable; settled offset of end: {}",
+            partitions.join(", ")
+        )
+    }
+
     /// Whether the sink has applied, for every input partition, every
     /// batch up to its committed offset (the checkpoint it records).
     async fn sink_caught_up(&self, committed: &[(String, i32, i64)]) -> bool {
@@ -333,13 +381,15 @@ impl Scenario {
             }
             if Instant::now() >= deadline {
                 let tails: Vec<String> = processes.iter().map(|p| p.log_tail(30)).collect();
+                let standing = tokio::task::block_in_place(|| self.standing());
                 let why = if sink_behind {
                     "the sink has not applied every committed batch"
                 } else {
                     "the group's committed offsets do not reach the ends of the input topics"
                 };
                 panic!(
-                    "galley did not catch up within {CATCH_UP_TIMEOUT:?}: {why}; logs:\n{}",
+                    "galley did not catch up within {CATCH_UP_TIMEOUT:?}: {why}; {standing}; \
+                     logs:\n{}",
                     tails.join("\n---\n")
                 );
             }
