@@ -6,6 +6,13 @@
 //! that snapshot from memory, so freshness costs a request nothing. The same
 //! loop keeps the lag gauges of [`crate::telemetry`] current.
 //!
+//! The committed offsets are read as committed transactions settled them,
+//! by a client of its own that does not ask for stable offsets: a
+//! `read_committed` consumer's read waits while any transaction holds a
+//! partition's offsets, and one that held them for good (see
+//! `pipeline::held_offsets`) left every refresh failing and the lag gauges
+//! frozen, just when they should show a lag that does not move.
+//!
 //! Because every galley process of a group reports every partition, sum
 //! these gauges across processes with `max by (topic, partition)`, not `sum`.
 
@@ -13,7 +20,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::TopicPartitionList;
 use serde::Serialize;
 use tokio::sync::watch;
@@ -21,7 +28,7 @@ use tracing::warn;
 use utoipa::ToSchema;
 
 use super::time::rfc3339;
-use crate::pipeline::{unix_ms, PipelineContext};
+use crate::pipeline::unix_ms;
 use crate::store::progress::ProgressStore;
 use crate::telemetry as t;
 
@@ -168,7 +175,7 @@ fn summarize(
 /// refresh under way when shutdown comes is abandoned: its broker calls can
 /// take seconds, and the process is stopping.
 pub async fn track(
-    consumer: Arc<StreamConsumer<PipelineContext>>,
+    consumer: Arc<BaseConsumer>,
     store: Arc<ProgressStore>,
     topics: Vec<String>,
     interval: Duration,
@@ -188,7 +195,7 @@ pub async fn track(
 }
 
 async fn refresh(
-    consumer: &Arc<StreamConsumer<PipelineContext>>,
+    consumer: &Arc<BaseConsumer>,
     store: &ProgressStore,
     topics: &[String],
     view: &FreshnessView,
@@ -300,10 +307,7 @@ type Lags = Vec<((String, i32), Option<i64>)>;
 /// The group's lag on every partition of `topics`: committed offsets (which
 /// the broker answers for any partition, owned by this process or not)
 /// against high watermarks. Blocking: run it off the async threads.
-fn read_lags(
-    consumer: &StreamConsumer<PipelineContext>,
-    topics: &[String],
-) -> anyhow::Result<Lags> {
+fn read_lags(consumer: &BaseConsumer, topics: &[String]) -> anyhow::Result<Lags> {
     let timeout = Duration::from_secs(5);
     let mut tpl = TopicPartitionList::new();
     for topic in topics {

@@ -119,21 +119,27 @@ impl HeldOffsets {
             )));
         }
         let now = Instant::now();
-        let since = match self.since.lock() {
-            Ok(since) => *since,
-            Err(poisoned) => *poisoned.into_inner(),
-        };
-        let Some(since) = since else {
+        let Some(since) = *lock(&self.since) else {
             return;
         };
         let attempted_lately = self.last_attempt.is_some_and(|at| now - at < grace);
         if now - since < grace || attempted_lately {
             return;
         }
-        self.last_attempt = Some(now);
-        let Ok(assignment) = consumer.assignment() else {
-            return;
+        let assignment = match consumer.assignment() {
+            Ok(assignment) if assignment.count() > 0 => assignment,
+            _ => return,
         };
+        // The watch may have last read while the broker was away; only a
+        // read that fails now, while a settled read succeeds, shows a hold.
+        if read_committed(consumer.clone(), assignment.clone())
+            .await
+            .is_some()
+        {
+            *lock(&self.since) = None;
+            return;
+        }
+        self.last_attempt = Some(now);
         let held_seconds = (now - since).as_secs();
         let Some(settled) = read_committed(self.settled_reader.clone(), assignment.clone()).await
         else {
@@ -159,20 +165,36 @@ impl HeldOffsets {
             "the assignment's committed offsets are held by a transaction; committing the \
              partitions' changelog checkpoints in a transaction of their own"
         );
-        let mut nothing = Outbox::new(&[], &[]);
-        match publisher
-            .commit_batch(&mut nothing, &[], &offsets, consumer)
-            .await
-        {
-            Ok(Transaction::Committed) => {
-                metrics::counter!(t::HELD_OFFSETS_RELEASES_TOTAL).increment(1);
-                info!("held offsets released");
-            }
-            Ok(Transaction::GroupMovedOn(reason)) => {
-                info!(%reason, "held offsets not released: the group moved on");
-            }
-            Err(e) => warn!(error = %e, "held offsets not released; trying again later"),
+        commit_release(publisher, consumer, &offsets).await;
+    }
+}
+
+/// Commits a transaction that holds nothing but `offsets`.
+async fn commit_release(
+    publisher: &Publisher,
+    consumer: &Arc<StreamConsumer<PipelineContext>>,
+    offsets: &TopicPartitionList,
+) {
+    let mut nothing = Outbox::new(&[], &[]);
+    match publisher
+        .commit_batch(&mut nothing, &[], offsets, consumer)
+        .await
+    {
+        Ok(Transaction::Committed) => {
+            metrics::counter!(t::HELD_OFFSETS_RELEASES_TOTAL).increment(1);
+            info!("held offsets released");
         }
+        Ok(Transaction::GroupMovedOn(reason)) => {
+            info!(%reason, "held offsets not released: the group moved on");
+        }
+        Err(e) => warn!(error = %e, "held offsets not released; trying again later"),
+    }
+}
+
+fn lock(since: &HeldSince) -> std::sync::MutexGuard<'_, Option<Instant>> {
+    match since.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
     }
 }
 
@@ -188,10 +210,7 @@ async fn watch_readability(consumer: Arc<StreamConsumer<PipelineContext>>, since
             }
             _ => true,
         };
-        let mut since = match since.lock() {
-            Ok(since) => since,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut since = lock(&since);
         if readable {
             *since = None;
         } else {

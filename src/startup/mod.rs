@@ -53,6 +53,9 @@ pub struct Application {
     api: Listener,
     admin: Listener,
     consumer: InputConsumer,
+    /// Reads the group's settled committed offsets (for freshness, and for
+    /// releasing offsets a transaction holds).
+    settled_offsets: Arc<BaseConsumer>,
     publisher: Publisher,
     processor: ShopProcessor,
     /// `exactly_once` delivery's sink, and the shop's half of it.
@@ -98,6 +101,10 @@ impl Application {
         };
         let transactional = config.pipeline.delivery == Delivery::ExactlyOnce;
         let consumer = input_consumer(&config, transactional)?;
+        let settled_offsets: BaseConsumer = kafka::settled_offsets_reader_config(&config.kafka)
+            .create()
+            .context("creating the Kafka consumer that reads settled committed offsets")?;
+        let settled_offsets = Arc::new(settled_offsets);
         // Subscribing only once the check passed: a process refusing to
         // start must not hold (or be mid-way through taking) an assignment.
         // Before the changelogs are made: they follow the input topics'
@@ -137,6 +144,7 @@ impl Application {
             api,
             admin,
             consumer,
+            settled_offsets,
             publisher,
             processor,
             sink,
@@ -171,6 +179,7 @@ impl Application {
             api,
             admin,
             consumer,
+            settled_offsets,
             publisher,
             processor,
             sink,
@@ -178,11 +187,12 @@ impl Application {
             watchers,
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
-        let mut companions = Companions::start(api, admin, watchers, &consumer, &config, &stop_rx);
+        let mut companions =
+            Companions::start(api, admin, watchers, &settled_offsets, &config, &stop_rx);
         companions.connections = watch_connections(&config, &consumer, &publisher, &sink, &stop_rx);
         let (exactly_once, sink_task) = match sink {
             Some(parts) => {
-                let (eos, task) = start_sink(parts, &config, &health, &stop_rx)?;
+                let (eos, task) = start_sink(parts, settled_offsets, &config, &health, &stop_rx);
                 (Some(eos), Some(task))
             }
             None => (None, None),
@@ -261,14 +271,11 @@ fn exit_status(stopped: Stopped) -> anyhow::Result<()> {
 /// returns what the pipeline needs of it.
 fn start_sink(
     (sink, applier): (Sink, ShopSink),
+    settled_offsets_reader: Arc<BaseConsumer>,
     config: &Config,
     health: &Arc<PipelineHealth>,
     stop: &watch::Receiver<bool>,
-) -> anyhow::Result<(ExactlyOnce, JoinHandle<()>)> {
-    let settled_offsets_reader: BaseConsumer = kafka::settled_offsets_reader_config(&config.kafka)
-        .create()
-        .context("creating the Kafka consumer that reads settled committed offsets")?;
-    let settled_offsets_reader = Arc::new(settled_offsets_reader);
+) -> (ExactlyOnce, JoinHandle<()>) {
     let task = tokio::spawn(sink.clone().run(
         applier,
         health.clone(),
@@ -286,7 +293,7 @@ fn start_sink(
             .saturating_sub(CHANGELOG_RECORD_HEADROOM),
         settled_offsets_reader,
     };
-    Ok((eos, task))
+    (eos, task)
 }
 
 /// Drops the last handles on the consumer, which closes it (a blocking call
@@ -305,7 +312,7 @@ impl Companions {
         api: Listener,
         admin: Listener,
         watchers: Watchers,
-        consumer: &InputConsumer,
+        settled_offsets: &Arc<BaseConsumer>,
         config: &Config,
         stop: &watch::Receiver<bool>,
     ) -> Self {
@@ -315,7 +322,7 @@ impl Companions {
             stop.clone(),
         ));
         let freshness = tokio::spawn(freshness::track(
-            consumer.clone(),
+            settled_offsets.clone(),
             watchers.progress,
             vec![
                 config.topics.orders.clone(),
