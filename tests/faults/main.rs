@@ -161,11 +161,13 @@ async fn wait_ready_again(galley: &mut GalleyProcess, timeout: Duration) -> Dura
         if let Some((200, _)) = admin_get(galley, "/readyz").await {
             return started.elapsed();
         }
-        assert!(
-            galley.is_running(),
-            "galley exited; log:\n{}",
-            galley.log_tail(40)
-        );
+        if !galley.is_running() {
+            panic!(
+                "galley exited ({}); log:\n{}",
+                galley.exit_status(),
+                galley.log_tail(40)
+            );
+        }
         assert!(
             started.elapsed() < timeout,
             "/readyz did not return to 200 within {timeout:?}; log:\n{}",

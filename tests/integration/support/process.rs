@@ -170,6 +170,17 @@ impl GalleyProcess {
         }
     }
 
+    /// How the process ended, once it has (a signal shows as one): a
+    /// process killed by a signal leaves no last word in its log.
+    pub fn exit_status(&mut self) -> String {
+        match self.child.as_mut().map(|child| child.try_wait()) {
+            Some(Ok(Some(status))) => status.to_string(),
+            Some(Ok(None)) => "still running".to_string(),
+            Some(Err(e)) => format!("unknown ({e})"),
+            None => "not started".to_string(),
+        }
+    }
+
     /// The listener addresses in the ready file, once this process has
     /// written it (the pid tells it from a file an earlier process left).
     pub fn ready_addresses(&self) -> Option<(SocketAddr, SocketAddr)> {

@@ -373,11 +373,13 @@ impl Scenario {
                 return;
             }
             for p in processes.iter_mut() {
-                assert!(
-                    p.is_running(),
-                    "galley exited early; log:\n{}",
-                    p.log_tail(40)
-                );
+                if !p.is_running() {
+                    panic!(
+                        "galley exited early ({}); log:\n{}",
+                        p.exit_status(),
+                        p.log_tail(40)
+                    );
+                }
             }
             if Instant::now() >= deadline {
                 let tails: Vec<String> = processes.iter().map(|p| p.log_tail(30)).collect();
