@@ -17,8 +17,11 @@
 //! transaction's offsets pending. galley's member was given its partitions
 //! back and never fetched a record: restarting galley would not have helped
 //! either, since no marker was owed. What ends it is a marker from the same
-//! producer id for the same group: pending offsets are kept per producer
-//! id, and the next commit or abort of that producer settles them.
+//! producer id for the same group: the group coordinator keeps pending
+//! offsets per producer id, and the producer's next marker takes them all,
+//! whatever its epoch, applying them on a commit (Kafka's
+//! `OffsetMetadataManager.replayEndTransactionMarker`); within them, a
+//! later offset for a partition replaces an earlier one.
 //!
 //! So a member that cannot read its assignment's committed offsets for
 //! [`held_for`] (well past any wait the broker ends by itself), while they
