@@ -10,13 +10,13 @@
 //! producer (a previous owner, a zombie) has a transaction open: the broker
 //! ends it by `kafka.transaction_timeout` at the latest.
 //!
-//! The fault suite met a wait that never ended. Kafka (4.x, one broker) was
-//! restarted while galley's producer committed a transaction: after the
-//! restart the transaction coordinator held that transaction complete, so
-//! it sent no marker again, while the group coordinator kept the
-//! transaction's offsets pending. galley's member was given its partitions
-//! back and never fetched a record: restarting galley would not have helped
-//! either, since no marker was owed. What ends it is a marker from the same
+//! The fault suite met a wait that never ended. After a restart of Kafka
+//! (4.x, one broker) around a commit of galley's producer, the transaction
+//! coordinator held galley's last transaction complete, so it owed no
+//! marker, while the group coordinator kept offsets pending for all the
+//! group's partitions. galley's member was given its partitions back and
+//! never fetched a record; by this reading, a restart of galley would not
+//! have helped either. What ends it is a marker from the same
 //! producer id for the same group: the group coordinator keeps pending
 //! offsets per producer id, and the producer's next marker takes them all,
 //! whatever its epoch, applying them on a commit (Kafka's
@@ -27,14 +27,14 @@
 //! [`held_for`] (well past any wait the broker ends by itself), while they
 //! can be read without `require_stable`, commits a transaction of its own
 //! holding nothing but offsets for those partitions: each one's changelog
-//! checkpoint, the input offset the last committed
-//! batch ended before, read by the sink once it has applied everything
-//! committed to the changelog. Batches commit their offsets and their
-//! checkpoints in one transaction, so the checkpoint is what the committed
-//! offset must be, whether the held offsets were on their way to a commit
-//! or an abort. Partitions without a checkpoint, or whose checkpoint is
-//! behind their settled offset, are left out. If the wait
-//! was another producer's after all, the release changes nothing: that
+//! checkpoint, the input offset the last committed batch ended before, read
+//! by the sink once it has applied everything committed to the changelog.
+//! Batches commit their offsets and their checkpoints in one transaction,
+//! so the checkpoint is what the committed offset must be, whether the held
+//! offsets were on their way to a commit or an abort. Partitions without a
+//! checkpoint, or whose checkpoint is behind their settled offset, are left
+//! out. If the wait was another producer's after all, the release changes
+//! nothing: that
 //! producer's pending offsets stay pending until its own transaction ends,
 //! and then decide the committed offset as they would have. The offsets
 //! go with the member's group metadata, so a member that was not the owner
