@@ -410,43 +410,19 @@ impl PartitionCaches {
     ) {
         let cache = self.cache(part);
         let (awaiting, holders) = (&mut cache.awaiting_sink, &mut cache.holders);
-        let orders: TableOf<_, _> = (|r| &mut r.orders, order_row_heap_bytes);
-        supersede(
-            awaiting,
-            &mut holders.orders,
-            &rows.orders,
-            orders,
-            next_offset,
-        );
-        let stock: TableOf<_, _> = (|r| &mut r.stock, stock_row_heap_bytes);
-        supersede(
-            awaiting,
-            &mut holders.stock,
-            &rows.stock,
-            stock,
-            next_offset,
-        );
-        let reservations: TableOf<_, _> = (|r| &mut r.reservations, reservation_row_heap_bytes);
-        let held = &mut holders.reservations;
-        supersede(
-            awaiting,
-            held,
-            &rows.reservations,
-            reservations,
-            next_offset,
-        );
-        let sku_sales: TableOf<_, _> = (|r| &mut r.sku_sales, sku_cell_heap_bytes);
-        let held = &mut holders.sku_sales;
-        supersede(awaiting, held, &rows.sku_sales, sku_sales, next_offset);
-        let minute_sales: TableOf<_, _> = (|r| &mut r.minute_sales, minute_cell_heap_bytes);
-        let held = &mut holders.minute_sales;
-        supersede(
-            awaiting,
-            held,
-            &rows.minute_sales,
-            minute_sales,
-            next_offset,
-        );
+        // Rows and holders name their tables alike.
+        macro_rules! supersede_in {
+            ($table:ident, $heap_bytes:expr) => {{
+                let table: TableOf<_, _> = (|r| &mut r.$table, $heap_bytes);
+                let held = &mut holders.$table;
+                supersede(awaiting, held, &rows.$table, table, next_offset);
+            }};
+        }
+        supersede_in!(orders, order_row_heap_bytes);
+        supersede_in!(stock, stock_row_heap_bytes);
+        supersede_in!(reservations, reservation_row_heap_bytes);
+        supersede_in!(sku_sales, sku_cell_heap_bytes);
+        supersede_in!(minute_sales, minute_cell_heap_bytes);
         let bytes = rows.bytes();
         awaiting.push_back(AwaitingSink {
             next_offset,
