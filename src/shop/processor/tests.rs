@@ -237,13 +237,24 @@ fn stage_order(
     (found, want.contains(id))
 }
 
-#[test]
-fn a_row_awaiting_the_sink_is_read_from_memory_until_applied_then_from_the_database() {
+/// An orders partition with an empty cache, and two versions of order
+/// O-10: the first made at offset 8, the second at offset 20.
+fn two_versions_of_one_order() -> (
+    PartitionKey,
+    PartitionCaches,
+    Versioned<Order>,
+    Versioned<Order>,
+) {
     let part: PartitionKey = (Arc::from("shop.orders"), 2);
-    let mut caches = PartitionCaches::new(16 * 1024);
     let first = order_with_customer_id(10, 8);
     let mut second = order_with_customer_id(10, 8);
     second.applied_offset = 20;
+    (part, PartitionCaches::new(16 * 1024), first, second)
+}
+
+#[test]
+fn a_row_awaiting_the_sink_is_read_from_memory_until_applied_then_from_the_database() {
+    let (part, mut caches, first, second) = two_versions_of_one_order();
     caches.commit(order_batch(&part, first.clone(), 12), true);
     caches.commit(order_batch(&part, second.clone(), 25), true);
     assert!(caches.awaiting_sink_bytes() > 0);
@@ -308,11 +319,7 @@ fn a_revoked_partition_forgets_its_rows_awaiting_the_sink() {
 
 #[test]
 fn a_row_changed_again_is_held_once_among_the_rows_awaiting_the_sink() {
-    let part: PartitionKey = (Arc::from("shop.orders"), 2);
-    let mut caches = PartitionCaches::new(16 * 1024);
-    let first = order_with_customer_id(10, 8);
-    let mut second = order_with_customer_id(10, 8);
-    second.applied_offset = 20;
+    let (part, mut caches, first, second) = two_versions_of_one_order();
     caches.commit(order_batch(&part, first, 12), true);
     let one_copy = caches.awaiting_sink_bytes();
     assert!(one_copy > 0);
