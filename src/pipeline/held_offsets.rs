@@ -122,7 +122,7 @@ impl HeldOffsets {
             )));
         }
         let now = Instant::now();
-        let Some(since) = *lock(&self.since) else {
+        let Some(since) = *self.since.lock().unwrap_or_else(|e| e.into_inner()) else {
             return;
         };
         let attempted_lately = self.last_attempt.is_some_and(|at| now - at < grace);
@@ -139,7 +139,7 @@ impl HeldOffsets {
             .await
             .is_some()
         {
-            *lock(&self.since) = None;
+            *self.since.lock().unwrap_or_else(|e| e.into_inner()) = None;
             return;
         }
         self.last_attempt = Some(now);
@@ -194,13 +194,6 @@ async fn commit_release(
     }
 }
 
-fn lock(since: &HeldSince) -> std::sync::MutexGuard<'_, Option<Instant>> {
-    match since.lock() {
-        Ok(guard) => guard,
-        Err(poisoned) => poisoned.into_inner(),
-    }
-}
-
 /// Every [`CHECK_EVERY`], reads the assignment's committed offsets as the
 /// consumer does (`require_stable`), and notes since when they have been
 /// unreadable.
@@ -213,7 +206,7 @@ async fn watch_readability(consumer: Arc<StreamConsumer<PipelineContext>>, since
             }
             _ => true,
         };
-        let mut since = lock(&since);
+        let mut since = since.lock().unwrap_or_else(|e| e.into_inner());
         if readable {
             *since = None;
         } else {

@@ -229,17 +229,23 @@ impl Scenario {
             .expect("consumer")
     }
 
-    /// The group's committed offset of every input partition that has one,
-    /// when they all reach the end of their partition; None otherwise.
-    pub fn caught_up(&self) -> Option<Vec<(String, i32, i64)>> {
-        let consumer = self.admin_consumer();
-        let timeout = Duration::from_secs(5);
+    /// Every partition of both input topics.
+    fn input_partitions(&self) -> TopicPartitionList {
         let mut tpl = TopicPartitionList::new();
         for topic in [&self.env.topics.orders, &self.env.topics.inventory] {
             for p in 0..INPUT_PARTITIONS {
                 tpl.add_partition(topic, p);
             }
         }
+        tpl
+    }
+
+    /// The group's committed offset of every input partition that has one,
+    /// when they all reach the end of their partition; None otherwise.
+    pub fn caught_up(&self) -> Option<Vec<(String, i32, i64)>> {
+        let consumer = self.admin_consumer();
+        let timeout = Duration::from_secs(5);
+        let tpl = self.input_partitions();
         let committed = consumer.committed_offsets(tpl, timeout).ok()?;
         let mut offsets = Vec::new();
         let mut short = TopicPartitionList::new();
@@ -274,12 +280,7 @@ impl Scenario {
     /// settled committed offset against its end.
     fn standing(&self) -> String {
         let timeout = Duration::from_secs(5);
-        let mut tpl = TopicPartitionList::new();
-        for topic in [&self.env.topics.orders, &self.env.topics.inventory] {
-            for p in 0..INPUT_PARTITIONS {
-                tpl.add_partition(topic, p);
-            }
-        }
+        let tpl = self.input_partitions();
         let stable = match self
             .admin_consumer()
             .committed_offsets(tpl.clone(), timeout)
