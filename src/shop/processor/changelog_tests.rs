@@ -18,17 +18,17 @@ use crate::store::Versioned;
 const T0: i64 = 1_767_225_600_000;
 const MINUTE: i64 = T0 - T0 % 60_000;
 
-fn orders_part() -> PartitionKey {
+pub(super) fn orders_part() -> PartitionKey {
     (Arc::from("shop.orders"), 3)
 }
 
 /// The same partition number on the other topic: its rows belong elsewhere.
-fn inventory_part() -> PartitionKey {
+pub(super) fn inventory_part() -> PartitionKey {
     (Arc::from("shop.inventory"), 3)
 }
 
 /// A paid two-line order, as a handler leaves it.
-fn order(n: i64, offset: i64) -> Versioned<Order> {
+pub(super) fn order(n: i64, offset: i64) -> Versioned<Order> {
     let line = |sku: &str, quantity| OrderLineState {
         sku: sku.into(),
         quantity,
@@ -62,7 +62,7 @@ fn order(n: i64, offset: i64) -> Versioned<Order> {
     }
 }
 
-fn cell(units: i64, offset: i64) -> Versioned<SalesCell> {
+pub(super) fn cell(units: i64, offset: i64) -> Versioned<SalesCell> {
     Versioned {
         value: SalesCell {
             units,
@@ -76,7 +76,7 @@ fn cell(units: i64, offset: i64) -> Versioned<SalesCell> {
 
 /// A SKU's stock after the event at `offset`, with the reservations of
 /// `orders` changed along with it.
-fn chunk(sku: &str, offset: i64, orders: std::ops::Range<i64>) -> InventoryChunk {
+pub(super) fn chunk(sku: &str, offset: i64, orders: std::ops::Range<i64>) -> InventoryChunk {
     InventoryChunk {
         stock: Versioned {
             value: Stock {
@@ -141,12 +141,12 @@ fn batch() -> ShopWrites {
     w
 }
 
-fn values(entries: &[ChangelogEntry]) -> Vec<&[u8]> {
+pub(super) fn values(entries: &[ChangelogEntry]) -> Vec<&[u8]> {
     entries.iter().map(|e| e.value.as_slice()).collect()
 }
 
 /// The rows of every table, as a test compares them.
-fn assert_same_rows(got: &ShopWrites, want: &ShopWrites) {
+pub(super) fn assert_same_rows(got: &ShopWrites, want: &ShopWrites) {
     assert_eq!(got.new_keys, want.new_keys);
     assert_eq!(got.keys_unrecorded, want.keys_unrecorded);
     assert_eq!(got.customer_index, want.customer_index);

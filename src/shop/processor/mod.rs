@@ -17,6 +17,7 @@
 mod apply;
 mod cache;
 mod changelog;
+mod coalesce;
 mod decode;
 mod known;
 mod load;
@@ -26,6 +27,8 @@ mod writes;
 
 #[cfg(test)]
 mod changelog_tests;
+#[cfg(test)]
+mod coalesce_tests;
 #[cfg(test)]
 mod tests;
 

@@ -6,8 +6,8 @@
 
 use std::sync::Arc;
 
-use super::changelog;
-use super::writes::write_in_waves;
+use super::writes::{write_in_waves, ShopWrites};
+use super::{changelog, coalesce};
 use crate::pipeline::{ChangelogSink, StepError};
 use crate::shop::projections::ProjectionStore;
 
@@ -28,11 +28,20 @@ impl ShopSink {
 
 impl ChangelogSink for ShopSink {
     /// Merges all `values` into one write, so that a run of small batches
-    /// costs one set of waves. Applying them again changes nothing: every
-    /// row carries its offset as its write timestamp, so the newest version
-    /// of a row wins however often, and in whatever order, it is written.
+    /// costs one set of waves, and writes each row once. Applying them again
+    /// changes nothing: every row carries its offset as its write timestamp,
+    /// so the newest version of a row wins however often, and in whatever
+    /// order, it is written.
     async fn apply(&self, values: &[&[u8]]) -> Result<(), StepError> {
-        let writes = changelog::decode(values)?;
+        let writes = rows_of_round(values)?;
         write_in_waves(&self.store, &writes, self.max_concurrent_statements).await
     }
+}
+
+/// The rows a round of changelog `values` writes: all of them merged, each
+/// row in its newest version only.
+pub(super) fn rows_of_round(values: &[&[u8]]) -> Result<ShopWrites, StepError> {
+    let mut writes = changelog::decode(values)?;
+    coalesce::newest_only(&mut writes);
+    Ok(writes)
 }

@@ -26,7 +26,7 @@ use crate::telemetry as t;
 
 /// Reservation rows per single-partition batch; keeps batches far below the
 /// database's batch size limits even for a hot SKU.
-const RESERVATIONS_PER_BATCH: usize = 100;
+pub(super) const RESERVATIONS_PER_BATCH: usize = 100;
 
 /// Rows one batch writes, in the order they must be written, plus what the
 /// cache should hold afterwards.
