@@ -44,6 +44,13 @@ async fn a_member_waiting_for_its_sink_still_lets_a_newcomer_in() {
     second
         .wait_metric_at_least("galley_partitions_owned", 12.0, Duration::from_secs(60))
         .await;
+    // From here the second member's sink crawls (a statement takes about a
+    // second): it cannot finish the backlog before its first batch, even
+    // when that batch's fetch waits for the killed member's open
+    // transaction (it did, once, and no batch gave way), nor commit before
+    // the third member is in. If the rebalance waited for that sink, the
+    // third would wait past its deadline.
+    proxy.set_latency(Duration::from_millis(500));
     // Records for it to process: its first batch waits for the sink. The
     // third member must join while it waits, not before its first batch
     // (its fetch can wait seconds for the killed member's open transaction
@@ -56,11 +63,7 @@ async fn a_member_waiting_for_its_sink_still_lets_a_newcomer_in() {
             Duration::from_secs(90),
         )
         .await;
-    // From here the second member's sink crawls (a statement takes about a
-    // second), so it cannot finish its backlog and commit before the third
-    // member is in: if the rebalance waited for that sink, the third would
-    // wait past its deadline. The third talks to the database directly.
-    proxy.set_latency(Duration::from_millis(500));
+    // The third talks to the database directly.
     let mut direct = scenario.env.clone();
     direct.set("GALLEY_CQL__CONTACT_POINTS", cql_contact_point());
     let mut third = GalleyProcess::spawn(&direct, "third");
