@@ -47,6 +47,7 @@ use tracing::{debug, warn};
 
 use super::held_offsets::HeldOffsets;
 use super::publish::{ChangelogRecord, Publisher, Transaction};
+use super::quiet_markers::QuietMarkers;
 use super::rewind::{partition_spans, rewind, PartitionSpans};
 use super::sink::Sink;
 use super::step::{Step, StepRetry};
@@ -84,6 +85,7 @@ pub(super) struct Transactional {
     /// When a wait for the sink was last reported.
     reported_at: Option<Instant>,
     held_offsets: HeldOffsets,
+    quiet_markers: QuietMarkers,
 }
 
 impl Transactional {
@@ -97,6 +99,7 @@ impl Transactional {
             waiting_since: HashMap::new(),
             reported_at: None,
             held_offsets: HeldOffsets::new(eos.settled_offsets_reader),
+            quiet_markers: QuietMarkers::default(),
         }
     }
 
@@ -104,6 +107,7 @@ impl Transactional {
     /// next owner's sink, and a later assignment restores them again.
     pub(super) fn revoked(&mut self, partitions: &[(String, i32)]) {
         self.sink.unfollow(partitions);
+        self.quiet_markers.forget(partitions);
         self.to_follow.retain(|p| !partitions.contains(p));
         let kept = |(topic, p): &(Arc<str>, i32)| {
             !partitions
@@ -149,26 +153,73 @@ impl Transactional {
     /// held for the sink are let go, since once input stops no batch
     /// follows to pass the sink's last applied rounds on; and committed
     /// offsets that a transaction holds for good are released (see
-    /// [`super::held_offsets`]).
+    /// [`super::held_offsets`]). When `idle` (no batch follows this poll),
+    /// offsets are committed past the markers that end quiet partitions
+    /// (see [`super::quiet_markers`]).
     pub(super) async fn between_batches<P: Processor>(
         &mut self,
         events: &super::GroupEvents,
         processor: &mut P,
         consumer: &Arc<StreamConsumer<PipelineContext>>,
         publisher: &Publisher,
+        idle: bool,
     ) {
         self.follow_assigned(events).await;
         pass_on_applied(&self.sink, processor);
         self.held_offsets
             .release_if_held(consumer, publisher, &self.sink)
             .await;
+        if idle {
+            self.commit_past_quiet_markers(consumer, publisher).await;
+        }
+    }
+
+    /// One transaction of checkpoints and offsets for the partitions whose
+    /// position passed their committed offset over markers alone.
+    async fn commit_past_quiet_markers(
+        &mut self,
+        consumer: &Arc<StreamConsumer<PipelineContext>>,
+        publisher: &Publisher,
+    ) {
+        let spans = self.quiet_markers.due(consumer);
+        if spans.is_empty() {
+            return;
+        }
+        let records = changelog_records(self, Vec::new(), &spans);
+        let Ok(offsets) = next_offsets(&spans) else {
+            return;
+        };
+        let mut nothing = Outbox::new(&[], &[]);
+        match publisher
+            .commit_batch(&mut nothing, &borrowed(&records), &offsets, consumer)
+            .await
+        {
+            Ok(Transaction::Committed) => {
+                debug!(
+                    partitions = spans.len(),
+                    "committed past quiet partitions' markers"
+                );
+                for ((topic, partition), (_, next)) in &spans {
+                    self.sink.committed(topic, *partition, *next);
+                }
+                self.quiet_markers.committed(&spans);
+            }
+            Ok(Transaction::GroupMovedOn(reason)) => {
+                debug!(%reason, "not committed past markers: the group moved on");
+            }
+            Err(e) => {
+                warn!(error = %e, "committing past quiet partitions' markers failed; trying again later")
+            }
+        }
     }
 
     /// Makes the sink follow the changelogs of partitions assigned since
     /// the last call (and of those it could not follow then, the database
     /// being away), so that it applies what their earlier owners committed.
     async fn follow_assigned(&mut self, events: &super::GroupEvents) {
-        self.to_follow.extend(events.take_assigned());
+        let assigned = events.take_assigned();
+        self.quiet_markers.forget(&assigned);
+        self.to_follow.extend(assigned);
         let mut failed = Vec::new();
         for (topic, partition) in std::mem::take(&mut self.to_follow) {
             let input: Arc<str> = Arc::from(topic.as_str());
@@ -236,6 +287,7 @@ pub(super) async fn process_batch<P: Processor>(
         BatchOutcome::Deferred => {
             metrics::counter!(t::BATCHES_DEFERRED_TOTAL).increment(1);
             metrics::gauge!(t::EVENTS_IN_FLIGHT).set(0.0);
+            eos.quiet_markers.forget_rewound(&spans);
             return match rewind(consumer, &spans).await {
                 Ok(()) => BatchOutcome::Deferred,
                 Err(reason) => BatchOutcome::Fatal(reason),
@@ -271,6 +323,7 @@ pub(super) async fn process_batch<P: Processor>(
             "the group moved on during the batch; its transaction was aborted"
         );
         metrics::gauge!(t::EVENTS_IN_FLIGHT).set(0.0);
+        eos.quiet_markers.forget_rewound(&spans);
         return match rewind(consumer, &spans).await {
             Ok(()) => BatchOutcome::Done,
             Err(reason) => BatchOutcome::Fatal(reason),
@@ -281,6 +334,7 @@ pub(super) async fn process_batch<P: Processor>(
     for ((topic, partition), (_, next)) in &spans {
         eos.sink.committed(topic, *partition, *next);
     }
+    eos.quiet_markers.committed(&spans);
     report_done(batch, &effects.dead_letters, publisher, health, started);
     BatchOutcome::Done
 }

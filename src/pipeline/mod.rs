@@ -70,6 +70,7 @@ mod held_offsets;
 pub mod partitioning;
 mod pause;
 mod publish;
+mod quiet_markers;
 mod report;
 mod retry;
 mod rewind;
@@ -350,7 +351,8 @@ pub async fn run<P: Processor>(
         let polled_from = Instant::now();
         let stopping = fill_batch(&consumer, &cfg, &mut filling, &mut shutdown).await;
         if let Some(eos) = transactional.as_mut() {
-            eos.between_batches(&group_events, &mut processor, &consumer, &publisher)
+            let idle = batch.is_empty();
+            eos.between_batches(&group_events, &mut processor, &consumer, &publisher, idle)
                 .await;
         }
         if !batch.is_empty() {
