@@ -199,10 +199,7 @@ impl Transactional {
                     partitions = spans.len(),
                     "committed past quiet partitions' markers"
                 );
-                for ((topic, partition), (_, next)) in &spans {
-                    self.sink.committed(topic, *partition, *next);
-                }
-                self.quiet_markers.committed(&spans);
+                self.note_committed(&spans);
             }
             Ok(Transaction::GroupMovedOn(reason)) => {
                 debug!(%reason, "not committed past markers: the group moved on");
@@ -211,6 +208,26 @@ impl Transactional {
                 warn!(error = %e, "committing past quiet partitions' markers failed; trying again later")
             }
         }
+    }
+
+    /// What a committed transaction took its partitions to: the sink awaits
+    /// their checkpoints, and quiet partitions are measured from there.
+    fn note_committed(&mut self, spans: &PartitionSpans) {
+        for ((topic, partition), (_, next)) in spans {
+            self.sink.committed(topic, *partition, *next);
+        }
+        self.quiet_markers.committed(spans);
+    }
+
+    /// Moves the consumer back over a batch that gave way or was abandoned;
+    /// its partitions stop counting as quiet until a batch of theirs commits.
+    async fn rewind(
+        &mut self,
+        consumer: &Arc<StreamConsumer<PipelineContext>>,
+        spans: &PartitionSpans,
+    ) -> Result<(), String> {
+        self.quiet_markers.forget_rewound(spans);
+        rewind(consumer, spans).await
     }
 
     /// Makes the sink follow the changelogs of partitions assigned since
@@ -287,8 +304,7 @@ pub(super) async fn process_batch<P: Processor>(
         BatchOutcome::Deferred => {
             metrics::counter!(t::BATCHES_DEFERRED_TOTAL).increment(1);
             metrics::gauge!(t::EVENTS_IN_FLIGHT).set(0.0);
-            eos.quiet_markers.forget_rewound(&spans);
-            return match rewind(consumer, &spans).await {
+            return match eos.rewind(consumer, &spans).await {
                 Ok(()) => BatchOutcome::Deferred,
                 Err(reason) => BatchOutcome::Fatal(reason),
             };
@@ -323,18 +339,14 @@ pub(super) async fn process_batch<P: Processor>(
             "the group moved on during the batch; its transaction was aborted"
         );
         metrics::gauge!(t::EVENTS_IN_FLIGHT).set(0.0);
-        eos.quiet_markers.forget_rewound(&spans);
-        return match rewind(consumer, &spans).await {
+        return match eos.rewind(consumer, &spans).await {
             Ok(()) => BatchOutcome::Done,
             Err(reason) => BatchOutcome::Fatal(reason),
         };
     }
     debug!(records = %BatchSpan(batch), "batch committed");
     processor.committed(effects.writes, true);
-    for ((topic, partition), (_, next)) in &spans {
-        eos.sink.committed(topic, *partition, *next);
-    }
-    eos.quiet_markers.committed(&spans);
+    eos.note_committed(&spans);
     report_done(batch, &effects.dead_letters, publisher, health, started);
     BatchOutcome::Done
 }
