@@ -31,9 +31,14 @@
 //! by the sink once it has applied everything committed to the changelog.
 //! Batches commit their offsets and their checkpoints in one transaction,
 //! so the checkpoint is what the committed offset must be, whether the held
-//! offsets were on their way to a commit or an abort. Partitions without a
-//! checkpoint, or whose checkpoint is behind their settled offset, are left
-//! out. If the wait was another producer's after all, the release changes
+//! offsets were on their way to a commit or an abort, provided no
+//! transaction that wrote to the changelog partition is still undecided:
+//! the sink must have applied it through its high watermark. Partitions
+//! without a checkpoint, with a changelog not applied to its end, or whose
+//! checkpoint is behind their settled offset, are left out. Time counts as
+//! held only while the offsets can be read without `require_stable`: a
+//! broker that does not answer holds nothing. If the wait was another
+//! producer's after all, the release changes
 //! nothing: that
 //! producer's pending offsets stay pending until its own transaction ends,
 //! and then decide the committed offset as they would have. The offsets
@@ -50,8 +55,9 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use super::publish::{Outbox, Publisher, Transaction};
-use super::sink::Sink;
+use super::sink::{ChangelogProgress, Sink};
 use super::PipelineContext;
+use crate::kafka;
 use crate::telemetry as t;
 
 /// How often the committed offsets of the assignment are read.
@@ -118,6 +124,7 @@ impl HeldOffsets {
         if self.watch.is_none() {
             self.watch = Some(tokio::spawn(watch_readability(
                 consumer.clone(),
+                self.settled_reader.clone(),
                 self.since.clone(),
             )));
         }
@@ -153,12 +160,13 @@ impl HeldOffsets {
             );
             return;
         };
-        let offsets = release_offsets(sink, &assignment, &settled).await;
+        let offsets = release_offsets(sink, &self.settled_reader, &assignment, &settled).await;
         if offsets.count() == 0 {
             warn!(
                 held_seconds,
                 "the assignment's committed offsets are held by a transaction, and no \
-                 changelog checkpoint can release them"
+                 changelog checkpoint can release them (a changelog has an undecided \
+                 transaction, or the sink is behind)"
             );
             return;
         }
@@ -196,21 +204,35 @@ async fn commit_release(
 
 /// Every [`CHECK_EVERY`], reads the assignment's committed offsets as the
 /// consumer does (`require_stable`), and notes since when they have been
-/// unreadable.
-async fn watch_readability(consumer: Arc<StreamConsumer<PipelineContext>>, since: HeldSince) {
+/// held: unreadable so, while readable settled. A read that fails both
+/// ways says the broker is away, not that a transaction holds the
+/// offsets, and starts the count again: time in an outage is no evidence
+/// that the broker forgot a transaction (ci35 released offsets 13 s after
+/// an outage, counting the outage, while the last transaction before it
+/// still had its markers to come).
+async fn watch_readability(
+    consumer: Arc<StreamConsumer<PipelineContext>>,
+    settled_reader: Arc<BaseConsumer>,
+    since: HeldSince,
+) {
     loop {
         tokio::time::sleep(CHECK_EVERY).await;
-        let readable = match consumer.assignment() {
+        let held = match consumer.assignment() {
             Ok(assignment) if assignment.count() > 0 => {
-                read_committed(consumer.clone(), assignment).await.is_some()
+                read_committed(consumer.clone(), assignment.clone())
+                    .await
+                    .is_none()
+                    && read_committed(settled_reader.clone(), assignment)
+                        .await
+                        .is_some()
             }
-            _ => true,
+            _ => false,
         };
         let mut since = since.lock().unwrap_or_else(|e| e.into_inner());
-        if readable {
-            *since = None;
-        } else {
+        if held {
             since.get_or_insert_with(Instant::now);
+        } else {
+            *since = None;
         }
     }
 }
@@ -238,12 +260,12 @@ where
     )
 }
 
-/// Per assigned partition, its changelog checkpoint, where the sink knows
-/// it and it is not behind the settled committed offset (a partition
-/// last processed `at_least_once` can carry an older checkpoint from
-/// before: committing it would move the group back).
+/// Per assigned partition, its changelog checkpoint, where the sink has
+/// applied the changelog partition to its end and the checkpoint is not
+/// behind the settled committed offset.
 async fn release_offsets(
     sink: &Sink,
+    settled_reader: &Arc<BaseConsumer>,
     assignment: &TopicPartitionList,
     settled: &HashMap<(String, i32), Offset>,
 ) -> TopicPartitionList {
@@ -254,24 +276,51 @@ async fn release_offsets(
         .collect();
     let mut offsets = TopicPartitionList::new();
     for (topic, partition) in assigned {
-        let input: Arc<str> = Arc::from(topic.as_str());
-        let checkpoint = sink
-            .committed_checkpoint(&input, partition)
-            .await
-            .ok()
-            .flatten();
+        let Some(progress) = sink.progress(&topic, partition) else {
+            continue;
+        };
+        let changelog = kafka::changelog_topic(&topic);
+        let Some(log_end) = high_watermark(settled_reader.clone(), changelog, partition).await
+        else {
+            continue;
+        };
         let settled = settled.get(&(topic.clone(), partition)).copied();
-        if let Some(offset) = offset_to_release(checkpoint, settled) {
+        if let Some(offset) = offset_to_release(progress, log_end, settled) {
             let _ = offsets.add_partition_offset(&topic, partition, Offset::Offset(offset));
         }
     }
     offsets
 }
 
-/// The offset to commit for a partition: its changelog checkpoint, unless
-/// there is none or it is behind the settled committed offset.
-fn offset_to_release(checkpoint: Option<i64>, settled: Option<Offset>) -> Option<i64> {
-    let checkpoint = checkpoint?;
+/// The high watermark of a partition as a `read_uncommitted` reader sees
+/// it: the end of its log, undecided transactions included.
+async fn high_watermark(reader: Arc<BaseConsumer>, topic: String, partition: i32) -> Option<i64> {
+    let read = tokio::task::spawn_blocking(move || {
+        reader.fetch_watermarks(&topic, partition, READ_TIMEOUT)
+    })
+    .await;
+    read.ok()?.ok().map(|(_, high)| high)
+}
+
+/// The offset to commit for a partition: its changelog checkpoint, once the
+/// sink has applied the changelog partition through `log_end`, its high
+/// watermark, and unless it is behind the settled committed offset.
+///
+/// Short of the high watermark, a transaction that wrote to the changelog
+/// partition may be undecided, the held one among them: its checkpoint is
+/// the offset it holds, and if it commits, an older checkpoint committed
+/// now would send the group back over input whose results are already
+/// published (ci35: 278 results twice). A read_committed position reaches
+/// the high watermark only once every such transaction is decided.
+fn offset_to_release(
+    progress: ChangelogProgress,
+    log_end: i64,
+    settled: Option<Offset>,
+) -> Option<i64> {
+    if progress.position < log_end {
+        return None;
+    }
+    let checkpoint = progress.checkpoint?;
     match settled {
         Some(Offset::Offset(settled)) if checkpoint < settled => None,
         _ => Some(checkpoint),
@@ -296,18 +345,56 @@ mod tests {
         assert_eq!(held_for(Duration::from_secs(5)), Duration::from_secs(20));
     }
 
+    fn applied(checkpoint: Option<i64>, position: i64) -> ChangelogProgress {
+        ChangelogProgress {
+            checkpoint,
+            position,
+        }
+    }
+
     #[test]
     fn a_release_commits_the_checkpoint_and_never_moves_the_group_back() {
         let settled = |o| Some(Offset::Offset(o));
+        let end = 30;
+        let through = |c| applied(c, end);
         // The held transaction's offsets were ahead of the settled ones.
-        assert_eq!(offset_to_release(Some(120), settled(100)), Some(120));
-        assert_eq!(offset_to_release(Some(100), settled(100)), Some(100));
+        assert_eq!(
+            offset_to_release(through(Some(120)), end, settled(100)),
+            Some(120)
+        );
+        assert_eq!(
+            offset_to_release(through(Some(100)), end, settled(100)),
+            Some(100)
+        );
         // Nothing settled yet: the partition's first batches were held.
-        assert_eq!(offset_to_release(Some(40), Some(Offset::Invalid)), Some(40));
-        assert_eq!(offset_to_release(Some(40), None), Some(40));
+        assert_eq!(
+            offset_to_release(through(Some(40)), end, Some(Offset::Invalid)),
+            Some(40)
+        );
+        assert_eq!(offset_to_release(through(Some(40)), end, None), Some(40));
         // A checkpoint from before an at_least_once run is stale.
-        assert_eq!(offset_to_release(Some(100), settled(500)), None);
+        assert_eq!(
+            offset_to_release(through(Some(100)), end, settled(500)),
+            None
+        );
         // Never processed exactly_once: nothing to release it with.
-        assert_eq!(offset_to_release(None, settled(500)), None);
+        assert_eq!(offset_to_release(through(None), end, settled(500)), None);
+    }
+
+    #[test]
+    fn no_release_while_a_changelog_transaction_may_be_undecided() {
+        // The sink stands at the last stable offset, 25; the changelog goes
+        // on to 30 with the records of a transaction not yet decided. Its
+        // checkpoint, not 555, is what the held offsets may be.
+        assert_eq!(offset_to_release(applied(Some(555), 25), 30, None), None);
+        assert_eq!(
+            offset_to_release(applied(Some(555), 25), 30, Some(Offset::Offset(500))),
+            None
+        );
+        // Once decided and applied, the checkpoint is the one to commit.
+        assert_eq!(
+            offset_to_release(applied(Some(646), 30), 30, None),
+            Some(646)
+        );
     }
 }

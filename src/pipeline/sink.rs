@@ -86,6 +86,16 @@ const CHECKPOINT_GRACE: Duration = Duration::from_secs(10);
 /// Bound on one read of a changelog's last stable offset.
 const WATERMARK_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How far the sink applied one changelog partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChangelogProgress {
+    /// The last checkpoint applied: every change made by input records
+    /// below it is in the database. `None` until a checkpoint is applied.
+    pub checkpoint: Option<i64>,
+    /// The changelog position after everything applied so far.
+    pub position: i64,
+}
+
 /// What the sink knows of one changelog partition it follows.
 #[derive(Debug)]
 struct Followed {
@@ -255,27 +265,16 @@ impl Sink {
         }
     }
 
-    /// The checkpoint of the last batch committed for input partition
-    /// `(input, partition)`: where its processing resumes. Known only once
-    /// the sink has applied everything committed to the changelog (else an
-    /// older checkpoint could still be all it has seen), and only for a
-    /// partition that some batch processed `exactly_once`.
-    pub async fn committed_checkpoint(
-        &self,
-        input: &Arc<str>,
-        partition: i32,
-    ) -> Result<Option<i64>, StepError> {
+    /// How far the changelog partition of input partition `(input,
+    /// partition)` is applied, if the sink follows it.
+    pub fn progress(&self, input: &str, partition: i32) -> Option<ChangelogProgress> {
         let changelog = kafka::changelog_topic(input);
-        let seen = self
-            .state()
-            .followed
-            .get(&(changelog.clone(), partition))
-            .map(|f| (f.input_next, f.position));
-        let Some((Some(input_next), position)) = seen else {
-            return Ok(None);
-        };
-        let stable_end = self.last_stable_offset(&changelog, partition).await?;
-        Ok((position >= stable_end).then_some(input_next))
+        let state = self.state();
+        let followed = state.followed.get(&(changelog, partition))?;
+        Some(ChangelogProgress {
+            checkpoint: followed.input_next,
+            position: followed.position,
+        })
     }
 
     /// The last stable offset of a changelog partition: the end of what a
