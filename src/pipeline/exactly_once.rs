@@ -293,6 +293,9 @@ pub(super) async fn process_batch<P: Processor>(
         // A zombie's transaction fails the group's generation check.
         polled_from: _,
     } = steps;
+    // Logged before anything of the batch can reach the broker: the fault
+    // suite freezes a member here to know that its offsets were not sent.
+    debug!(records = %BatchSpan(batch), "batch started");
     if let Some(reason) = eos.sink.fatal() {
         return BatchOutcome::Fatal(format!("sink: {reason}"));
     }

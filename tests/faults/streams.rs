@@ -95,8 +95,12 @@ async fn zombie_member_cannot_clobber() {
     zombie(Zombie::AtLeastOnce).await;
 }
 
-/// The zombie under exactly_once, frozen with its batch prepared and its
-/// transaction not begun. By its thaw the group has moved on, so the input
+/// The zombie under exactly_once, frozen with a batch started and nothing
+/// of it prepared or sent: the harness checks that `batch prepared` was
+/// not logged when the freeze took. (Aimed at `batch prepared`, as it was
+/// until ci34, the freeze could not tell whether the offsets had gone:
+/// a transaction's sends begin right after that line, and ci34's zombie
+/// committed legitimately.) By its thaw the group has moved on, so the input
 /// offsets it adds to its transaction carry a stale generation: the
 /// transaction must fail (aborted because the group moved on, or the
 /// producer fenced), so that nothing it sends is ever visible: a
@@ -139,7 +143,7 @@ impl Zombie {
     fn phase(self) -> BatchPhase {
         match self {
             Self::AtLeastOnce => BatchPhase::Published,
-            Self::ExactlyOnceFencedAtItsOffsets => BatchPhase::Prepared,
+            Self::ExactlyOnceFencedAtItsOffsets => BatchPhase::Started,
             Self::ExactlyOnceOffsetsSent => BatchPhase::SentInTransaction,
         }
     }

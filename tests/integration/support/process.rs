@@ -325,7 +325,10 @@ pub const BATCH_PHASE_LOG_LEVEL: &str = "info,galley::pipeline=debug";
 /// The phases of a batch galley logs once each is done, in this order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BatchPhase {
-    /// `exactly_once`: its effects are computed; nothing of it is sent yet.
+    /// `exactly_once`: its records are polled; its effects are not
+    /// computed, and nothing of it is sent or about to be.
+    Started,
+    /// `exactly_once`: its effects are computed; its sends begin at once.
     Prepared,
     /// Its messages are acknowledged by the broker.
     Published,
@@ -344,6 +347,7 @@ impl BatchPhase {
     /// The phase a (JSON) log line reports, if it reports one.
     pub fn of_line(line: &str) -> Option<Self> {
         [
+            ("batch started", Self::Started),
             ("batch prepared", Self::Prepared),
             ("batch published", Self::Published),
             ("batch written", Self::Written),
