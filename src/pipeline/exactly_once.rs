@@ -189,9 +189,8 @@ impl Transactional {
         let Ok(offsets) = next_offsets(&spans) else {
             return;
         };
-        let mut nothing = Outbox::new(&[], &[]);
         match publisher
-            .commit_batch(&mut nothing, &borrowed(&records), &offsets, consumer)
+            .commit_offsets(&borrowed(&records), &offsets, consumer)
             .await
         {
             Ok(Transaction::Committed) => {

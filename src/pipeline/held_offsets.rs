@@ -54,7 +54,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use super::publish::{Outbox, Publisher, Transaction};
+use super::publish::{Publisher, Transaction};
 use super::sink::{ChangelogProgress, Sink};
 use super::PipelineContext;
 use crate::kafka;
@@ -186,11 +186,7 @@ async fn commit_release(
     consumer: &Arc<StreamConsumer<PipelineContext>>,
     offsets: &TopicPartitionList,
 ) {
-    let mut nothing = Outbox::new(&[], &[]);
-    match publisher
-        .commit_batch(&mut nothing, &[], offsets, consumer)
-        .await
-    {
+    match publisher.commit_offsets(&[], offsets, consumer).await {
         Ok(Transaction::Committed) => {
             metrics::counter!(t::HELD_OFFSETS_RELEASES_TOTAL).increment(1);
             info!("held offsets released");

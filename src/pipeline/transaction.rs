@@ -87,6 +87,23 @@ impl Publisher {
         }
     }
 
+    /// Commits a transaction of changelog records and input offsets alone,
+    /// between batches: no results, no dead letters. Outcomes as for
+    /// [`Publisher::commit_batch`].
+    pub async fn commit_offsets<C>(
+        &self,
+        changelog: &[ChangelogRecord<'_>],
+        offsets: &TopicPartitionList,
+        consumer: &Arc<StreamConsumer<C>>,
+    ) -> Result<Transaction, StepError>
+    where
+        C: ConsumerContext + 'static,
+    {
+        let mut nothing = Outbox::new(&[], &[]);
+        self.commit_batch(&mut nothing, changelog, offsets, consumer)
+            .await
+    }
+
     /// Replaces a dead transactional producer (see [`Publisher::commit_batch`]).
     async fn renew_transactions(&self, reason: &str) -> StepError {
         let Some(txn_timeout) = self.transaction_timeout else {
