@@ -11,8 +11,10 @@ use galley::domain::events::{
 };
 use galley::shop::generator::{self, Destination, GeneratedMessage, GeneratorSettings};
 
+use crate::support::cql_contact_point;
 use crate::support::process::{galley_command, BatchPhase, GalleyProcess, BATCH_PHASE_LOG_LEVEL};
 use crate::support::scenario::{read_projections, Scenario};
+use crate::support::tcp_proxy::TcpProxy;
 use crate::{produce_patiently, require_fault_stack, wait_applied, Figures};
 
 const ALL_PARTITIONS: f64 = 12.0;
@@ -192,10 +194,20 @@ async fn zombie(kind: Zombie) {
         scenario.at_least_once();
     }
     scenario.env.set("GALLEY_LOG__LEVEL", BATCH_PHASE_LOG_LEVEL);
-    let mut a = GalleyProcess::spawn(&scenario.env, "zombie-a");
+    // Under at_least_once, A's statements cross a slow proxy, so that its
+    // write spans many milliseconds and the freeze lands within it, with
+    // statements still to send (the case that lost reservations in ci34
+    // and ci36, when a pause was checked once per write).
+    let slow_cql = TcpProxy::start(&cql_contact_point()).await;
+    let mut a_env = scenario.env.clone();
+    if !exactly_once {
+        a_env.set("GALLEY_CQL__CONTACT_POINTS", slow_cql.addr.to_string());
+    }
+    let mut a = GalleyProcess::spawn(&a_env, "zombie-a");
     let mut b = GalleyProcess::spawn(&scenario.env, "zombie-b");
     a.wait_ready(Duration::from_secs(60)).await;
     b.wait_ready(Duration::from_secs(60)).await;
+    slow_cql.set_latency(Duration::from_millis(1));
     wait_owned(
         &b,
         |n| n > 0.0 && n < ALL_PARTITIONS,
