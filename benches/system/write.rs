@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use galley::pipeline::{InputRecord, Processor};
+use galley::pipeline::{always_open, InputRecord, Processor};
 use galley::shop::projections::ProjectionStore;
 use galley::shop::{ShopProcessor, ShopWrites};
 
@@ -44,10 +44,11 @@ pub async fn measure(env: &BenchEnv, batches: &[Vec<InputRecord>]) -> Result<Wri
         computing.elapsed().as_secs_f64()
     );
 
+    let gate = always_open();
     let started = Instant::now();
     for batch_rows in &rows {
         processor
-            .write(batch_rows)
+            .write(batch_rows, &gate)
             .await
             .map_err(|e| anyhow::anyhow!("writing rows: {e}"))?;
     }

@@ -8,14 +8,14 @@
 //! new owner may already cache older versions of the batch's rows. Were
 //! the frozen process to write on thawing, its rows would land under the
 //! new owner's cache, which then overwrites them from stale state. So
-//! before every write attempt the batch checks that the consumer still
-//! holds its assignment and that the process has not stood still past half
-//! the session timeout since the batch was polled ([`super::pause`]); if
-//! either fails, the rows are not written, the fetch positions are rewound
-//! and the batch is left to whichever member owns it. What the check
-//! cannot stop is a statement the database driver already sent before the
-//! freeze: that one may still land late. Only `exactly_once` fences such a
-//! process fully.
+//! before every statement of a write the batch checks that the consumer
+//! still holds its assignment and that the process has not stood still
+//! past half the session timeout since the batch was polled
+//! ([`super::pause`], [`WriteGate`]); if either fails, no further row is
+//! written, the fetch positions are rewound and the batch is left to
+//! whichever member owns it. What the check cannot stop is a statement
+//! that passed it and had not left the process at the freeze: that one may
+//! still land late. Only `exactly_once` fences such a process fully.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -29,7 +29,7 @@ use super::rewind::{partition_spans, rewind};
 use super::step::Step;
 use super::{
     record_end_to_end_latency, report_dead_letters, unix_ms, BatchContext, BatchOutcome, BatchSpan,
-    BatchSteps, InputRecord, Outbox, PipelineContext, Processor, StepError,
+    BatchSteps, InputRecord, Outbox, PipelineContext, Processor, StepError, WriteGate,
 };
 use crate::telemetry as t;
 
@@ -57,12 +57,17 @@ pub(super) async fn process_batch<P: Processor>(
     let mut outbox = Outbox::new(&effects.messages, &effects.dead_letters);
     until_done!(retry, Step::Publish, publisher.publish(&mut outbox));
     debug!(records = %BatchSpan(batch), "batch published");
-    // Checked before every attempt: a pause can also fall within the
-    // write, and a retry after it would be a late write.
+    // Asked before every statement of every attempt: a pause can fall
+    // within the write, and what follows it would be a late write.
+    let check = || may_have_lost_its_partitions(consumer, polled_from);
+    let gate = WriteGate::new(&check);
     let written = until_done!(retry, Step::Write, async {
-        match may_have_lost_its_partitions(consumer, polled_from) {
-            Some(reason) => Ok(Err(reason)),
-            None => processor.write(&effects.writes).await.map(Ok),
+        match processor.write(&effects.writes, &gate).await {
+            Ok(()) => Ok(Ok(())),
+            Err(e) => match gate.closed() {
+                Some(reason) => Ok(Err(reason.to_string())),
+                None => Err(e),
+            },
         }
     });
     if let Err(reason) = written {

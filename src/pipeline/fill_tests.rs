@@ -2,7 +2,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::*;
-use crate::pipeline::{ChangelogEntry, Effects, StepError};
+use crate::pipeline::{ChangelogEntry, Effects, StepError, WriteGate};
 
 /// A processor that only remembers which partitions it was told to forget.
 #[derive(Default)]
@@ -21,7 +21,7 @@ impl Processor for Forgetful {
         })
     }
 
-    async fn write(&mut self, _writes: &()) -> Result<(), StepError> {
+    async fn write(&mut self, _writes: &(), _gate: &WriteGate<'_>) -> Result<(), StepError> {
         Ok(())
     }
 

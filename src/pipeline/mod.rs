@@ -76,6 +76,7 @@ mod retry;
 mod rewind;
 mod sink;
 mod step;
+mod write_gate;
 
 pub use checkpoint::CHECKPOINT_HEADER;
 pub use consumer::{GroupEvents, PipelineContext};
@@ -93,6 +94,7 @@ use report::{
 pub use retry::Backoff;
 pub use sink::{Applied, Sink, SinkPositions};
 use step::StepRetry;
+pub use write_gate::{always_open, WriteGate};
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
@@ -226,10 +228,13 @@ pub trait Processor: Send + 'static {
     ) -> impl Future<Output = Result<Effects<Self::Writes>, StepError>> + Send;
 
     /// Writes the rows computed by `prepare`. Must be idempotent: after a
-    /// failure it is called again with the same writes.
+    /// failure it is called again with the same writes. Asks `gate` before
+    /// each statement and returns its error when it closes: the process
+    /// may have lost the batch's partitions, and no further row may land.
     fn write(
         &mut self,
         writes: &Self::Writes,
+        gate: &WriteGate<'_>,
     ) -> impl Future<Output = Result<(), StepError>> + Send;
 
     /// Encodes the rows `writes` changes for the changelog: per input

@@ -41,7 +41,7 @@ use self::writes::{count_outcomes, write_in_waves};
 use super::projections::ProjectionStore;
 use super::ShopSettings;
 use crate::codec::Codec;
-use crate::pipeline::{ChangelogEntry, Effects, InputRecord, Processor, StepError};
+use crate::pipeline::{ChangelogEntry, Effects, InputRecord, Processor, StepError, WriteGate};
 use crate::telemetry as t;
 
 /// The shop's [`Processor`].
@@ -74,9 +74,9 @@ impl Processor for ShopProcessor {
         self.prepare_batch(batch).await
     }
 
-    async fn write(&mut self, writes: &ShopWrites) -> Result<(), StepError> {
+    async fn write(&mut self, writes: &ShopWrites, gate: &WriteGate<'_>) -> Result<(), StepError> {
         let limit = self.settings.max_concurrent_statements;
-        write_in_waves(&self.store, writes, limit).await
+        write_in_waves(&self.store, writes, limit, gate).await
     }
 
     fn changelog(

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::writes::{write_in_waves, ShopWrites};
 use super::{changelog, coalesce};
-use crate::pipeline::{ChangelogSink, StepError};
+use crate::pipeline::{always_open, ChangelogSink, StepError};
 use crate::shop::projections::ProjectionStore;
 
 /// Applies the shop's changelog values to the projection tables.
@@ -34,7 +34,15 @@ impl ChangelogSink for ShopSink {
     /// order, it is written.
     async fn apply(&self, values: &[&[u8]]) -> Result<(), StepError> {
         let writes = rows_of_round(values)?;
-        write_in_waves(&self.store, &writes, self.max_concurrent_statements).await
+        // The sink applies committed changelog records only, and their
+        // offset timestamps settle a race with a former owner's sink.
+        write_in_waves(
+            &self.store,
+            &writes,
+            self.max_concurrent_statements,
+            &always_open(),
+        )
+        .await
     }
 }
 

@@ -16,7 +16,7 @@ use super::cache::{BatchRows, PartitionCaches, PartitionKey};
 use crate::domain::inventory::{Reservation, Stock};
 use crate::domain::order::Order;
 use crate::domain::Outcome;
-use crate::pipeline::{unix_ms, StepError};
+use crate::pipeline::{unix_ms, StepError, WriteGate};
 use crate::shop::projections::ProjectionStore;
 use crate::shop::rows::SalesCell;
 use crate::store::known_keys::KeyHash;
@@ -230,14 +230,15 @@ pub(super) async fn write_in_waves(
     store: &ProjectionStore,
     w: &ShopWrites,
     limit: usize,
+    gate: &WriteGate<'_>,
 ) -> Result<(), StepError> {
     let now = unix_ms();
-    run_bounded(key_writes(store, w), limit).await?;
+    run_bounded(key_writes(store, w), limit, gate).await?;
     // Rows derived from orders first, then the orders themselves (see the
     // module doc of `crate::shop`).
-    run_bounded(derived_row_writes(store, w), limit).await?;
-    run_bounded(primary_row_writes(store, w), limit).await?;
-    run_bounded(progress_writes(store, w, now), limit).await?;
+    run_bounded(derived_row_writes(store, w), limit, gate).await?;
+    run_bounded(primary_row_writes(store, w), limit, gate).await?;
+    run_bounded(progress_writes(store, w, now), limit, gate).await?;
     Ok(())
 }
 
@@ -315,13 +316,28 @@ fn progress_writes<'a>(store: &'a ProjectionStore, w: &'a ShopWrites, now: i64) 
         .collect()
 }
 
-/// Runs futures with at most `limit` in flight; the first error wins.
-async fn run_bounded(futures: Vec<Write<'_>>, limit: usize) -> Result<(), StepError> {
-    let mut running = stream::iter(futures).buffer_unordered(limit.max(1));
+/// Runs futures with at most `limit` in flight, each started only if
+/// `gate` lets it; the first error wins.
+async fn run_bounded(
+    futures: Vec<Write<'_>>,
+    limit: usize,
+    gate: &WriteGate<'_>,
+) -> Result<(), StepError> {
+    let gated: Vec<_> = futures.into_iter().map(|w| gated(w, gate)).collect();
+    let mut running = stream::iter(gated).buffer_unordered(limit.max(1));
     while let Some(result) = running.next().await {
         result?;
     }
     Ok(())
+}
+
+/// `write`, started only once `gate` lets it.
+fn gated<'a>(write: Write<'a>, gate: &'a WriteGate<'a>) -> BoxFuture<'a, Result<(), StepError>> {
+    async move {
+        gate.may_write()?;
+        write.await.map_err(StepError::from)
+    }
+    .boxed()
 }
 
 /// Adds a written batch's outcomes to the outcome counters, tallied first so
@@ -368,5 +384,51 @@ pub(super) fn count_outcomes(counts: &[Counted]) {
             ),
         };
         counter.increment(n);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn no_statement_starts_once_the_gate_closes() {
+        let started = AtomicUsize::new(0);
+        let asked = AtomicUsize::new(0);
+        // The process "froze" after three statements were let through.
+        let check = || (asked.fetch_add(1, Ordering::SeqCst) >= 3).then(|| "paused".to_string());
+        let gate = WriteGate::new(&check);
+        let statements: Vec<Write<'_>> = (0..10)
+            .map(|_| {
+                async {
+                    started.fetch_add(1, Ordering::SeqCst);
+                    Ok(())
+                }
+                .boxed()
+            })
+            .collect();
+        let written = run_bounded(statements, 2, &gate).await;
+        assert!(written.is_err());
+        assert_eq!(gate.closed(), Some("paused"));
+        assert_eq!(started.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn an_open_gate_lets_a_whole_wave_through() {
+        let started = AtomicUsize::new(0);
+        let gate = crate::pipeline::always_open();
+        let statements: Vec<Write<'_>> = (0..10)
+            .map(|_| {
+                async {
+                    started.fetch_add(1, Ordering::SeqCst);
+                    Ok(())
+                }
+                .boxed()
+            })
+            .collect();
+        assert!(run_bounded(statements, 2, &gate).await.is_ok());
+        assert_eq!(started.load(Ordering::SeqCst), 10);
     }
 }
