@@ -393,14 +393,9 @@ mod tests {
 
     use super::*;
 
-    #[tokio::test]
-    async fn no_statement_starts_once_the_gate_closes() {
-        let started = AtomicUsize::new(0);
-        let asked = AtomicUsize::new(0);
-        // The process "froze" after three statements were let through.
-        let check = || (asked.fetch_add(1, Ordering::SeqCst) >= 3).then(|| "paused".to_string());
-        let gate = WriteGate::new(&check);
-        let statements: Vec<Write<'_>> = (0..10)
+    /// `n` statements that each count themselves in `started` when they run.
+    fn counted_statements(n: usize, started: &AtomicUsize) -> Vec<Write<'_>> {
+        (0..n)
             .map(|_| {
                 async {
                     started.fetch_add(1, Ordering::SeqCst);
@@ -408,7 +403,17 @@ mod tests {
                 }
                 .boxed()
             })
-            .collect();
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn no_statement_starts_once_the_gate_closes() {
+        let started = AtomicUsize::new(0);
+        let asked = AtomicUsize::new(0);
+        // The process "froze" after three statements were let through.
+        let check = || (asked.fetch_add(1, Ordering::SeqCst) >= 3).then(|| "paused".to_string());
+        let gate = WriteGate::new(&check);
+        let statements = counted_statements(10, &started);
         let written = run_bounded(statements, 2, &gate).await;
         assert!(written.is_err());
         assert_eq!(gate.closed(), Some("paused"));
@@ -419,15 +424,7 @@ mod tests {
     async fn an_open_gate_lets_a_whole_wave_through() {
         let started = AtomicUsize::new(0);
         let gate = crate::pipeline::always_open();
-        let statements: Vec<Write<'_>> = (0..10)
-            .map(|_| {
-                async {
-                    started.fetch_add(1, Ordering::SeqCst);
-                    Ok(())
-                }
-                .boxed()
-            })
-            .collect();
+        let statements = counted_statements(10, &started);
         assert!(run_bounded(statements, 2, &gate).await.is_ok());
         assert_eq!(started.load(Ordering::SeqCst), 10);
     }
