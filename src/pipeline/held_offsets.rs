@@ -38,10 +38,9 @@
 //! checkpoint is behind their settled offset, are left out. Time counts as
 //! held only while the offsets can be read without `require_stable`: a
 //! broker that does not answer holds nothing. If the wait was another
-//! producer's after all, the release changes
-//! nothing: that
-//! producer's pending offsets stay pending until its own transaction ends,
-//! and then decide the committed offset as they would have. The offsets
+//! producer's after all, the release changes nothing: that producer's
+//! pending offsets stay pending until its own transaction ends, and then
+//! decide the committed offset as they would have. The offsets
 //! go with the member's group metadata, so a member that was not the owner
 //! any more is refused by the coordinator.
 
