@@ -273,6 +273,45 @@ impl GalleyProcess {
             .collect()
     }
 
+    /// Writes every thread's stack of the running process next to its log
+    /// (`gdb -batch`, where gdb is installed) and says where, or why not: a
+    /// process that stopped making progress is best explained by where
+    /// its threads wait. Bounded by `timeout` (gdb is killed past it).
+    pub fn dump_thread_stacks(&self, timeout: Duration) -> String {
+        let Some(pid) = self.pid() else {
+            return "no thread stacks: the process is not running".into();
+        };
+        let path = self.log.with_extension("stacks.txt");
+        let Ok(out) = File::create(&path) else {
+            return format!("no thread stacks: cannot create {}", path.display());
+        };
+        let gdb = Command::new("gdb")
+            .args([
+                "-p",
+                &pid.to_string(),
+                "-batch",
+                "-ex",
+                "thread apply all bt",
+            ])
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(Stdio::null())
+            .spawn();
+        let Ok(mut gdb) = gdb else {
+            return "no thread stacks: gdb is not installed".into();
+        };
+        let deadline = Instant::now() + timeout;
+        while matches!(gdb.try_wait(), Ok(None)) {
+            if Instant::now() >= deadline {
+                let _ = gdb.kill();
+                let _ = gdb.wait();
+                return format!("thread stacks cut short at {timeout:?}: {}", path.display());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        format!("thread stacks: {}", path.display())
+    }
+
     pub fn log_tail(&self, lines: usize) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let all: Vec<&str> = text.lines().collect();

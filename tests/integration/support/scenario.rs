@@ -383,7 +383,15 @@ impl Scenario {
                 }
             }
             if Instant::now() >= deadline {
-                let tails: Vec<String> = processes.iter().map(|p| p.log_tail(30)).collect();
+                let tails: Vec<String> = processes
+                    .iter()
+                    .map(|p| {
+                        let stacks = tokio::task::block_in_place(|| {
+                            p.dump_thread_stacks(Duration::from_secs(60))
+                        });
+                        format!("{stacks}\n{}", p.log_tail(30))
+                    })
+                    .collect();
                 let standing = tokio::task::block_in_place(|| self.standing());
                 let why = if sink_behind {
                     "the sink has not applied every committed batch"
