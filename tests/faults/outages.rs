@@ -285,7 +285,18 @@ async fn rebalances_around_kafka_outages_never_stall() {
     let mut rounds = Vec::new();
     for round in 1..=5 {
         let mut b = GalleyProcess::spawn(&scenario.env, &format!("rebal_b{round}"));
-        b.wait_ready(Duration::from_secs(60)).await;
+        if !b.ready_within(Duration::from_secs(60)).await {
+            // A newcomer waits on the first member to give up partitions:
+            // where that member's threads wait is the likelier story.
+            let stacks =
+                tokio::task::block_in_place(|| a.dump_thread_stacks(Duration::from_secs(60)));
+            panic!(
+                "round {round}: the second member did not become ready within 60s; first \
+                 member's {stacks}; its log:\n{}\n---\nsecond member's log:\n{}",
+                a.log_tail(20),
+                b.log_tail(20)
+            );
+        }
         b.wait_metric_at_least("galley_partitions_owned", 1.0, Duration::from_secs(60))
             .await;
 

@@ -196,6 +196,18 @@ impl GalleyProcess {
 
     /// Polls /readyz until it answers 200; panics with the log tail otherwise.
     pub async fn wait_ready(&mut self, timeout: Duration) {
+        if !self.ready_within(timeout).await {
+            panic!(
+                "galley did not become ready within {timeout:?}; log {}:\n{}",
+                self.log.display(),
+                self.log_tail(40)
+            );
+        }
+    }
+
+    /// Whether `/readyz` answers 200 within `timeout` (false at once if
+    /// the process exits).
+    pub async fn ready_within(&mut self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
             if self.admin.port() == 0 {
@@ -205,14 +217,10 @@ impl GalleyProcess {
                 }
             }
             if self.admin.port() != 0 && http_status(self.admin, "/readyz").await == Some(200) {
-                return;
+                return true;
             }
             if !self.is_running() || Instant::now() >= deadline {
-                panic!(
-                    "galley did not become ready within {timeout:?}; log {}:\n{}",
-                    self.log.display(),
-                    self.log_tail(40)
-                );
+                return false;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
